@@ -349,10 +349,7 @@ mod tests {
             Err(DecodeError::Truncated { .. })
         ));
         let mut r = Reader::new(&[0xff, 0xff, 0xff, 0xfe]);
-        assert_eq!(
-            r.read_buffer_opt(),
-            Err(DecodeError::BadLength(-2))
-        );
+        assert_eq!(r.read_buffer_opt(), Err(DecodeError::BadLength(-2)));
     }
 
     #[test]

@@ -15,7 +15,10 @@ use crate::records::*;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MultiOp {
     /// create, create2 or createContainer (the op code says which reply shape).
-    Create { op: OpCode, req: CreateRequest },
+    Create {
+        op: OpCode,
+        req: CreateRequest,
+    },
     CreateTtl(CreateTtlRequest),
     Delete(DeleteRequest),
     SetData(SetDataRequest),
@@ -117,17 +120,31 @@ pub fn encode_multi_ops(ops: &[MultiOp], w: &mut Writer) {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MultiResult {
     /// Result of a plain `create` op: path only.
-    Create { path: String },
+    Create {
+        path: String,
+    },
     /// Result of create2/createTTL/createContainer ops: path and Stat (type create2).
-    Create2 { path: String, stat: Stat },
+    Create2 {
+        path: String,
+        stat: Stat,
+    },
     Delete,
-    SetData { stat: Stat },
+    SetData {
+        stat: Stat,
+    },
     Check,
-    GetChildren { children: Vec<String> },
-    GetData { data: Option<Vec<u8>>, stat: Stat },
+    GetChildren {
+        children: Vec<String>,
+    },
+    GetData {
+        data: Option<Vec<u8>>,
+        stat: Stat,
+    },
     /// Type -1: the op's error code (0 when an earlier op failed after this one succeeded
     /// in a rolled-back multi, -2 for ops after the failing one).
-    Error { err: i32 },
+    Error {
+        err: i32,
+    },
 }
 
 impl MultiResult {
@@ -230,7 +247,10 @@ pub fn decode_multi_results(r: &mut Reader<'_>) -> Result<Vec<MultiResult>, Deco
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
     /// create (1), create2 (15) or createContainer (19): same body, different replies.
-    Create { op: OpCode, req: CreateRequest },
+    Create {
+        op: OpCode,
+        req: CreateRequest,
+    },
     CreateTtl(CreateTtlRequest),
     Delete(DeleteRequest),
     /// deleteContainer's body is the raw UTF-8 path, not a jute record (as in ZooKeeper).

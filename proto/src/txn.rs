@@ -103,8 +103,10 @@ jute_record! {
 /// A decoded txn body, by the op code in its header.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TxnBody {
-    /// create and create2 both log a CreateTxn.
+    /// create logs a CreateTxn under type create.
     Create(CreateTxn),
+    /// create2 logs a CreateTxn under its own type (its reply carries a Stat).
+    Create2(CreateTxn),
     CreateTtl(CreateTtlTxn),
     CreateContainer(CreateContainerTxn),
     Delete(DeleteTxn),
@@ -120,10 +122,11 @@ pub enum TxnBody {
 }
 
 impl TxnBody {
-    /// The txn type to put in the header (create2 logs as create, as ZooKeeper does).
+    /// The txn type to put in the header.
     pub fn txn_type(&self) -> i32 {
         match self {
             TxnBody::Create(_) => OpCode::Create as i32,
+            TxnBody::Create2(_) => OpCode::Create2 as i32,
             TxnBody::CreateTtl(_) => OpCode::CreateTtl as i32,
             TxnBody::CreateContainer(_) => OpCode::CreateContainer as i32,
             TxnBody::Delete(_) => OpCode::Delete as i32,
@@ -140,7 +143,7 @@ impl TxnBody {
 
     pub fn write(&self, w: &mut Writer) {
         match self {
-            TxnBody::Create(t) => t.write(w),
+            TxnBody::Create(t) | TxnBody::Create2(t) => t.write(w),
             TxnBody::CreateTtl(t) => t.write(w),
             TxnBody::CreateContainer(t) => t.write(w),
             TxnBody::Delete(t) | TxnBody::DeleteContainer(t) => t.write(w),
@@ -170,7 +173,8 @@ impl TxnBody {
     pub fn read(txn_type: i32, r: &mut Reader<'_>) -> Result<TxnBody, DecodeError> {
         let op = OpCode::from_i32(txn_type).ok_or(DecodeError::UnknownOpCode(txn_type))?;
         Ok(match op {
-            OpCode::Create | OpCode::Create2 => TxnBody::Create(CreateTxn::read(r)?),
+            OpCode::Create => TxnBody::Create(CreateTxn::read(r)?),
+            OpCode::Create2 => TxnBody::Create2(CreateTxn::read(r)?),
             OpCode::CreateTtl => TxnBody::CreateTtl(CreateTtlTxn::read(r)?),
             OpCode::CreateContainer => TxnBody::CreateContainer(CreateContainerTxn::read(r)?),
             OpCode::Delete => TxnBody::Delete(DeleteTxn::read(r)?),

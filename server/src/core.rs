@@ -1,0 +1,967 @@
+//! The request pipeline of a standalone server (ZooKeeper's ZooKeeperServer with its
+//! Prep -> Sync -> Final processor chain), as a synchronous, IO-free state machine.
+//!
+//! Owns the tree, the sessions, per-connection state (identity, auth, counters) and the
+//! order of everything a client sees. Inputs are calls (`accept`, `connect`, `request`,
+//! `disconnected`, `tick`) with an explicit `now_ms`; outputs are `Output`s for the network
+//! layer to send. It never touches a socket or a clock, so tests drive it step by step.
+//!
+//! Ordering: a write is prepared into a txn, applied, and its notifications are queued to
+//! every watcher *before* the reply to the writer, so a client always sees an event before
+//! any reply that reflects the change. Replies to one connection leave in request order.
+//!
+//! Durability: none yet. Txns are applied in memory only; the storage issue adds the log
+//! between prep and apply.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+
+use zkd_proto::records::*;
+use zkd_proto::request::{encode_multi_results, MultiOp, MultiResult};
+use zkd_proto::txn::{TxnBody, TxnEntry};
+use zkd_proto::{ErrorCode, OpCode, Record, Request, Writer};
+
+use crate::acl::{authenticate, check_acl, client_infos};
+use crate::config::Config;
+use crate::prep::{Prep, PrepContext};
+use crate::session::{session_password, SessionTracker};
+use crate::tree::{ephemeral_type, ttl_of_owner, DataTree, EphemeralType, Notification, TxnResult};
+use crate::watch::{ConnId, WatchMode};
+
+/// What the network layer must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Send a whole frame (length prefix included).
+    Send { conn: ConnId, frame: Vec<u8> },
+    /// Close the connection after what was sent before.
+    Close { conn: ConnId },
+}
+
+/// Per-connection state (ServerCnxn).
+#[derive(Debug, Clone)]
+pub struct Conn {
+    pub id: ConnId,
+    pub addr: SocketAddr,
+    pub session_id: i64,
+    pub auth: Vec<Id>,
+    pub established_ms: i64,
+    pub packets_received: u64,
+    pub packets_sent: u64,
+    pub last_cxid: i32,
+    pub last_zxid: i64,
+    pub last_op: &'static str,
+    pub last_response_ms: i64,
+    pub min_latency_ms: i64,
+    pub max_latency_ms: i64,
+    pub total_latency_ms: i64,
+    pub latency_count: u64,
+}
+
+/// Server-wide counters for stat/srvr/mntr.
+#[derive(Debug, Clone, Default)]
+pub struct ServerStats {
+    pub packets_received: u64,
+    pub packets_sent: u64,
+    pub min_latency_ms: i64,
+    pub max_latency_ms: i64,
+    pub total_latency_ms: i64,
+    pub latency_count: u64,
+    pub outstanding_requests: u64,
+}
+
+pub struct Core {
+    pub config: Config,
+    pub tree: DataTree,
+    pub prep: Prep,
+    pub sessions: SessionTracker,
+    pub conns: HashMap<ConnId, Conn>,
+    pub stats: ServerStats,
+    pub started_ms: i64,
+    out: Vec<Output>,
+    /// Containers/TTL nodes deleted in the current minute (container.maxPerMinute).
+    container_budget: (i64, u32),
+    last_container_check_ms: i64,
+}
+
+/// Anything that can follow a ReplyHeader (object-safe, unlike `Record`).
+pub trait Encode {
+    fn encode(&self, w: &mut Writer);
+}
+
+impl<T: Record> Encode for T {
+    fn encode(&self, w: &mut Writer) {
+        self.write(w)
+    }
+}
+
+struct MultiBody(Vec<MultiResult>);
+
+impl Encode for MultiBody {
+    fn encode(&self, w: &mut Writer) {
+        encode_multi_results(&self.0, w)
+    }
+}
+
+fn reply_frame(xid: i32, zxid: i64, err: i32, body: Option<&dyn Encode>) -> Vec<u8> {
+    let mut w = Writer::with_capacity(64);
+    w.write_i32(0);
+    ReplyHeader { xid, zxid, err }.write(&mut w);
+    if let Some(b) = body {
+        b.encode(&mut w);
+    }
+    let len = (w.buf.len() - 4) as i32;
+    w.buf[..4].copy_from_slice(&len.to_be_bytes());
+    w.into_inner()
+}
+
+impl Core {
+    pub fn new(config: Config, now_ms: i64) -> Core {
+        let sessions = SessionTracker::new(config.tick_time_ms, now_ms, 1);
+        Core {
+            config,
+            tree: DataTree::new(),
+            prep: Prep::new(0),
+            sessions,
+            conns: HashMap::new(),
+            stats: ServerStats {
+                min_latency_ms: i64::MAX,
+                ..Default::default()
+            },
+            started_ms: now_ms,
+            out: Vec::new(),
+            container_budget: (0, 0),
+            last_container_check_ms: now_ms,
+        }
+    }
+
+    /// Takes the outputs produced so far.
+    pub fn take_output(&mut self) -> Vec<Output> {
+        std::mem::take(&mut self.out)
+    }
+
+    fn send(&mut self, conn: ConnId, frame: Vec<u8>) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.packets_sent += 1;
+        }
+        self.stats.packets_sent += 1;
+        self.out.push(Output::Send { conn, frame });
+    }
+
+    fn close(&mut self, conn: ConnId) {
+        self.out.push(Output::Close { conn });
+    }
+
+    /// A new TCP connection. False: refuse it (maxClientCnxns per IP reached).
+    pub fn accept(&mut self, conn: ConnId, addr: SocketAddr, now_ms: i64) -> bool {
+        let max = self.config.max_client_cnxns;
+        if max > 0 {
+            let from_ip = self
+                .conns
+                .values()
+                .filter(|c| c.addr.ip() == addr.ip())
+                .count();
+            if from_ip >= max as usize {
+                tracing::warn!("Too many connections from {} - max is {}", addr.ip(), max);
+                return false;
+            }
+        }
+        self.conns.insert(
+            conn,
+            Conn {
+                id: conn,
+                addr,
+                session_id: 0,
+                auth: vec![Id {
+                    scheme: "ip".into(),
+                    id: addr.ip().to_string(),
+                }],
+                established_ms: now_ms,
+                packets_received: 0,
+                packets_sent: 0,
+                last_cxid: -1,
+                last_zxid: -1,
+                last_op: "NA",
+                last_response_ms: now_ms,
+                min_latency_ms: i64::MAX,
+                max_latency_ms: 0,
+                total_latency_ms: 0,
+                latency_count: 0,
+            },
+        );
+        true
+    }
+
+    /// The connection is gone: its watches go with it; its session lives on until expiry.
+    pub fn disconnected(&mut self, conn: ConnId) {
+        if let Some(c) = self.conns.remove(&conn) {
+            self.tree.remove_connection(conn);
+            if c.session_id != 0 {
+                if let Some(s) = self.sessions.get(c.session_id) {
+                    if s.conn == Some(conn) {
+                        self.sessions.set_conn(c.session_id, None);
+                    }
+                }
+            }
+        }
+    }
+
+    fn ctx_time(now_ms: i64) -> i64 {
+        now_ms
+    }
+
+    /// The handshake (ZooKeeperServer.processConnectRequest).
+    pub fn connect(&mut self, conn: ConnId, req: &ConnectRequest, now_ms: i64) {
+        self.stats.packets_received += 1;
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        c.packets_received += 1;
+        let last_zxid = self.tree.last_processed_zxid;
+        if req.last_zxid_seen > last_zxid {
+            tracing::info!(
+                "Refusing session request for client {} as it has seen zxid 0x{:x} our last zxid is 0x{:x} client must try another server",
+                c.addr, req.last_zxid_seen, last_zxid
+            );
+            self.close(conn);
+            return;
+        }
+        let timeout = self.config.effective_session_timeout_ms(req.time_out);
+        if req.session_id == 0 {
+            let id = self.sessions.create(timeout, now_ms);
+            self.sessions.set_conn(id, Some(conn));
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.session_id = id;
+            }
+            let ctx = PrepContext {
+                session_id: id,
+                cxid: 0,
+                auth: &[],
+                time_ms: Self::ctx_time(now_ms),
+                extended_types_enabled: self.config.extended_types_enabled,
+            };
+            let txn = self.prep.create_session(&ctx, timeout);
+            self.apply(&txn);
+            self.finish_session_init(conn, Some((id, timeout)));
+            return;
+        }
+        // Resume: the password must be the one this session id generates, and the
+        // session must still be alive.
+        let valid = req.passwd.as_slice() == session_password(req.session_id)
+            && self.sessions.touch(req.session_id, timeout, now_ms);
+        if !valid {
+            self.finish_session_init(conn, None);
+            return;
+        }
+        // A session lives on one connection: the old one is closed (CLIENT_RECONNECT).
+        if let Some(old) = self.sessions.get(req.session_id).and_then(|s| s.conn) {
+            if old != conn {
+                self.tree.remove_connection(old);
+                if let Some(oc) = self.conns.get_mut(&old) {
+                    oc.session_id = 0;
+                }
+                self.close(old);
+            }
+        }
+        self.sessions.set_conn(req.session_id, Some(conn));
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.session_id = req.session_id;
+        }
+        self.finish_session_init(conn, Some((req.session_id, timeout)));
+    }
+
+    fn finish_session_init(&mut self, conn: ConnId, valid: Option<(i64, i32)>) {
+        let rsp = match valid {
+            Some((id, timeout)) => ConnectResponse {
+                protocol_version: 0,
+                time_out: timeout,
+                session_id: id,
+                passwd: session_password(id).to_vec(),
+                read_only: false,
+                has_read_only: true,
+            },
+            // The expired-session reply: timeout 0, session 0, sixteen zero bytes.
+            None => ConnectResponse {
+                protocol_version: 0,
+                time_out: 0,
+                session_id: 0,
+                passwd: vec![0; 16],
+                read_only: false,
+                has_read_only: true,
+            },
+        };
+        let frame = zkd_proto::frame::frame(&rsp.to_bytes());
+        self.send(conn, frame);
+        if valid.is_none() {
+            self.close(conn);
+        }
+    }
+
+    fn apply(&mut self, txn: &TxnEntry) -> TxnResult {
+        let mut notes = Vec::new();
+        let rc = self.tree.process_txn(&txn.header, &txn.body, &mut notes);
+        self.prep.applied(txn.header.zxid);
+        if let TxnBody::CloseSession(_) = txn.body {
+            self.sessions.remove(txn.header.client_id);
+        }
+        self.dispatch(notes);
+        rc
+    }
+
+    fn dispatch(&mut self, notes: Vec<Notification>) {
+        for n in notes {
+            let Some(c) = self.conns.get(&n.conn) else {
+                continue;
+            };
+            // CVE-2024-23944: never reveal a path its watcher may not read.
+            if let Some(acl) = &n.acl {
+                if check_acl(acl, perms::READ, &c.auth, false).is_err() {
+                    continue;
+                }
+            }
+            let zxid = n.zxid;
+            let ev = n.event;
+            let frame = reply_frame(xid::NOTIFICATION, zxid, 0, Some(&ev));
+            self.send(n.conn, frame);
+        }
+    }
+
+    /// One request frame after the handshake: header already split off.
+    pub fn request(&mut self, conn: ConnId, xid: i32, op_type: i32, body: &[u8], now_ms: i64) {
+        self.stats.packets_received += 1;
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        c.packets_received += 1;
+        let session_id = c.session_id;
+        if session_id == 0 {
+            self.close(conn);
+            return;
+        }
+        let timeout = self.sessions.get(session_id).map(|s| s.timeout_ms);
+        match timeout {
+            Some(t) => {
+                self.sessions.touch(session_id, t, now_ms);
+            }
+            None => {
+                // The session expired under this connection.
+                self.close(conn);
+                return;
+            }
+        }
+        let zxid_before = self.tree.last_processed_zxid;
+        let (err, body_fn, op_name) = self.process(conn, session_id, xid, op_type, body, now_ms);
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        c.last_cxid = xid;
+        c.last_op = op_name;
+        c.last_zxid = self.tree.last_processed_zxid;
+        c.last_response_ms = now_ms;
+        let _ = zxid_before;
+        match body_fn {
+            Reply::None => {}
+            Reply::Frame(frame) => self.send(conn, frame),
+            Reply::Close(frame) => {
+                if let Some(f) = frame {
+                    self.send(conn, f);
+                }
+                self.close(conn);
+            }
+        }
+        let _ = err;
+    }
+
+    fn reply(&self, xid: i32, err: ErrorCode, body: Option<&dyn Encode>) -> Reply {
+        let zxid = self.tree.last_processed_zxid;
+        if err != ErrorCode::Ok {
+            return Reply::Frame(reply_frame(xid, zxid, err.code(), None));
+        }
+        Reply::Frame(reply_frame(xid, zxid, 0, body))
+    }
+
+    fn process(
+        &mut self,
+        conn: ConnId,
+        session_id: i64,
+        xid: i32,
+        op_type: i32,
+        body: &[u8],
+        now_ms: i64,
+    ) -> (ErrorCode, Reply, &'static str) {
+        let Some(op) = OpCode::from_i32(op_type) else {
+            tracing::warn!("Received packet at server of unknown type {}", op_type);
+            return (
+                ErrorCode::Unimplemented,
+                Reply::Frame(reply_frame(xid, -1, ErrorCode::Unimplemented.code(), None)),
+                "NA",
+            );
+        };
+        let req = match Request::decode(op_type, body) {
+            Ok(r) => r,
+            Err(zkd_proto::DecodeError::UnknownOpCode(_)) => {
+                return (
+                    ErrorCode::Unimplemented,
+                    Reply::Frame(reply_frame(xid, -1, ErrorCode::Unimplemented.code(), None)),
+                    "NA",
+                )
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "malformed {} request from connection {}: {}",
+                    op.name(),
+                    conn,
+                    e
+                );
+                if is_write(op) {
+                    // ZooKeeper logs an ErrorTxn(MARSHALLINGERROR) for a bad write.
+                    let ctx = self.ctx(conn, session_id, xid, now_ms);
+                    let auth = ctx.1;
+                    let pctx = PrepContext {
+                        session_id,
+                        cxid: xid,
+                        auth: &auth,
+                        time_ms: now_ms,
+                        extended_types_enabled: self.config.extended_types_enabled,
+                    };
+                    let mut txn = self.prep.prep_write(&self.tree, &pctx, &Request::Ping);
+                    txn.body = TxnBody::Error(zkd_proto::txn::ErrorTxn {
+                        err: ErrorCode::MarshallingError.code(),
+                    });
+                    self.apply(&txn);
+                }
+                let r = self.reply(xid, ErrorCode::MarshallingError, None);
+                return (ErrorCode::MarshallingError, r, "NA");
+            }
+        };
+        let auth = self
+            .conns
+            .get(&conn)
+            .map(|c| c.auth.clone())
+            .unwrap_or_default();
+        match req {
+            Request::Ping => {
+                let zxid = self.tree.last_processed_zxid;
+                (
+                    ErrorCode::Ok,
+                    Reply::Frame(reply_frame(xid::PING, zxid, 0, None)),
+                    "PING",
+                )
+            }
+            Request::Auth(a) => {
+                let ip = self.conns.get(&conn).map(|c| c.addr.ip());
+                match authenticate(&a.scheme, &a.auth, ip, self.config.super_digest.as_deref()) {
+                    Ok(ids) => {
+                        if let Some(c) = self.conns.get_mut(&conn) {
+                            for id in ids {
+                                if !c.auth.contains(&id) {
+                                    c.auth.push(id);
+                                }
+                            }
+                        }
+                        (
+                            ErrorCode::Ok,
+                            Reply::Frame(reply_frame(xid, 0, 0, None)),
+                            "AUTH",
+                        )
+                    }
+                    Err(e) => {
+                        tracing::warn!("Authentication failed for scheme: {}", a.scheme);
+                        (
+                            e,
+                            Reply::Close(Some(reply_frame(
+                                xid,
+                                0,
+                                ErrorCode::AuthFailed.code(),
+                                None,
+                            ))),
+                            "AUTH",
+                        )
+                    }
+                }
+            }
+            Request::Sasl(_) => (
+                ErrorCode::AuthFailed,
+                Reply::Close(Some(reply_frame(
+                    xid,
+                    0,
+                    ErrorCode::AuthFailed.code(),
+                    None,
+                ))),
+                "SASL",
+            ),
+            Request::CloseSession => {
+                let pctx = PrepContext {
+                    session_id,
+                    cxid: xid,
+                    auth: &auth,
+                    time_ms: now_ms,
+                    extended_types_enabled: self.config.extended_types_enabled,
+                };
+                let txn = self.prep.close_session(&self.tree, &pctx);
+                self.apply(&txn);
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.session_id = 0;
+                }
+                let zxid = self.tree.last_processed_zxid;
+                (
+                    ErrorCode::Ok,
+                    Reply::Close(Some(reply_frame(xid, zxid, 0, None))),
+                    "CLOS",
+                )
+            }
+            ref r if is_write(r.op_code()) => {
+                let pctx = PrepContext {
+                    session_id,
+                    cxid: xid,
+                    auth: &auth,
+                    time_ms: now_ms,
+                    extended_types_enabled: self.config.extended_types_enabled,
+                };
+                let txn = self.prep.prep_write(&self.tree, &pctx, r);
+                let rc = self.apply(&txn);
+                let name = last_op_name(r.op_code());
+                (ErrorCode::Ok, self.write_reply(xid, r, &txn, &rc), name)
+            }
+            other => {
+                let name = last_op_name(other.op_code());
+                let (err, reply) = self.read(conn, xid, &auth, other);
+                (err, reply, name)
+            }
+        }
+    }
+
+    fn ctx(&self, conn: ConnId, _session: i64, _xid: i32, _now: i64) -> ((), Vec<Id>) {
+        (
+            (),
+            self.conns
+                .get(&conn)
+                .map(|c| c.auth.clone())
+                .unwrap_or_default(),
+        )
+    }
+
+    /// FinalRequestProcessor's reply to a write.
+    fn write_reply(&self, xid: i32, req: &Request, txn: &TxnEntry, rc: &TxnResult) -> Reply {
+        if let TxnBody::Error(e) = &txn.body {
+            let err = ErrorCode::from_code(e.err).unwrap_or(ErrorCode::SystemError);
+            return self.reply(xid, err, None);
+        }
+        let err = ErrorCode::from_code(rc.err).unwrap_or(ErrorCode::SystemError);
+        match req {
+            Request::Multi(_) => {
+                let results: Vec<MultiResult> = rc.multi.iter().map(multi_result).collect();
+                self.reply(xid, ErrorCode::Ok, Some(&MultiBody(results)))
+            }
+            Request::Create {
+                op: OpCode::Create, ..
+            } => {
+                let r = CreateResponse {
+                    path: rc.path.clone(),
+                };
+                self.reply(xid, err, Some(&r))
+            }
+            Request::Create { .. } | Request::CreateTtl(_) => {
+                let r = Create2Response {
+                    path: rc.path.clone(),
+                    stat: rc.stat.clone().unwrap_or_default(),
+                };
+                self.reply(xid, err, Some(&r))
+            }
+            Request::SetData(_) => {
+                let r = SetDataResponse {
+                    stat: rc.stat.clone().unwrap_or_default(),
+                };
+                self.reply(xid, err, Some(&r))
+            }
+            Request::SetAcl(_) => {
+                let r = SetAclResponse {
+                    stat: rc.stat.clone().unwrap_or_default(),
+                };
+                self.reply(xid, err, Some(&r))
+            }
+            Request::Check(c) => {
+                let stat = self
+                    .tree
+                    .get(&c.path)
+                    .map(|n| n.client_stat())
+                    .unwrap_or_default();
+                let r = SetDataResponse { stat };
+                self.reply(xid, err, Some(&r))
+            }
+            _ => self.reply(xid, err, None),
+        }
+    }
+
+    fn get_data(
+        &mut self,
+        conn: ConnId,
+        auth: &[Id],
+        path: &str,
+        watch: bool,
+    ) -> Result<GetDataResponse, ErrorCode> {
+        let n = self.tree.get(path).ok_or(ErrorCode::NoNode)?;
+        check_acl(&n.acl, perms::READ, auth, false)?;
+        let rsp = GetDataResponse {
+            data: n.data.clone(),
+            stat: n.client_stat(),
+        };
+        if watch {
+            self.tree
+                .data_watches
+                .add_watch(path, conn, WatchMode::Standard);
+        }
+        Ok(rsp)
+    }
+
+    fn get_children(
+        &mut self,
+        conn: ConnId,
+        auth: &[Id],
+        path: &str,
+        watch: bool,
+    ) -> Result<(Vec<String>, Stat), ErrorCode> {
+        let n = self.tree.get(path).ok_or(ErrorCode::NoNode)?;
+        check_acl(&n.acl, perms::READ, auth, false)?;
+        let children: Vec<String> = n.children.iter().cloned().collect();
+        let stat = n.client_stat();
+        if watch {
+            self.tree
+                .child_watches
+                .add_watch(path, conn, WatchMode::Standard);
+        }
+        Ok((children, stat))
+    }
+
+    fn read(&mut self, conn: ConnId, xid: i32, auth: &[Id], req: Request) -> (ErrorCode, Reply) {
+        let res: Result<Reply, ErrorCode> = (|| match req {
+            Request::Exists(r) => {
+                if r.path.contains('\0') {
+                    return Err(ErrorCode::BadArguments);
+                }
+                if let Some(n) = self.tree.get(&r.path) {
+                    check_acl(&n.acl, perms::READ, auth, false)?;
+                }
+                if r.watch {
+                    self.tree
+                        .data_watches
+                        .add_watch(&r.path, conn, WatchMode::Standard);
+                }
+                let stat = self
+                    .tree
+                    .get(&r.path)
+                    .map(|n| n.client_stat())
+                    .ok_or(ErrorCode::NoNode)?;
+                Ok(self.reply(xid, ErrorCode::Ok, Some(&ExistsResponse { stat })))
+            }
+            Request::GetData(r) => {
+                let rsp = self.get_data(conn, auth, &r.path, r.watch)?;
+                Ok(self.reply(xid, ErrorCode::Ok, Some(&rsp)))
+            }
+            Request::GetChildren(r) => {
+                let (children, _) = self.get_children(conn, auth, &r.path, r.watch)?;
+                Ok(self.reply(xid, ErrorCode::Ok, Some(&GetChildrenResponse { children })))
+            }
+            Request::GetChildren2(r) => {
+                let (children, stat) = self.get_children(conn, auth, &r.path, r.watch)?;
+                Ok(self.reply(
+                    xid,
+                    ErrorCode::Ok,
+                    Some(&GetChildren2Response { children, stat }),
+                ))
+            }
+            Request::GetAcl(r) => {
+                let n = self.tree.get(&r.path).ok_or(ErrorCode::NoNode)?;
+                check_acl(&n.acl, perms::READ | perms::ADMIN, auth, false)?;
+                let stat = n.client_stat();
+                // CVE-2019-0201: without ADMIN, digest hashes are masked.
+                let acl: Vec<Acl> = if check_acl(&n.acl, perms::ADMIN, auth, false).is_ok() {
+                    n.acl.as_ref().clone()
+                } else {
+                    n.acl
+                        .iter()
+                        .map(|a| {
+                            let mut a = a.clone();
+                            if a.id.scheme == "digest" {
+                                if let Some(i) = a.id.id.find(':') {
+                                    a.id.id = format!("{}:x", &a.id.id[..i]);
+                                }
+                            }
+                            a
+                        })
+                        .collect()
+                };
+                Ok(self.reply(xid, ErrorCode::Ok, Some(&GetAclResponse { acl, stat })))
+            }
+            Request::GetAllChildrenNumber(r) => {
+                let n = self.tree.get(&r.path).ok_or(ErrorCode::NoNode)?;
+                check_acl(&n.acl, perms::READ, auth, false)?;
+                let total_number = self.tree.all_children_number(&r.path);
+                Ok(self.reply(
+                    xid,
+                    ErrorCode::Ok,
+                    Some(&GetAllChildrenNumberResponse { total_number }),
+                ))
+            }
+            Request::GetEphemerals(r) => {
+                let session = self.conns.get(&conn).map(|c| c.session_id).unwrap_or(0);
+                let all = self.tree.ephemerals_of(session);
+                let prefix = r.prefix_path.trim();
+                let ephemerals = if prefix.is_empty() || prefix == "/" {
+                    all
+                } else {
+                    all.into_iter()
+                        .filter(|p| p.starts_with(&r.prefix_path))
+                        .collect()
+                };
+                Ok(self.reply(
+                    xid,
+                    ErrorCode::Ok,
+                    Some(&GetEphemeralsResponse { ephemerals }),
+                ))
+            }
+            Request::WhoAmI => {
+                let client_info = client_infos(auth);
+                Ok(self.reply(xid, ErrorCode::Ok, Some(&WhoAmIResponse { client_info })))
+            }
+            Request::Sync(r) => {
+                Ok(self.reply(xid, ErrorCode::Ok, Some(&SyncResponse { path: r.path })))
+            }
+            Request::SetWatches(s) => {
+                let mut notes = Vec::new();
+                self.tree.set_watches(
+                    s.relative_zxid,
+                    &s.data_watches,
+                    &s.exist_watches,
+                    &s.child_watches,
+                    &[],
+                    &[],
+                    conn,
+                    &mut notes,
+                );
+                self.dispatch(notes);
+                Ok(self.reply(xid, ErrorCode::Ok, None))
+            }
+            Request::SetWatches2(s) => {
+                let mut notes = Vec::new();
+                self.tree.set_watches(
+                    s.relative_zxid,
+                    &s.data_watches,
+                    &s.exist_watches,
+                    &s.child_watches,
+                    &s.persistent_watches,
+                    &s.persistent_recursive_watches,
+                    conn,
+                    &mut notes,
+                );
+                self.dispatch(notes);
+                Ok(self.reply(xid, ErrorCode::Ok, None))
+            }
+            Request::AddWatch(r) => {
+                let mode = match r.mode {
+                    add_watch_mode::PERSISTENT => WatchMode::Persistent,
+                    add_watch_mode::PERSISTENT_RECURSIVE => WatchMode::PersistentRecursive,
+                    _ => return Err(ErrorCode::MarshallingError),
+                };
+                self.tree.add_watch(&r.path, conn, mode);
+                Ok(self.reply(xid, ErrorCode::Ok, Some(&ErrorResponse { err: 0 })))
+            }
+            Request::CheckWatches(r) => {
+                if !self.tree.watch_op(&r.path, r.watcher_type, conn, false) {
+                    return Err(ErrorCode::NoWatcher);
+                }
+                Ok(self.reply(xid, ErrorCode::Ok, None))
+            }
+            Request::RemoveWatches(r) => {
+                if !self.tree.watch_op(&r.path, r.watcher_type, conn, true) {
+                    return Err(ErrorCode::NoWatcher);
+                }
+                Ok(self.reply(xid, ErrorCode::Ok, None))
+            }
+            Request::MultiRead(ops) => {
+                let mut results = Vec::with_capacity(ops.len());
+                for op in ops {
+                    let r = match op {
+                        MultiOp::GetChildren(g) => self
+                            .get_children(conn, auth, &g.path, false)
+                            .map(|(children, _)| MultiResult::GetChildren { children }),
+                        MultiOp::GetData(g) => self.get_data(conn, auth, &g.path, false).map(|d| {
+                            MultiResult::GetData {
+                                data: d.data,
+                                stat: d.stat,
+                            }
+                        }),
+                        _ => return Err(ErrorCode::MarshallingError),
+                    };
+                    results.push(r.unwrap_or_else(|e| MultiResult::Error { err: e.code() }));
+                }
+                Ok(self.reply(xid, ErrorCode::Ok, Some(&MultiBody(results))))
+            }
+            Request::Reconfig(_) => Err(ErrorCode::ReconfigDisabled),
+            _ => Err(ErrorCode::Unimplemented),
+        })();
+        match res {
+            Ok(r) => (ErrorCode::Ok, r),
+            Err(e) => (e, self.reply(xid, e, None)),
+        }
+    }
+
+    /// Periodic work: expire sessions, reap empty containers and expired TTL nodes.
+    pub fn tick(&mut self, now_ms: i64) {
+        for id in self.sessions.expired(now_ms) {
+            tracing::info!("Expiring session 0x{:x}", id);
+            self.close_session(id, now_ms);
+        }
+        let interval = self.config.container_check_interval_ms as i64;
+        if now_ms - self.last_container_check_ms >= interval {
+            self.last_container_check_ms = now_ms;
+            self.reap_containers(now_ms);
+        }
+    }
+
+    fn close_session(&mut self, id: i64, now_ms: i64) {
+        let conn = self.sessions.get(id).and_then(|s| s.conn);
+        let pctx = PrepContext {
+            session_id: id,
+            cxid: 0,
+            auth: &[],
+            time_ms: now_ms,
+            extended_types_enabled: self.config.extended_types_enabled,
+        };
+        let txn = self.prep.close_session(&self.tree, &pctx);
+        self.apply(&txn);
+        self.sessions.remove(id);
+        if let Some(c) = conn {
+            if let Some(cs) = self.conns.get_mut(&c) {
+                cs.session_id = 0;
+            }
+            self.close(c);
+        }
+    }
+
+    /// ContainerManager: delete containers that had children and have none now, and TTL
+    /// nodes without children whose ttl has passed since their last change.
+    fn reap_containers(&mut self, now_ms: i64) {
+        let mut candidates = Vec::new();
+        for p in self.tree.containers() {
+            if let Some(n) = self.tree.get(p) {
+                if n.children.is_empty() && n.stat.cversion > 0 {
+                    candidates.push(p.clone());
+                }
+            }
+        }
+        for p in self.tree.ttls() {
+            if let Some(n) = self.tree.get(p) {
+                if n.children.is_empty()
+                    && ephemeral_type(n.stat.ephemeral_owner) == EphemeralType::Ttl
+                {
+                    let ttl = ttl_of_owner(n.stat.ephemeral_owner);
+                    if ttl != 0 && now_ms - n.stat.mtime > ttl {
+                        candidates.push(p.clone());
+                    }
+                }
+            }
+        }
+        let minute = now_ms / 60_000;
+        if self.container_budget.0 != minute {
+            self.container_budget = (minute, 0);
+        }
+        for p in candidates {
+            if self.container_budget.1 >= self.config.container_max_per_minute {
+                break;
+            }
+            self.container_budget.1 += 1;
+            let pctx = PrepContext {
+                session_id: 0,
+                cxid: 0,
+                auth: &[],
+                time_ms: now_ms,
+                extended_types_enabled: self.config.extended_types_enabled,
+            };
+            let txn = self
+                .prep
+                .prep_write(&self.tree, &pctx, &Request::DeleteContainer(p));
+            if !matches!(txn.body, TxnBody::Error(_)) {
+                self.apply(&txn);
+            } else {
+                // Keep the zxid sequence gap-free: the failed txn is applied as a no-op.
+                self.apply(&txn);
+            }
+        }
+    }
+
+    pub fn client_ip_count(&self, ip: IpAddr) -> usize {
+        self.conns.values().filter(|c| c.addr.ip() == ip).count()
+    }
+}
+
+enum Reply {
+    #[allow(dead_code)]
+    None,
+    Frame(Vec<u8>),
+    /// Send (optionally) then close the connection.
+    Close(Option<Vec<u8>>),
+}
+
+fn is_write(op: OpCode) -> bool {
+    matches!(
+        op,
+        OpCode::Create
+            | OpCode::Create2
+            | OpCode::CreateContainer
+            | OpCode::CreateTtl
+            | OpCode::Delete
+            | OpCode::DeleteContainer
+            | OpCode::SetData
+            | OpCode::SetAcl
+            | OpCode::Check
+            | OpCode::Multi
+    )
+}
+
+fn multi_result(rc: &TxnResult) -> MultiResult {
+    match OpCode::from_i32(rc.txn_type) {
+        Some(OpCode::Check) => MultiResult::Check,
+        Some(OpCode::Create) => MultiResult::Create {
+            path: rc.path.clone(),
+        },
+        Some(OpCode::Create2 | OpCode::CreateTtl | OpCode::CreateContainer) => {
+            MultiResult::Create2 {
+                path: rc.path.clone(),
+                stat: rc.stat.clone().unwrap_or_default(),
+            }
+        }
+        Some(OpCode::Delete | OpCode::DeleteContainer) => MultiResult::Delete,
+        Some(OpCode::SetData) => MultiResult::SetData {
+            stat: rc.stat.clone().unwrap_or_default(),
+        },
+        _ => MultiResult::Error { err: rc.err },
+    }
+}
+
+/// The short op names ZooKeeper's `cons` prints as lastOp.
+fn last_op_name(op: OpCode) -> &'static str {
+    match op {
+        OpCode::Create | OpCode::Create2 | OpCode::CreateTtl | OpCode::CreateContainer => "CREA",
+        OpCode::Delete | OpCode::DeleteContainer => "DELE",
+        OpCode::SetData => "SETD",
+        OpCode::SetAcl => "SETA",
+        OpCode::Check => "CHEC",
+        OpCode::Multi => "MULT",
+        OpCode::MultiRead => "MLTR",
+        OpCode::Exists => "EXIS",
+        OpCode::GetData => "GETD",
+        OpCode::GetAcl => "GETA",
+        OpCode::GetChildren | OpCode::GetChildren2 => "GETC",
+        OpCode::GetAllChildrenNumber => "GETACN",
+        OpCode::Sync => "SYNC",
+        OpCode::SetWatches => "SETW",
+        OpCode::SetWatches2 => "STW2",
+        OpCode::AddWatch => "ADDW",
+        OpCode::CheckWatches => "CHKW",
+        OpCode::RemoveWatches => "REMW",
+        OpCode::WhoAmI => "HOMI",
+        OpCode::GetEphemerals => "GETE",
+        OpCode::Reconfig => "RECO",
+        _ => "NA",
+    }
+}

@@ -1,0 +1,11 @@
+//! zkd server library: data tree, sessions, watches, ACLs, request pipeline, 4lw, zoo.cfg.
+
+pub mod acl;
+pub mod config;
+pub mod core;
+pub mod fourlw;
+pub mod net;
+pub mod prep;
+pub mod session;
+pub mod tree;
+pub mod watch;

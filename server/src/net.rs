@@ -1,0 +1,228 @@
+//! The client listener (ZooKeeper's NIOServerCnxnFactory/NIOServerCnxn) on tokio.
+//!
+//! Owns sockets: accepting, framing (length prefix capped by jute.maxbuffer), recognising
+//! four-letter words on a fresh connection, and writing what the core emits in the order
+//! it emits it. Never decides anything about requests: every frame goes to `Core`.
+//!
+//! One task reads each connection; the core sits behind a mutex and is called with the
+//! frame, and the outputs it produces are pushed to per-connection writer queues while the
+//! lock is held, so the order the core decided is the order on every socket.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use parking_lot::Mutex;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use zkd_proto::records::{ConnectRequest, RequestHeader};
+use zkd_proto::{Reader, Record};
+
+use crate::config::Config;
+use crate::core::{Core, Output};
+use crate::fourlw;
+use crate::watch::ConnId;
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+enum Out {
+    Frame(Vec<u8>),
+    Close,
+}
+
+pub struct Shared {
+    pub core: Mutex<Core>,
+    writers: Mutex<HashMap<ConnId, mpsc::UnboundedSender<Out>>>,
+    next_conn: AtomicU64,
+}
+
+impl Shared {
+    /// Runs `f` on the core and routes its outputs while still holding the lock.
+    pub fn with_core<T>(&self, f: impl FnOnce(&mut Core) -> T) -> T {
+        let mut core = self.core.lock();
+        let r = f(&mut core);
+        let outs = core.take_output();
+        if !outs.is_empty() {
+            let writers = self.writers.lock();
+            for o in outs {
+                match o {
+                    Output::Send { conn, frame } => {
+                        if let Some(w) = writers.get(&conn) {
+                            let _ = w.send(Out::Frame(frame));
+                        }
+                    }
+                    Output::Close { conn } => {
+                        if let Some(w) = writers.get(&conn) {
+                            let _ = w.send(Out::Close);
+                        }
+                    }
+                }
+            }
+        }
+        r
+    }
+}
+
+/// Serves clients on `listener` until `shutdown` resolves.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let tick = Duration::from_millis((config.tick_time_ms as u64).clamp(10, 100));
+    let shared = Arc::new(Shared {
+        core: Mutex::new(Core::new(config, now_ms())),
+        writers: Mutex::new(HashMap::new()),
+        next_conn: AtomicU64::new(1),
+    });
+    let ticker = {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let mut iv = tokio::time::interval(tick);
+            loop {
+                iv.tick().await;
+                shared.with_core(|c| c.tick(now_ms()));
+            }
+        })
+    };
+    tracing::info!("binding to port {}", listener.local_addr()?);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            acc = listener.accept() => {
+                match acc {
+                    Ok((stream, addr)) => {
+                        let shared = shared.clone();
+                        tokio::spawn(async move { serve_connection(shared, stream, addr).await });
+                    }
+                    Err(e) => {
+                        tracing::warn!("accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+        }
+    }
+    ticker.abort();
+    Ok(())
+}
+
+async fn serve_connection(shared: Arc<Shared>, stream: TcpStream, addr: SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    let conn = shared.next_conn.fetch_add(1, Ordering::Relaxed);
+    let (max_buffer, accepted) = {
+        let mut core = shared.core.lock();
+        let max = core.config.jute_max_buffer;
+        (max, core.accept(conn, addr, now_ms()))
+    };
+    if !accepted {
+        return;
+    }
+    let (mut rd, mut wr) = stream.into_split();
+    let (tx, mut rx) = mpsc::unbounded_channel::<Out>();
+    shared.writers.lock().insert(conn, tx.clone());
+    let (closed_tx, mut closed_rx) = tokio::sync::oneshot::channel::<()>();
+    let writer = tokio::spawn(async move {
+        let mut buf = Vec::with_capacity(64 * 1024);
+        'outer: while let Some(first) = rx.recv().await {
+            let mut close = false;
+            let mut next = Some(first);
+            // Coalesce whatever is queued into one write.
+            while let Some(o) = next.take() {
+                match o {
+                    Out::Frame(f) => buf.extend_from_slice(&f),
+                    Out::Close => {
+                        close = true;
+                        break;
+                    }
+                }
+                if buf.len() < 256 * 1024 {
+                    next = rx.try_recv().ok();
+                }
+            }
+            if !buf.is_empty() {
+                if wr.write_all(&buf).await.is_err() {
+                    break 'outer;
+                }
+                buf.clear();
+            }
+            if close {
+                break;
+            }
+        }
+        let _ = wr.shutdown().await;
+        let _ = closed_tx.send(());
+    });
+
+    let result = tokio::select! {
+        r = read_loop(&shared, conn, &mut rd, max_buffer, &tx) => r,
+        _ = &mut closed_rx => Ok(()),
+    };
+    if let Err(e) = result {
+        tracing::debug!("connection {conn} from {addr} closed: {e}");
+    }
+    shared.with_core(|c| c.disconnected(conn));
+    shared.writers.lock().remove(&conn);
+    let _ = tx.send(Out::Close);
+    drop(tx);
+    let _ = writer.await;
+}
+
+async fn read_frame(
+    rd: &mut (impl AsyncReadExt + Unpin),
+    prefix: [u8; 4],
+    max_buffer: usize,
+) -> std::io::Result<Vec<u8>> {
+    let len = zkd_proto::frame::check_frame_len(prefix, max_buffer)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?;
+    let mut buf = vec![0u8; len];
+    rd.read_exact(&mut buf).await?;
+    Ok(buf)
+}
+
+async fn read_loop(
+    shared: &Arc<Shared>,
+    conn: ConnId,
+    rd: &mut (impl AsyncReadExt + Unpin),
+    max_buffer: usize,
+    tx: &mpsc::UnboundedSender<Out>,
+) -> std::io::Result<()> {
+    let mut prefix = [0u8; 4];
+    rd.read_exact(&mut prefix).await?;
+    if let Ok(cmd) = std::str::from_utf8(&prefix) {
+        if fourlw::is_command(cmd) {
+            let text = shared.with_core(|c| fourlw::execute(c, cmd, now_ms()));
+            let _ = tx.send(Out::Frame(text.into_bytes()));
+            let _ = tx.send(Out::Close);
+            return Ok(());
+        }
+    }
+    let first = read_frame(rd, prefix, max_buffer).await?;
+    let req = ConnectRequest::read(&mut Reader::new(&first)).map_err(|e| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("bad ConnectRequest: {e}"),
+        )
+    })?;
+    shared.with_core(|c| c.connect(conn, &req, now_ms()));
+    loop {
+        rd.read_exact(&mut prefix).await?;
+        let frame = read_frame(rd, prefix, max_buffer).await?;
+        let mut r = Reader::new(&frame);
+        let header = RequestHeader::read(&mut r).map_err(|e| {
+            std::io::Error::new(std::io::ErrorKind::InvalidData, format!("bad header: {e}"))
+        })?;
+        let body = r.rest();
+        shared.with_core(|c| c.request(conn, header.xid, header.op_type, body, now_ms()));
+    }
+}

@@ -1,0 +1,584 @@
+//! The prep stage (ZooKeeper's PrepRequestProcessor): turns a write request into a txn.
+//!
+//! Owns validation of writes (paths, versions, ACLs, node types) against the *pending*
+//! view of the tree: the committed tree overlaid with the change records of txns that are
+//! prepared but not yet applied, so pipelined writes see each other (a create under a
+//! parent created by the previous, still uncommitted, request succeeds). Assigns zxids.
+//! Never mutates the tree.
+//!
+//! As in ZooKeeper, a failed write still becomes a txn: an ErrorTxn (or a MultiTxn whose
+//! failed op is an ErrorTxn) with its own zxid, so every write reply carries a fresh zxid.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use zkd_proto::path::{validate_path, validate_path_sequential};
+use zkd_proto::records::{perms, Acl, Id};
+use zkd_proto::request::MultiOp;
+use zkd_proto::txn::*;
+use zkd_proto::{CreateMode, ErrorCode, OpCode, Request};
+
+use crate::acl::{check_acl, fixup_acl};
+use crate::tree::{
+    ephemeral_type, ttl_owner, DataTree, EphemeralType, NodeStat, CONTAINER_EPHEMERAL_OWNER,
+    MAX_TTL,
+};
+
+/// ChangeRecord: the pending state of one path.
+#[derive(Debug, Clone)]
+struct ChangeRecord {
+    zxid: i64,
+    /// None: the path is pending deletion.
+    stat: Option<NodeStat>,
+    child_count: i32,
+    acl: Arc<Vec<Acl>>,
+}
+
+/// Who is asking, and the server settings prep needs.
+pub struct PrepContext<'a> {
+    pub session_id: i64,
+    pub cxid: i32,
+    pub auth: &'a [Id],
+    pub time_ms: i64,
+    pub extended_types_enabled: bool,
+}
+
+#[derive(Default)]
+pub struct Prep {
+    outstanding: HashMap<String, ChangeRecord>,
+    order: VecDeque<(i64, String)>,
+    /// Last zxid handed out.
+    pub last_zxid: i64,
+}
+
+type PResult<T> = Result<T, ErrorCode>;
+
+impl Prep {
+    pub fn new(last_zxid: i64) -> Prep {
+        Prep {
+            last_zxid,
+            ..Default::default()
+        }
+    }
+
+    fn next_zxid(&mut self) -> i64 {
+        self.last_zxid += 1;
+        self.last_zxid
+    }
+
+    /// Forgets change records made by txns up to `zxid`, once they are in the tree.
+    pub fn applied(&mut self, zxid: i64) {
+        while let Some((z, _)) = self.order.front() {
+            if *z > zxid {
+                break;
+            }
+            let (z, p) = self.order.pop_front().expect("front exists");
+            if self.outstanding.get(&p).is_some_and(|c| c.zxid == z) {
+                self.outstanding.remove(&p);
+            }
+        }
+    }
+
+    fn record(&self, tree: &DataTree, path: &str) -> PResult<ChangeRecord> {
+        if let Some(c) = self.outstanding.get(path) {
+            return if c.stat.is_some() {
+                Ok(c.clone())
+            } else {
+                Err(ErrorCode::NoNode)
+            };
+        }
+        match tree.get(path) {
+            Some(n) => Ok(ChangeRecord {
+                zxid: -1,
+                stat: Some(n.stat),
+                child_count: n.children.len() as i32,
+                acl: n.acl.clone(),
+            }),
+            None => Err(ErrorCode::NoNode),
+        }
+    }
+
+    fn add(&mut self, path: &str, rec: ChangeRecord) {
+        self.order.push_back((rec.zxid, path.to_string()));
+        self.outstanding.insert(path.to_string(), rec);
+    }
+
+    fn header(&self, ctx: &PrepContext<'_>, zxid: i64, txn_type: i32) -> TxnHeader {
+        TxnHeader {
+            client_id: ctx.session_id,
+            cxid: ctx.cxid,
+            zxid,
+            time: ctx.time_ms,
+            txn_type,
+        }
+    }
+
+    /// Prepares a createSession txn.
+    pub fn create_session(&mut self, ctx: &PrepContext<'_>, timeout_ms: i32) -> TxnEntry {
+        let zxid = self.next_zxid();
+        TxnEntry {
+            header: self.header(ctx, zxid, OpCode::CreateSession as i32),
+            body: TxnBody::CreateSession(CreateSessionTxn {
+                time_out: timeout_ms,
+            }),
+        }
+    }
+
+    /// Prepares a closeSession txn listing the session's ephemerals, pending ones included.
+    pub fn close_session(&mut self, tree: &DataTree, ctx: &PrepContext<'_>) -> TxnEntry {
+        let zxid = self.next_zxid();
+        let mut es: std::collections::BTreeSet<String> =
+            tree.ephemerals_of(ctx.session_id).into_iter().collect();
+        for (p, c) in &self.outstanding {
+            match c.stat {
+                None => {
+                    es.remove(p);
+                }
+                Some(s) if s.ephemeral_owner == ctx.session_id => {
+                    es.insert(p.clone());
+                }
+                _ => {}
+            }
+        }
+        for p in &es {
+            let parent = zkd_proto::path::parent(p).to_string();
+            if let Ok(mut pr) = self.record(tree, &parent) {
+                pr.zxid = zxid;
+                if let Some(s) = pr.stat.as_mut() {
+                    s.pzxid = zxid;
+                }
+                pr.child_count -= 1;
+                self.add(&parent, pr);
+            }
+            self.add(
+                p,
+                ChangeRecord {
+                    zxid,
+                    stat: None,
+                    child_count: 0,
+                    acl: Arc::new(Vec::new()),
+                },
+            );
+        }
+        TxnEntry {
+            header: self.header(ctx, zxid, OpCode::CloseSession as i32),
+            body: TxnBody::CloseSession(CloseSessionTxn {
+                paths_to_delete: es.into_iter().collect(),
+            }),
+        }
+    }
+
+    /// Prepares a write request. Always returns a txn: failures become ErrorTxns.
+    pub fn prep_write(
+        &mut self,
+        tree: &DataTree,
+        ctx: &PrepContext<'_>,
+        req: &Request,
+    ) -> TxnEntry {
+        let zxid = self.next_zxid();
+        let op = req.op_code();
+        if let Request::Multi(ops) = req {
+            return self.prep_multi(tree, ctx, zxid, ops);
+        }
+        let res = match req {
+            Request::Create { op, req } => self.prep_create(
+                tree, ctx, zxid, *op, &req.path, &req.data, &req.acl, req.flags, -1,
+            ),
+            Request::CreateTtl(r) => self.prep_create(
+                tree,
+                ctx,
+                zxid,
+                OpCode::CreateTtl,
+                &r.path,
+                &r.data,
+                &r.acl,
+                r.flags,
+                r.ttl,
+            ),
+            Request::Delete(r) => self.prep_delete(tree, ctx, zxid, &r.path, r.version),
+            Request::DeleteContainer(p) => self.prep_delete_container(tree, zxid, p),
+            Request::SetData(r) => self.prep_set_data(tree, ctx, zxid, &r.path, &r.data, r.version),
+            Request::SetAcl(r) => self.prep_set_acl(tree, ctx, zxid, &r.path, &r.acl, r.version),
+            Request::Check(r) => self.prep_check(tree, ctx, &r.path, r.version),
+            _ => Err(ErrorCode::Unimplemented),
+        };
+        match res {
+            Ok(body) => TxnEntry {
+                header: self.header(ctx, zxid, op as i32),
+                body,
+            },
+            Err(e) => TxnEntry {
+                header: self.header(ctx, zxid, OpCode::Error as i32),
+                body: TxnBody::Error(ErrorTxn { err: e.code() }),
+            },
+        }
+    }
+
+    fn prep_multi(
+        &mut self,
+        tree: &DataTree,
+        ctx: &PrepContext<'_>,
+        zxid: i64,
+        ops: &[MultiOp],
+    ) -> TxnEntry {
+        // Remember the pending records the multi may overwrite, to roll back on failure.
+        let saved: Vec<(String, Option<ChangeRecord>)> = ops
+            .iter()
+            .flat_map(|op| {
+                let p = op.path().to_string();
+                let parent = if p.contains('/') && !p.contains('\0') {
+                    Some(zkd_proto::path::parent(&p).to_string())
+                } else {
+                    None
+                };
+                std::iter::once(p).chain(parent)
+            })
+            .map(|p| {
+                let c = self.outstanding.get(&p).cloned();
+                (p, c)
+            })
+            .collect();
+        let order_len = self.order.len();
+        let mut subs = Vec::with_capacity(ops.len());
+        let mut failed = false;
+        for op in ops {
+            if failed {
+                subs.push((
+                    OpCode::Error as i32,
+                    TxnBody::Error(ErrorTxn {
+                        err: ErrorCode::RuntimeInconsistency.code(),
+                    }),
+                ));
+                continue;
+            }
+            let res = match op {
+                MultiOp::Create { op, req } => self.prep_create(
+                    tree, ctx, zxid, *op, &req.path, &req.data, &req.acl, req.flags, -1,
+                ),
+                MultiOp::CreateTtl(r) => self.prep_create(
+                    tree,
+                    ctx,
+                    zxid,
+                    OpCode::CreateTtl,
+                    &r.path,
+                    &r.data,
+                    &r.acl,
+                    r.flags,
+                    r.ttl,
+                ),
+                MultiOp::Delete(r) => self.prep_delete(tree, ctx, zxid, &r.path, r.version),
+                MultiOp::SetData(r) => {
+                    self.prep_set_data(tree, ctx, zxid, &r.path, &r.data, r.version)
+                }
+                MultiOp::Check(r) => self.prep_check(tree, ctx, &r.path, r.version),
+                // ZooKeeper refuses to mix reads into a multi at decode time.
+                MultiOp::GetChildren(_) | MultiOp::GetData(_) => Err(ErrorCode::MarshallingError),
+            };
+            match res {
+                Ok(body) => subs.push((op.op_code() as i32, body)),
+                Err(e) => {
+                    failed = true;
+                    subs.push((
+                        OpCode::Error as i32,
+                        TxnBody::Error(ErrorTxn { err: e.code() }),
+                    ));
+                    // Roll back: drop this multi's records and restore what they replaced.
+                    while self.order.len() > order_len {
+                        let (z, p) = self.order.pop_back().expect("len checked");
+                        if self.outstanding.get(&p).is_some_and(|c| c.zxid == z) {
+                            self.outstanding.remove(&p);
+                        }
+                    }
+                    for (p, c) in saved.iter().rev() {
+                        if let Some(c) = c {
+                            self.outstanding.insert(p.clone(), c.clone());
+                        }
+                    }
+                }
+            }
+        }
+        TxnEntry {
+            header: self.header(ctx, zxid, OpCode::Multi as i32),
+            body: TxnBody::Multi(subs),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn prep_create(
+        &mut self,
+        tree: &DataTree,
+        ctx: &PrepContext<'_>,
+        zxid: i64,
+        op: OpCode,
+        path: &str,
+        data: &Option<Vec<u8>>,
+        acl: &[Acl],
+        flags: i32,
+        ttl: i64,
+    ) -> PResult<TxnBody> {
+        let mode = CreateMode::from_flag(flags).ok_or(ErrorCode::BadArguments)?;
+        // validateCreateRequest
+        if mode.is_ttl() && !ctx.extended_types_enabled {
+            return Err(ErrorCode::Unimplemented);
+        }
+        if mode.is_ttl() {
+            if ttl > MAX_TTL || ttl <= 0 {
+                return Err(ErrorCode::BadArguments);
+            }
+        } else if ttl >= 0 {
+            return Err(ErrorCode::BadArguments);
+        }
+        // createContainer requires the container flag, as CreateMode checks client-side.
+        if op == OpCode::CreateContainer && !mode.is_container() {
+            return Err(ErrorCode::BadArguments);
+        }
+        if mode.is_container() && op != OpCode::CreateContainer {
+            return Err(ErrorCode::BadArguments);
+        }
+        // validatePathForCreate
+        let Some(last_slash) = path.rfind('/') else {
+            return Err(ErrorCode::BadArguments);
+        };
+        if path.contains('\0') {
+            return Err(ErrorCode::BadArguments);
+        }
+        let parent_path = if last_slash == 0 {
+            "/".to_string()
+        } else {
+            path[..last_slash].to_string()
+        };
+        let list_acl = fixup_acl(ctx.auth, acl)?;
+        let parent = self.record(tree, &parent_path)?;
+        check_acl(&parent.acl, perms::CREATE, ctx.auth, false)?;
+        let parent_stat = parent.stat.expect("record exists");
+        let parent_cversion = parent_stat.cversion;
+        let path = if mode.is_sequential() {
+            format!("{path}{parent_cversion:010}")
+        } else {
+            path.to_string()
+        };
+        validate_path_sequential(&path, false).map_err(|_| ErrorCode::BadArguments)?;
+        if self.record(tree, &path).is_ok() {
+            return Err(ErrorCode::NodeExists);
+        }
+        if ephemeral_type(parent_stat.ephemeral_owner) == EphemeralType::Normal {
+            return Err(ErrorCode::NoChildrenForEphemerals);
+        }
+        let new_cversion = parent_cversion.wrapping_add(1);
+        let body = match op {
+            OpCode::CreateContainer => TxnBody::CreateContainer(CreateContainerTxn {
+                path: path.clone(),
+                data: data.clone(),
+                acl: list_acl.clone(),
+                parent_cversion: new_cversion,
+            }),
+            OpCode::CreateTtl => TxnBody::CreateTtl(CreateTtlTxn {
+                path: path.clone(),
+                data: data.clone(),
+                acl: list_acl.clone(),
+                parent_cversion: new_cversion,
+                ttl,
+            }),
+            _ => {
+                let t = CreateTxn {
+                    path: path.clone(),
+                    data: data.clone(),
+                    acl: list_acl.clone(),
+                    ephemeral: mode.is_ephemeral(),
+                    parent_cversion: new_cversion,
+                };
+                if op == OpCode::Create2 {
+                    TxnBody::Create2(t)
+                } else {
+                    TxnBody::Create(t)
+                }
+            }
+        };
+        let owner = if mode.is_container() {
+            CONTAINER_EPHEMERAL_OWNER
+        } else if mode.is_ttl() {
+            ttl_owner(ttl)
+        } else if mode.is_ephemeral() {
+            ctx.session_id
+        } else {
+            0
+        };
+        let mut pr = parent;
+        pr.zxid = zxid;
+        pr.child_count += 1;
+        if let Some(s) = pr.stat.as_mut() {
+            s.cversion = new_cversion;
+            s.pzxid = zxid;
+        }
+        self.add(&parent_path, pr);
+        self.add(
+            &path,
+            ChangeRecord {
+                zxid,
+                stat: Some(NodeStat::new(zxid, ctx.time_ms, owner)),
+                child_count: 0,
+                acl: Arc::new(list_acl),
+            },
+        );
+        Ok(body)
+    }
+
+    fn parent_and_validate(path: &str) -> PResult<String> {
+        let Some(i) = path.rfind('/') else {
+            return Err(ErrorCode::BadArguments);
+        };
+        if path.contains('\0') || DataTree::is_special_path(path) {
+            return Err(ErrorCode::BadArguments);
+        }
+        Ok(if i == 0 {
+            "/".to_string()
+        } else {
+            path[..i].to_string()
+        })
+    }
+
+    fn prep_delete(
+        &mut self,
+        tree: &DataTree,
+        ctx: &PrepContext<'_>,
+        zxid: i64,
+        path: &str,
+        version: i32,
+    ) -> PResult<TxnBody> {
+        let parent_path = Self::parent_and_validate(path)?;
+        let parent = self.record(tree, &parent_path)?;
+        check_acl(&parent.acl, perms::DELETE, ctx.auth, false)?;
+        let node = self.record(tree, path)?;
+        check_and_inc_version(node.stat.expect("exists").version, version)?;
+        if node.child_count > 0 {
+            return Err(ErrorCode::NotEmpty);
+        }
+        self.record_delete(parent, &parent_path, path, zxid);
+        Ok(TxnBody::Delete(DeleteTxn {
+            path: path.to_string(),
+        }))
+    }
+
+    fn record_delete(&mut self, parent: ChangeRecord, parent_path: &str, path: &str, zxid: i64) {
+        let mut pr = parent;
+        pr.zxid = zxid;
+        pr.child_count -= 1;
+        if let Some(s) = pr.stat.as_mut() {
+            s.pzxid = zxid;
+        }
+        self.add(parent_path, pr);
+        self.add(
+            path,
+            ChangeRecord {
+                zxid,
+                stat: None,
+                child_count: -1,
+                acl: Arc::new(Vec::new()),
+            },
+        );
+    }
+
+    fn prep_delete_container(
+        &mut self,
+        tree: &DataTree,
+        zxid: i64,
+        path: &str,
+    ) -> PResult<TxnBody> {
+        let parent_path = Self::parent_and_validate(path)?;
+        let node = self.record(tree, path)?;
+        if node.child_count > 0 {
+            return Err(ErrorCode::NotEmpty);
+        }
+        if ephemeral_type(node.stat.expect("exists").ephemeral_owner) == EphemeralType::Normal {
+            return Err(ErrorCode::BadVersion);
+        }
+        let parent = self.record(tree, &parent_path)?;
+        self.record_delete(parent, &parent_path, path, zxid);
+        Ok(TxnBody::DeleteContainer(DeleteTxn {
+            path: path.to_string(),
+        }))
+    }
+
+    fn prep_set_data(
+        &mut self,
+        tree: &DataTree,
+        ctx: &PrepContext<'_>,
+        zxid: i64,
+        path: &str,
+        data: &Option<Vec<u8>>,
+        version: i32,
+    ) -> PResult<TxnBody> {
+        validate_path(path).map_err(|_| ErrorCode::BadArguments)?;
+        let node = self.record(tree, path)?;
+        check_acl(&node.acl, perms::WRITE, ctx.auth, false)?;
+        let new_version = check_and_inc_version(node.stat.expect("exists").version, version)?;
+        let mut nr = node;
+        nr.zxid = zxid;
+        if let Some(s) = nr.stat.as_mut() {
+            s.version = new_version;
+            s.mtime = ctx.time_ms;
+            s.mzxid = zxid;
+        }
+        self.add(path, nr);
+        Ok(TxnBody::SetData(SetDataTxn {
+            path: path.to_string(),
+            data: data.clone(),
+            version: new_version,
+        }))
+    }
+
+    fn prep_set_acl(
+        &mut self,
+        tree: &DataTree,
+        ctx: &PrepContext<'_>,
+        zxid: i64,
+        path: &str,
+        acl: &[Acl],
+        version: i32,
+    ) -> PResult<TxnBody> {
+        validate_path(path).map_err(|_| ErrorCode::BadArguments)?;
+        let list_acl = fixup_acl(ctx.auth, acl)?;
+        let node = self.record(tree, path)?;
+        check_acl(&node.acl, perms::ADMIN, ctx.auth, false)?;
+        let new_version = check_and_inc_version(node.stat.expect("exists").aversion, version)?;
+        let mut nr = node;
+        nr.zxid = zxid;
+        nr.acl = Arc::new(list_acl.clone());
+        if let Some(s) = nr.stat.as_mut() {
+            s.aversion = new_version;
+        }
+        self.add(path, nr);
+        Ok(TxnBody::SetAcl(SetAclTxn {
+            path: path.to_string(),
+            acl: list_acl,
+            version: new_version,
+        }))
+    }
+
+    fn prep_check(
+        &mut self,
+        tree: &DataTree,
+        ctx: &PrepContext<'_>,
+        path: &str,
+        version: i32,
+    ) -> PResult<TxnBody> {
+        validate_path(path).map_err(|_| ErrorCode::BadArguments)?;
+        let node = self.record(tree, path)?;
+        check_acl(&node.acl, perms::READ, ctx.auth, false)?;
+        let v = check_and_inc_version(node.stat.expect("exists").version, version)?;
+        Ok(TxnBody::Check(CheckVersionTxn {
+            path: path.to_string(),
+            version: v,
+        }))
+    }
+}
+
+/// A versioned op succeeds iff the version matches (-1 matches any); the next version
+/// skips -1 on int32 wrap (ZOOKEEPER-4743), so "any" is never a real version.
+fn check_and_inc_version(current: i32, expected: i32) -> PResult<i32> {
+    if expected != -1 && expected != current {
+        return Err(ErrorCode::BadVersion);
+    }
+    let next = current.wrapping_add(1);
+    Ok(if next == -1 { 0 } else { next })
+}

@@ -1,0 +1,743 @@
+//! The data tree (ZooKeeper's DataTree and DataNode): znodes, their Stat, ACLs, the
+//! ephemeral/container/TTL indexes and the two watch managers.
+//!
+//! Owns applying *committed* txns, in zxid order, and answering reads. Never validates a
+//! request: by the time a txn reaches `process_txn` the prep stage has decided it; the tree
+//! only applies it (and, like ZooKeeper, tolerates replays during recovery).
+//!
+//! Stat as ZooKeeper serves it: the node stores `cversion` as the count of child creates
+//! (which also numbers sequential children) and serves `2*cversion - numChildren`, so a
+//! child delete raises the visible cversion. pzxid moves on child create and delete.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+
+use zkd_proto::records::{Acl, Stat, WatcherEvent};
+use zkd_proto::txn::{TxnBody, TxnHeader};
+use zkd_proto::{event_type, keeper_state, ErrorCode, OpCode};
+
+use crate::watch::{ConnId, WatchManager, WatchMode};
+
+/// ephemeralOwner of a container node (EphemeralType.CONTAINER_EPHEMERAL_OWNER).
+pub const CONTAINER_EPHEMERAL_OWNER: i64 = i64::MIN;
+/// High byte marking a TTL node's ephemeralOwner; the low 56 bits hold the ttl.
+pub const TTL_MASK: i64 = 0xff00_0000_0000_0000u64 as i64;
+/// Largest ttl a TTL node may carry (EphemeralType.TTL max).
+pub const MAX_TTL: i64 = 0x00ff_ffff_ffff_ffff;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EphemeralType {
+    Void,
+    Normal,
+    Container,
+    Ttl,
+}
+
+/// How ZooKeeper reads an ephemeralOwner (with extended types enabled).
+pub fn ephemeral_type(owner: i64) -> EphemeralType {
+    if owner == CONTAINER_EPHEMERAL_OWNER {
+        EphemeralType::Container
+    } else if owner & TTL_MASK == TTL_MASK {
+        EphemeralType::Ttl
+    } else if owner == 0 {
+        EphemeralType::Void
+    } else {
+        EphemeralType::Normal
+    }
+}
+
+pub fn ttl_owner(ttl: i64) -> i64 {
+    TTL_MASK | ttl
+}
+
+pub fn ttl_of_owner(owner: i64) -> i64 {
+    owner & MAX_TTL
+}
+
+/// The persisted part of a node's Stat (StatPersisted).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NodeStat {
+    pub czxid: i64,
+    pub mzxid: i64,
+    pub ctime: i64,
+    pub mtime: i64,
+    pub version: i32,
+    /// Count of child creates (not the served cversion).
+    pub cversion: i32,
+    pub aversion: i32,
+    pub ephemeral_owner: i64,
+    pub pzxid: i64,
+}
+
+impl NodeStat {
+    pub fn new(zxid: i64, time: i64, ephemeral_owner: i64) -> NodeStat {
+        NodeStat {
+            czxid: zxid,
+            mzxid: zxid,
+            ctime: time,
+            mtime: time,
+            version: 0,
+            cversion: 0,
+            aversion: 0,
+            ephemeral_owner,
+            pzxid: zxid,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub data: Option<Vec<u8>>,
+    pub acl: Arc<Vec<Acl>>,
+    pub stat: NodeStat,
+    pub children: HashSet<String>,
+}
+
+impl Node {
+    /// The Stat a client sees (DataNode.copyStat).
+    pub fn client_stat(&self) -> Stat {
+        let num_children = self.children.len() as i32;
+        let owner = self.stat.ephemeral_owner;
+        Stat {
+            czxid: self.stat.czxid,
+            mzxid: self.stat.mzxid,
+            ctime: self.stat.ctime,
+            mtime: self.stat.mtime,
+            version: self.stat.version,
+            cversion: self
+                .stat
+                .cversion
+                .wrapping_mul(2)
+                .wrapping_sub(num_children),
+            aversion: self.stat.aversion,
+            ephemeral_owner: if ephemeral_type(owner) == EphemeralType::Normal {
+                owner
+            } else {
+                0
+            },
+            data_length: self.data.as_ref().map_or(0, |d| d.len() as i32),
+            num_children,
+            pzxid: self.stat.pzxid,
+        }
+    }
+}
+
+/// A notification to deliver to one connection, with the ACL of the node it concerns so
+/// that the sender can withhold it from a watcher that may not read the node.
+#[derive(Debug, Clone)]
+pub struct Notification {
+    pub conn: ConnId,
+    pub event: WatcherEvent,
+    pub zxid: i64,
+    pub acl: Option<Arc<Vec<Acl>>>,
+}
+
+/// ProcessTxnResult: what applying one txn did.
+#[derive(Debug, Clone, Default)]
+pub struct TxnResult {
+    pub txn_type: i32,
+    pub err: i32,
+    pub path: String,
+    pub stat: Option<Stat>,
+    pub multi: Vec<TxnResult>,
+}
+
+pub const ROOT: &str = "/";
+pub const PROC_ZOOKEEPER: &str = "/zookeeper";
+pub const QUOTA_ZOOKEEPER: &str = "/zookeeper/quota";
+pub const CONFIG_ZOOKEEPER: &str = "/zookeeper/config";
+
+pub struct DataTree {
+    nodes: HashMap<String, Node>,
+    ephemerals: HashMap<i64, BTreeSet<String>>,
+    containers: BTreeSet<String>,
+    ttls: BTreeSet<String>,
+    pub data_watches: WatchManager,
+    pub child_watches: WatchManager,
+    pub last_processed_zxid: i64,
+}
+
+impl Default for DataTree {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl DataTree {
+    /// A fresh tree: `/`, `/zookeeper`, `/zookeeper/quota` and `/zookeeper/config`, all with
+    /// zeroed Stats, as ZooKeeper's DataTree constructor builds them.
+    pub fn new() -> DataTree {
+        let open = Arc::new(Acl::open_unsafe());
+        let mk = |children: &[&str], acl: &Arc<Vec<Acl>>| Node {
+            data: Some(Vec::new()),
+            acl: acl.clone(),
+            stat: NodeStat::default(),
+            children: children.iter().map(|s| s.to_string()).collect(),
+        };
+        let mut nodes = HashMap::new();
+        nodes.insert(ROOT.to_string(), mk(&["zookeeper"], &open));
+        nodes.insert(PROC_ZOOKEEPER.to_string(), mk(&["quota", "config"], &open));
+        nodes.insert(QUOTA_ZOOKEEPER.to_string(), mk(&[], &open));
+        nodes.insert(
+            CONFIG_ZOOKEEPER.to_string(),
+            mk(&[], &Arc::new(Acl::read_unsafe())),
+        );
+        DataTree {
+            nodes,
+            ephemerals: HashMap::new(),
+            containers: BTreeSet::new(),
+            ttls: BTreeSet::new(),
+            data_watches: WatchManager::new(),
+            child_watches: WatchManager::new(),
+            last_processed_zxid: 0,
+        }
+    }
+
+    pub fn is_special_path(path: &str) -> bool {
+        matches!(
+            path,
+            "/" | PROC_ZOOKEEPER | QUOTA_ZOOKEEPER | CONFIG_ZOOKEEPER
+        )
+    }
+
+    pub fn get(&self, path: &str) -> Option<&Node> {
+        self.nodes.get(path)
+    }
+
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn ephemerals_of(&self, session: i64) -> Vec<String> {
+        self.ephemerals
+            .get(&session)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    pub fn ephemeral_count(&self) -> usize {
+        self.ephemerals.values().map(|s| s.len()).sum()
+    }
+
+    pub fn ephemerals_by_session(&self) -> Vec<(i64, Vec<String>)> {
+        let mut v: Vec<_> = self
+            .ephemerals
+            .iter()
+            .map(|(k, s)| (*k, s.iter().cloned().collect()))
+            .collect();
+        v.sort();
+        v
+    }
+
+    pub fn containers(&self) -> impl Iterator<Item = &String> {
+        self.containers.iter()
+    }
+
+    pub fn ttls(&self) -> impl Iterator<Item = &String> {
+        self.ttls.iter()
+    }
+
+    /// Total bytes of data plus path lengths (ZooKeeper's approximate data size for mntr).
+    pub fn approximate_data_size(&self) -> u64 {
+        self.nodes
+            .iter()
+            .map(|(p, n)| p.len() as u64 + n.data.as_ref().map_or(0, |d| d.len() as u64))
+            .sum()
+    }
+
+    /// Number of descendants of `path` (getAllChildrenNumber), excluding itself.
+    pub fn all_children_number(&self, path: &str) -> i32 {
+        let mut count = 0i64;
+        let mut stack = vec![path.to_string()];
+        while let Some(p) = stack.pop() {
+            if let Some(n) = self.nodes.get(&p) {
+                for c in &n.children {
+                    count += 1;
+                    stack.push(child_path(&p, c));
+                }
+            }
+        }
+        count as i32
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn notify(
+        &mut self,
+        child_manager: bool,
+        path: &str,
+        etype: i32,
+        zxid: i64,
+        acl: &Arc<Vec<Acl>>,
+        suppress: Option<&HashSet<ConnId>>,
+        out: &mut Vec<Notification>,
+    ) -> HashSet<ConnId> {
+        let manager = if child_manager {
+            &mut self.child_watches
+        } else {
+            &mut self.data_watches
+        };
+        let fired = manager.trigger(path, etype == event_type::NODE_CHILDREN_CHANGED, suppress);
+        let mut sorted: Vec<_> = fired.iter().copied().collect();
+        sorted.sort();
+        for conn in sorted {
+            out.push(Notification {
+                conn,
+                event: WatcherEvent {
+                    event_type: etype,
+                    state: keeper_state::SYNC_CONNECTED,
+                    path: path.to_string(),
+                },
+                zxid,
+                acl: Some(acl.clone()),
+            });
+        }
+        fired
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn create_node(
+        &mut self,
+        path: &str,
+        data: Option<Vec<u8>>,
+        acl: Vec<Acl>,
+        ephemeral_owner: i64,
+        parent_cversion: i32,
+        zxid: i64,
+        time: i64,
+        out: &mut Vec<Notification>,
+    ) -> Result<Stat, ErrorCode> {
+        let parent_name = zkd_proto::path::parent(path).to_string();
+        let child_name = zkd_proto::path::basename(path).to_string();
+        if !self.nodes.contains_key(&parent_name) {
+            return Err(ErrorCode::NoNode);
+        }
+        if self.nodes.contains_key(path) {
+            return Err(ErrorCode::NodeExists);
+        }
+        let parent = self.nodes.get_mut(&parent_name).expect("checked above");
+        let parent_cversion = if parent_cversion == -1 {
+            parent.stat.cversion.wrapping_add(1)
+        } else {
+            parent_cversion
+        };
+        // As ZooKeeper: only move forward, so a replayed create cannot roll the parent back.
+        if parent_cversion > parent.stat.cversion {
+            parent.stat.cversion = parent_cversion;
+            parent.stat.pzxid = zxid;
+        }
+        parent.children.insert(child_name);
+        let parent_acl = parent.acl.clone();
+        let acl = Arc::new(acl);
+        let node = Node {
+            data,
+            acl: acl.clone(),
+            stat: NodeStat::new(zxid, time, ephemeral_owner),
+            children: HashSet::new(),
+        };
+        let stat = node.client_stat();
+        self.nodes.insert(path.to_string(), node);
+        match ephemeral_type(ephemeral_owner) {
+            EphemeralType::Container => {
+                self.containers.insert(path.to_string());
+            }
+            EphemeralType::Ttl => {
+                self.ttls.insert(path.to_string());
+            }
+            EphemeralType::Normal => {
+                self.ephemerals
+                    .entry(ephemeral_owner)
+                    .or_default()
+                    .insert(path.to_string());
+            }
+            EphemeralType::Void => {}
+        }
+        self.notify(false, path, event_type::NODE_CREATED, zxid, &acl, None, out);
+        self.notify(
+            true,
+            &parent_name,
+            event_type::NODE_CHILDREN_CHANGED,
+            zxid,
+            &parent_acl,
+            None,
+            out,
+        );
+        Ok(stat)
+    }
+
+    fn delete_node(
+        &mut self,
+        path: &str,
+        zxid: i64,
+        out: &mut Vec<Notification>,
+    ) -> Result<(), ErrorCode> {
+        let parent_name = zkd_proto::path::parent(path).to_string();
+        let child_name = zkd_proto::path::basename(path);
+        let Some(parent) = self.nodes.get_mut(&parent_name) else {
+            return Err(ErrorCode::NoNode);
+        };
+        parent.children.remove(child_name);
+        if zxid > parent.stat.pzxid {
+            parent.stat.pzxid = zxid;
+        }
+        let parent_acl = parent.acl.clone();
+        let Some(node) = self.nodes.remove(path) else {
+            return Err(ErrorCode::NoNode);
+        };
+        let owner = node.stat.ephemeral_owner;
+        match ephemeral_type(owner) {
+            EphemeralType::Container => {
+                self.containers.remove(path);
+            }
+            EphemeralType::Ttl => {
+                self.ttls.remove(path);
+            }
+            EphemeralType::Normal => {
+                if let Some(set) = self.ephemerals.get_mut(&owner) {
+                    set.remove(path);
+                    if set.is_empty() {
+                        self.ephemerals.remove(&owner);
+                    }
+                }
+            }
+            EphemeralType::Void => {}
+        }
+        let processed = self.notify(
+            false,
+            path,
+            event_type::NODE_DELETED,
+            zxid,
+            &node.acl,
+            None,
+            out,
+        );
+        self.notify(
+            true,
+            path,
+            event_type::NODE_DELETED,
+            zxid,
+            &node.acl,
+            Some(&processed),
+            out,
+        );
+        self.notify(
+            true,
+            &parent_name,
+            event_type::NODE_CHILDREN_CHANGED,
+            zxid,
+            &parent_acl,
+            None,
+            out,
+        );
+        Ok(())
+    }
+
+    fn set_data(
+        &mut self,
+        path: &str,
+        data: Option<Vec<u8>>,
+        version: i32,
+        zxid: i64,
+        time: i64,
+        out: &mut Vec<Notification>,
+    ) -> Result<Stat, ErrorCode> {
+        let Some(n) = self.nodes.get_mut(path) else {
+            return Err(ErrorCode::NoNode);
+        };
+        n.data = data;
+        n.stat.mtime = time;
+        n.stat.mzxid = zxid;
+        n.stat.version = version;
+        let stat = n.client_stat();
+        let acl = n.acl.clone();
+        self.notify(
+            false,
+            path,
+            event_type::NODE_DATA_CHANGED,
+            zxid,
+            &acl,
+            None,
+            out,
+        );
+        Ok(stat)
+    }
+
+    fn set_acl(&mut self, path: &str, acl: Vec<Acl>, version: i32) -> Result<Stat, ErrorCode> {
+        let Some(n) = self.nodes.get_mut(path) else {
+            return Err(ErrorCode::NoNode);
+        };
+        n.stat.aversion = version;
+        n.acl = Arc::new(acl);
+        Ok(n.client_stat())
+    }
+
+    /// Deletes a closed session's ephemerals (DataTree.killSession).
+    fn kill_session(&mut self, session: i64, zxid: i64, out: &mut Vec<Notification>) {
+        let paths = self.ephemerals.remove(&session).unwrap_or_default();
+        for p in paths {
+            let _ = self.delete_node(&p, zxid, out);
+        }
+    }
+
+    /// Applies one committed txn (DataTree.processTxn). Errors go into the result, as in
+    /// ZooKeeper; notifications for fired watches are appended to `out` in firing order.
+    pub fn process_txn(
+        &mut self,
+        header: &TxnHeader,
+        body: &TxnBody,
+        out: &mut Vec<Notification>,
+    ) -> TxnResult {
+        let mut rc = self.process_one(header, body, out);
+        if header.zxid > self.last_processed_zxid {
+            self.last_processed_zxid = header.zxid;
+        }
+        rc.txn_type = header.txn_type;
+        rc
+    }
+
+    fn process_one(
+        &mut self,
+        header: &TxnHeader,
+        body: &TxnBody,
+        out: &mut Vec<Notification>,
+    ) -> TxnResult {
+        let mut rc = TxnResult {
+            txn_type: body.txn_type(),
+            ..Default::default()
+        };
+        let zxid = header.zxid;
+        let time = header.time;
+        let res: Result<(), ErrorCode> = match body {
+            TxnBody::Create(t) | TxnBody::Create2(t) => {
+                rc.path = t.path.clone();
+                let owner = if t.ephemeral { header.client_id } else { 0 };
+                self.create_node(
+                    &t.path,
+                    t.data.clone(),
+                    t.acl.clone(),
+                    owner,
+                    t.parent_cversion,
+                    zxid,
+                    time,
+                    out,
+                )
+                .map(|s| rc.stat = Some(s))
+            }
+            TxnBody::CreateTtl(t) => {
+                rc.path = t.path.clone();
+                self.create_node(
+                    &t.path,
+                    t.data.clone(),
+                    t.acl.clone(),
+                    ttl_owner(t.ttl),
+                    t.parent_cversion,
+                    zxid,
+                    time,
+                    out,
+                )
+                .map(|s| rc.stat = Some(s))
+            }
+            TxnBody::CreateContainer(t) => {
+                rc.path = t.path.clone();
+                self.create_node(
+                    &t.path,
+                    t.data.clone(),
+                    t.acl.clone(),
+                    CONTAINER_EPHEMERAL_OWNER,
+                    t.parent_cversion,
+                    zxid,
+                    time,
+                    out,
+                )
+                .map(|s| rc.stat = Some(s))
+            }
+            TxnBody::Delete(t) | TxnBody::DeleteContainer(t) => {
+                rc.path = t.path.clone();
+                self.delete_node(&t.path, zxid, out)
+            }
+            TxnBody::SetData(t) => {
+                rc.path = t.path.clone();
+                self.set_data(&t.path, t.data.clone(), t.version, zxid, time, out)
+                    .map(|s| rc.stat = Some(s))
+            }
+            TxnBody::SetAcl(t) => {
+                rc.path = t.path.clone();
+                self.set_acl(&t.path, t.acl.clone(), t.version)
+                    .map(|s| rc.stat = Some(s))
+            }
+            TxnBody::CloseSession(_) => {
+                self.kill_session(header.client_id, zxid, out);
+                Ok(())
+            }
+            TxnBody::CreateSession(_) => Ok(()),
+            TxnBody::Error(e) => {
+                rc.err = e.err;
+                Ok(())
+            }
+            TxnBody::Check(t) => {
+                rc.path = t.path.clone();
+                Ok(())
+            }
+            TxnBody::Multi(subs) => {
+                let failed = subs.iter().any(|(ty, _)| *ty == OpCode::Error as i32);
+                let mut post_failed = false;
+                for (ty, sub) in subs {
+                    let (ty, sub_body) = if *ty == OpCode::Error as i32 {
+                        post_failed = true;
+                        (*ty, sub.clone())
+                    } else if failed {
+                        let ec = if post_failed {
+                            ErrorCode::RuntimeInconsistency.code()
+                        } else {
+                            0
+                        };
+                        (
+                            OpCode::Error as i32,
+                            TxnBody::Error(zkd_proto::txn::ErrorTxn { err: ec }),
+                        )
+                    } else {
+                        (*ty, sub.clone())
+                    };
+                    let sub_header = TxnHeader {
+                        txn_type: ty,
+                        ..header.clone()
+                    };
+                    let mut sub_rc = self.process_one(&sub_header, &sub_body, out);
+                    sub_rc.txn_type = ty;
+                    if sub_rc.err != 0 && rc.err == 0 {
+                        rc.err = sub_rc.err;
+                    }
+                    rc.multi.push(sub_rc);
+                }
+                Ok(())
+            }
+        };
+        if let Err(e) = res {
+            rc.err = e.code();
+        }
+        rc
+    }
+
+    /// setWatches: re-arms a reconnecting client's watches, or fires at once those whose
+    /// node changed since `relative_zxid` (DataTree.setWatches). Such events carry zxid -1.
+    #[allow(clippy::too_many_arguments)]
+    pub fn set_watches(
+        &mut self,
+        relative_zxid: i64,
+        data_watches: &[String],
+        exist_watches: &[String],
+        child_watches: &[String],
+        persistent: &[String],
+        persistent_recursive: &[String],
+        conn: ConnId,
+        out: &mut Vec<Notification>,
+    ) {
+        let ev = |etype: i32, path: &str| Notification {
+            conn,
+            event: WatcherEvent {
+                event_type: etype,
+                state: keeper_state::SYNC_CONNECTED,
+                path: path.to_string(),
+            },
+            zxid: -1,
+            acl: None,
+        };
+        for p in data_watches {
+            match self.nodes.get(p) {
+                None => out.push(ev(event_type::NODE_DELETED, p)),
+                Some(n) if n.stat.mzxid > relative_zxid => {
+                    out.push(ev(event_type::NODE_DATA_CHANGED, p))
+                }
+                Some(_) => {
+                    self.data_watches.add_watch(p, conn, WatchMode::Standard);
+                }
+            }
+        }
+        for p in exist_watches {
+            if self.nodes.contains_key(p) {
+                out.push(ev(event_type::NODE_CREATED, p));
+            } else {
+                self.data_watches.add_watch(p, conn, WatchMode::Standard);
+            }
+        }
+        for p in child_watches {
+            match self.nodes.get(p) {
+                None => out.push(ev(event_type::NODE_DELETED, p)),
+                Some(n) if n.stat.pzxid > relative_zxid => {
+                    out.push(ev(event_type::NODE_CHILDREN_CHANGED, p))
+                }
+                Some(_) => {
+                    self.child_watches.add_watch(p, conn, WatchMode::Standard);
+                }
+            }
+        }
+        for p in persistent {
+            self.child_watches.add_watch(p, conn, WatchMode::Persistent);
+            self.data_watches.add_watch(p, conn, WatchMode::Persistent);
+        }
+        for p in persistent_recursive {
+            self.data_watches
+                .add_watch(p, conn, WatchMode::PersistentRecursive);
+        }
+    }
+
+    /// addWatch (DataTree.addWatch).
+    pub fn add_watch(&mut self, path: &str, conn: ConnId, mode: WatchMode) {
+        self.data_watches.add_watch(path, conn, mode);
+        if mode != WatchMode::PersistentRecursive {
+            self.child_watches.add_watch(path, conn, mode);
+        }
+    }
+
+    pub fn remove_connection(&mut self, conn: ConnId) {
+        self.data_watches.remove_watcher(conn);
+        self.child_watches.remove_watcher(conn);
+    }
+
+    /// checkWatches/removeWatches (DataTree.containsWatcher/removeWatch), by WatcherType.
+    pub fn watch_op(&mut self, path: &str, watcher_type: i32, conn: ConnId, remove: bool) -> bool {
+        use zkd_proto::watcher_type as wt;
+        let std = Some(WatchMode::Standard);
+        let op = |m: &mut WatchManager, mode: Option<WatchMode>| {
+            if remove {
+                m.remove(path, conn, mode)
+            } else {
+                m.contains(path, conn, mode)
+            }
+        };
+        match watcher_type {
+            wt::CHILDREN => op(&mut self.child_watches, std),
+            wt::DATA => op(&mut self.data_watches, std),
+            wt::PERSISTENT => {
+                let a = op(&mut self.data_watches, Some(WatchMode::Persistent));
+                let b = op(&mut self.child_watches, Some(WatchMode::Persistent));
+                a || b
+            }
+            wt::PERSISTENT_RECURSIVE => {
+                op(&mut self.data_watches, Some(WatchMode::PersistentRecursive))
+            }
+            _ => {
+                let a = op(&mut self.child_watches, None);
+                let b = op(&mut self.data_watches, None);
+                a || b
+            }
+        }
+    }
+
+    /// Sorted snapshot of all paths, for tests and dumps.
+    pub fn paths(&self) -> Vec<String> {
+        let mut v: Vec<_> = self.nodes.keys().cloned().collect();
+        v.sort();
+        v
+    }
+}
+
+pub fn child_path(parent: &str, child: &str) -> String {
+    if parent == "/" {
+        format!("/{child}")
+    } else {
+        format!("{parent}/{child}")
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,115 @@
+use super::*;
+use zkd_proto::txn::*;
+
+fn hdr(zxid: i64, ty: OpCode, client: i64) -> TxnHeader {
+    TxnHeader {
+        client_id: client,
+        cxid: 0,
+        zxid,
+        time: 1000 + zxid,
+        txn_type: ty as i32,
+    }
+}
+
+fn create(
+    t: &mut DataTree,
+    zxid: i64,
+    path: &str,
+    ephemeral: bool,
+    parent_cversion: i32,
+) -> TxnResult {
+    let mut out = Vec::new();
+    t.process_txn(
+        &hdr(zxid, OpCode::Create, 7),
+        &TxnBody::Create(CreateTxn {
+            path: path.into(),
+            data: Some(b"x".to_vec()),
+            acl: Acl::open_unsafe(),
+            ephemeral,
+            parent_cversion,
+        }),
+        &mut out,
+    )
+}
+
+#[test]
+fn fresh_tree_stats_match_zookeeper() {
+    let t = DataTree::new();
+    // Root stores cversion 0 and has one child: ZooKeeper serves -1.
+    assert_eq!(t.get("/").unwrap().client_stat().cversion, -1);
+    assert_eq!(t.get("/zookeeper").unwrap().client_stat().cversion, -2);
+    assert_eq!(
+        t.get("/zookeeper/config").unwrap().acl.as_ref(),
+        &Acl::read_unsafe()
+    );
+}
+
+#[test]
+fn cversion_is_served_from_the_create_count() {
+    let mut t = DataTree::new();
+    create(&mut t, 1, "/a", false, 1);
+    create(&mut t, 2, "/a/b", false, 1);
+    create(&mut t, 3, "/a/c", false, 2);
+    let s = t.get("/a").unwrap().client_stat();
+    assert_eq!((s.cversion, s.num_children, s.pzxid), (2, 2, 3));
+    let mut out = Vec::new();
+    t.process_txn(
+        &hdr(4, OpCode::Delete, 7),
+        &TxnBody::Delete(DeleteTxn {
+            path: "/a/b".into(),
+        }),
+        &mut out,
+    );
+    let s = t.get("/a").unwrap().client_stat();
+    // A delete raises the visible cversion and moves pzxid.
+    assert_eq!((s.cversion, s.num_children, s.pzxid), (3, 1, 4));
+}
+
+#[test]
+fn close_session_removes_ephemerals_and_fires_watches() {
+    let mut t = DataTree::new();
+    create(&mut t, 1, "/e", true, 1);
+    assert_eq!(t.ephemerals_of(7), vec!["/e".to_string()]);
+    t.data_watches.add_watch("/e", 42, WatchMode::Standard);
+    let mut out = Vec::new();
+    t.process_txn(
+        &hdr(2, OpCode::CloseSession, 7),
+        &TxnBody::CloseSession(CloseSessionTxn {
+            paths_to_delete: vec!["/e".into()],
+        }),
+        &mut out,
+    );
+    assert!(t.get("/e").is_none());
+    assert!(t.ephemerals_of(7).is_empty());
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].event.event_type, event_type::NODE_DELETED);
+    assert_eq!(out[0].zxid, 2);
+}
+
+#[test]
+fn failed_multi_reports_ok_then_error_then_runtime_inconsistency() {
+    let mut t = DataTree::new();
+    let mut out = Vec::new();
+    let rc = t.process_txn(
+        &hdr(1, OpCode::Multi, 7),
+        &TxnBody::Multi(vec![
+            (
+                OpCode::Create as i32,
+                TxnBody::Create(CreateTxn {
+                    path: "/m".into(),
+                    data: None,
+                    acl: Acl::open_unsafe(),
+                    ephemeral: false,
+                    parent_cversion: 1,
+                }),
+            ),
+            (OpCode::Error as i32, TxnBody::Error(ErrorTxn { err: -103 })),
+            (OpCode::Error as i32, TxnBody::Error(ErrorTxn { err: -2 })),
+        ]),
+        &mut out,
+    );
+    assert!(t.get("/m").is_none(), "a failed multi leaves no trace");
+    assert!(out.is_empty(), "a failed multi fires no watch");
+    let errs: Vec<i32> = rc.multi.iter().map(|r| r.err).collect();
+    assert_eq!(errs, vec![0, -103, -2]);
+}

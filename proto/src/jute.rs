@@ -27,6 +27,8 @@ pub enum DecodeError {
     UnknownOpCode(i32),
     #[error("{0}")]
     Invalid(&'static str),
+    #[error("{0} bytes left after the record")]
+    TrailingBytes(usize),
 }
 
 /// A cursor over one frame's bytes.
@@ -197,6 +199,9 @@ pub trait Record: Sized {
     fn from_bytes(buf: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(buf);
         let v = Self::read(&mut r)?;
+        if r.remaining() != 0 {
+            return Err(DecodeError::TrailingBytes(r.remaining()));
+        }
         Ok(v)
     }
 }

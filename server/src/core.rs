@@ -238,6 +238,7 @@ impl Core {
                 auth: &[],
                 time_ms: Self::ctx_time(now_ms),
                 extended_types_enabled: self.config.extended_types_enabled,
+                enforce_quota: self.config.enforce_quota,
             };
             let txn = self.prep.create_session(&ctx, timeout);
             self.apply(&txn);
@@ -422,6 +423,7 @@ impl Core {
                         auth: &auth,
                         time_ms: now_ms,
                         extended_types_enabled: self.config.extended_types_enabled,
+                        enforce_quota: self.config.enforce_quota,
                     };
                     let mut txn = self.prep.prep_write(&self.tree, &pctx, &Request::Ping);
                     txn.body = TxnBody::Error(zkd_proto::txn::ErrorTxn {
@@ -496,6 +498,7 @@ impl Core {
                     auth: &auth,
                     time_ms: now_ms,
                     extended_types_enabled: self.config.extended_types_enabled,
+                    enforce_quota: self.config.enforce_quota,
                 };
                 let txn = self.prep.close_session(&self.tree, &pctx);
                 self.apply(&txn);
@@ -516,6 +519,7 @@ impl Core {
                     auth: &auth,
                     time_ms: now_ms,
                     extended_types_enabled: self.config.extended_types_enabled,
+                    enforce_quota: self.config.enforce_quota,
                 };
                 let txn = self.prep.prep_write(&self.tree, &pctx, r);
                 let rc = self.apply(&txn);
@@ -778,6 +782,9 @@ impl Core {
                 Ok(self.reply(xid, ErrorCode::Ok, None))
             }
             Request::MultiRead(ops) => {
+                if ops.iter().any(|o| !o.is_read()) {
+                    return Err(ErrorCode::MarshallingError);
+                }
                 let mut results = Vec::with_capacity(ops.len());
                 for op in ops {
                     let r = match op {
@@ -796,7 +803,6 @@ impl Core {
                 }
                 Ok(self.reply(xid, ErrorCode::Ok, Some(&MultiBody(results))))
             }
-            Request::Reconfig(_) => Err(ErrorCode::ReconfigDisabled),
             _ => Err(ErrorCode::Unimplemented),
         })();
         match res {
@@ -826,6 +832,7 @@ impl Core {
             auth: &[],
             time_ms: now_ms,
             extended_types_enabled: self.config.extended_types_enabled,
+            enforce_quota: self.config.enforce_quota,
         };
         let txn = self.prep.close_session(&self.tree, &pctx);
         self.apply(&txn);
@@ -876,6 +883,7 @@ impl Core {
                 auth: &[],
                 time_ms: now_ms,
                 extended_types_enabled: self.config.extended_types_enabled,
+                enforce_quota: self.config.enforce_quota,
             };
             let txn = self
                 .prep
@@ -915,6 +923,7 @@ fn is_write(op: OpCode) -> bool {
             | OpCode::SetAcl
             | OpCode::Check
             | OpCode::Multi
+            | OpCode::Reconfig
     )
 }
 

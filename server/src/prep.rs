@@ -20,8 +20,8 @@ use zkd_proto::{CreateMode, ErrorCode, OpCode, Request};
 
 use crate::acl::{check_acl, fixup_acl};
 use crate::tree::{
-    ephemeral_type, ttl_owner, DataTree, EphemeralType, NodeStat, CONTAINER_EPHEMERAL_OWNER,
-    MAX_TTL,
+    ephemeral_type, ttl_owner, DataTree, EphemeralType, NodeStat, StatsTrack,
+    CONTAINER_EPHEMERAL_OWNER, MAX_TTL,
 };
 
 /// ChangeRecord: the pending state of one path.
@@ -41,6 +41,8 @@ pub struct PrepContext<'a> {
     pub auth: &'a [Id],
     pub time_ms: i64,
     pub extended_types_enabled: bool,
+    /// zookeeper.enforceQuota: hard quota limits fail writes with QuotaExceeded.
+    pub enforce_quota: bool,
 }
 
 #[derive(Default)]
@@ -178,6 +180,16 @@ impl Prep {
         let zxid = self.next_zxid();
         let op = req.op_code();
         if let Request::Multi(ops) = req {
+            // ZooKeeper refuses reads inside a multi while decoding it ("Mixing different
+            // kind of ops"): the whole request fails with MARSHALLINGERROR.
+            if ops.iter().any(MultiOp::is_read) {
+                return TxnEntry {
+                    header: self.header(ctx, zxid, OpCode::Error as i32),
+                    body: TxnBody::Error(ErrorTxn {
+                        err: ErrorCode::MarshallingError.code(),
+                    }),
+                };
+            }
             return self.prep_multi(tree, ctx, zxid, ops);
         }
         let res = match req {
@@ -200,6 +212,9 @@ impl Prep {
             Request::SetData(r) => self.prep_set_data(tree, ctx, zxid, &r.path, &r.data, r.version),
             Request::SetAcl(r) => self.prep_set_acl(tree, ctx, zxid, &r.path, &r.acl, r.version),
             Request::Check(r) => self.prep_check(tree, ctx, &r.path, r.version),
+            // Dynamic reconfiguration is off (reconfigEnabled=false): ZooKeeper still
+            // logs the refusal as an ErrorTxn.
+            Request::Reconfig(_) => Err(ErrorCode::ReconfigDisabled),
             _ => Err(ErrorCode::Unimplemented),
         };
         match res {
@@ -365,6 +380,7 @@ impl Prep {
             return Err(ErrorCode::NoChildrenForEphemerals);
         }
         let new_cversion = parent_cversion.wrapping_add(1);
+        check_quota(tree, ctx, &path, 0, data_len(data), 1)?;
         let body = match op {
             OpCode::CreateContainer => TxnBody::CreateContainer(CreateContainerTxn {
                 path: path.clone(),
@@ -511,6 +527,8 @@ impl Prep {
         validate_path(path).map_err(|_| ErrorCode::BadArguments)?;
         let node = self.record(tree, path)?;
         check_acl(&node.acl, perms::WRITE, ctx.auth, false)?;
+        let last_len = tree.get(path).map_or(0, |n| data_len(&n.data));
+        check_quota(tree, ctx, path, last_len, data_len(data), 0)?;
         let new_version = check_and_inc_version(node.stat.expect("exists").version, version)?;
         let mut nr = node;
         nr.zxid = zxid;
@@ -571,6 +589,91 @@ impl Prep {
             version: v,
         }))
     }
+}
+
+fn data_len(d: &Option<Vec<u8>>) -> i64 {
+    d.as_ref().map_or(0, |d| d.len() as i64)
+}
+
+/// ZooKeeperServer.checkQuota: with enforceQuota, a write that would take a quota'd
+/// subtree past a hard limit fails; soft limits (count/bytes) only log.
+fn check_quota(
+    tree: &DataTree,
+    ctx: &PrepContext<'_>,
+    path: &str,
+    last_len: i64,
+    new_len: i64,
+    count_diff: i64,
+) -> PResult<()> {
+    if !ctx.enforce_quota {
+        return Ok(());
+    }
+    let Some(prefix) = tree.max_prefix_with_quota(path) else {
+        return Ok(());
+    };
+    let bytes_diff = new_len - last_len;
+    let limit_path = format!(
+        "{}{prefix}/{}",
+        crate::tree::QUOTA_ZOOKEEPER,
+        crate::tree::QUOTA_LIMIT_NODE
+    );
+    let stat_path = format!(
+        "{}{prefix}/{}",
+        crate::tree::QUOTA_ZOOKEEPER,
+        crate::tree::QUOTA_STAT_NODE
+    );
+    let Some(limit_node) = tree.get(&limit_path) else {
+        return Ok(());
+    };
+    let limits = StatsTrack::parse(limit_node.data.as_deref());
+    let check_count =
+        count_diff != 0 && (limits.get("count") > -1 || limits.get("countHardLimit") > -1);
+    let check_bytes =
+        bytes_diff != 0 && (limits.get("bytes") > -1 || limits.get("byteHardLimit") > -1);
+    if !check_count && !check_bytes {
+        return Ok(());
+    }
+    let Some(stat_node) = tree.get(&stat_path) else {
+        return Ok(());
+    };
+    let current = StatsTrack::parse(stat_node.data.as_deref());
+    if check_count {
+        let new_count = current.get("count") + count_diff;
+        let hard = limits.get("countHardLimit") > -1;
+        let limit = if hard {
+            limits.get("countHardLimit")
+        } else {
+            limits.get("count")
+        };
+        if new_count > limit {
+            tracing::warn!(
+                "Quota exceeded: {prefix} [current count={new_count}, {}CountLimit={limit}]",
+                if hard { "hard" } else { "soft" }
+            );
+            if hard {
+                return Err(ErrorCode::QuotaExceeded);
+            }
+        }
+    }
+    if check_bytes {
+        let new_bytes = current.get("bytes") + bytes_diff;
+        let hard = limits.get("byteHardLimit") > -1;
+        let limit = if hard {
+            limits.get("byteHardLimit")
+        } else {
+            limits.get("bytes")
+        };
+        if new_bytes > limit {
+            tracing::warn!(
+                "Quota exceeded: {prefix} [current bytes={new_bytes}, {}ByteLimit={limit}]",
+                if hard { "hard" } else { "soft" }
+            );
+            if hard {
+                return Err(ErrorCode::QuotaExceeded);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A versioned op succeeds iff the version matches (-1 matches any); the next version

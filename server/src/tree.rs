@@ -155,7 +155,65 @@ pub struct DataTree {
     pub data_watches: WatchManager,
     pub child_watches: WatchManager,
     pub last_processed_zxid: i64,
+    /// Paths with a quota (ZooKeeper's pTrie): those with a `zookeeper_limits` node under
+    /// `/zookeeper/quota`.
+    quota_paths: BTreeSet<String>,
 }
+
+/// StatsTrack: ZooKeeper's `count=N,bytes=M` quota text, with optional extra keys
+/// (`countHardLimit`, `byteHardLimit`) after a `=;` separator.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StatsTrack {
+    pub stats: std::collections::BTreeMap<String, i64>,
+}
+
+impl StatsTrack {
+    pub fn parse(data: Option<&[u8]>) -> StatsTrack {
+        let mut t = StatsTrack::default();
+        let Some(d) = data else { return t };
+        let text = String::from_utf8_lossy(d);
+        for pair in text.split([',', ';']).filter(|p| !p.is_empty()) {
+            let mut kv = pair.split('=');
+            let k = kv.next().unwrap_or("");
+            let v = kv.next().unwrap_or("");
+            let v = if v.is_empty() {
+                -1
+            } else {
+                v.trim().parse().unwrap_or(-1)
+            };
+            t.stats.insert(k.to_string(), v);
+        }
+        t
+    }
+
+    pub fn get(&self, key: &str) -> i64 {
+        self.stats.get(key).copied().unwrap_or(-1)
+    }
+
+    pub fn set(&mut self, key: &str, v: i64) {
+        self.stats.insert(key.to_string(), v);
+    }
+
+    pub fn to_text(&self) -> String {
+        let mut s = format!("count={},bytes={}", self.get("count"), self.get("bytes"));
+        let extra: Vec<_> = self
+            .stats
+            .iter()
+            .filter(|(k, _)| k.as_str() != "count" && k.as_str() != "bytes")
+            .collect();
+        if !extra.is_empty() {
+            // The extra '=' makes pre-3.7 parsers ignore the new keys, as ZooKeeper does.
+            s.push('=');
+            for (k, v) in extra {
+                s.push_str(&format!(";{k}={v}"));
+            }
+        }
+        s
+    }
+}
+
+pub const QUOTA_LIMIT_NODE: &str = "zookeeper_limits";
+pub const QUOTA_STAT_NODE: &str = "zookeeper_stats";
 
 impl Default for DataTree {
     fn default() -> Self {
@@ -190,6 +248,7 @@ impl DataTree {
             data_watches: WatchManager::new(),
             child_watches: WatchManager::new(),
             last_processed_zxid: 0,
+            quota_paths: BTreeSet::new(),
         }
     }
 
@@ -243,6 +302,56 @@ impl DataTree {
             .iter()
             .map(|(p, n)| p.len() as u64 + n.data.as_ref().map_or(0, |d| d.len() as u64))
             .sum()
+    }
+
+    /// The longest path with a quota that is `path` or an ancestor of it
+    /// (DataTree.getMaxPrefixWithQuota); never `/` or `/zookeeper`.
+    pub fn max_prefix_with_quota(&self, path: &str) -> Option<String> {
+        if self.quota_paths.is_empty() {
+            return None;
+        }
+        let mut p = path;
+        loop {
+            if p != "/" && p != PROC_ZOOKEEPER && self.quota_paths.contains(p) {
+                return Some(p.to_string());
+            }
+            if p == "/" {
+                return None;
+            }
+            p = zkd_proto::path::parent(p);
+        }
+    }
+
+    fn update_quota_stat(&mut self, prefix: &str, bytes_diff: i64, count_diff: i64) {
+        let stat_path = format!("{QUOTA_ZOOKEEPER}{prefix}/{QUOTA_STAT_NODE}");
+        if let Some(n) = self.nodes.get_mut(&stat_path) {
+            let mut t = StatsTrack::parse(n.data.as_deref());
+            t.set("count", t.get("count") + count_diff);
+            t.set("bytes", t.get("bytes") + bytes_diff);
+            n.data = Some(t.to_text().into_bytes());
+        }
+    }
+
+    /// Recomputes a quota's usage from the subtree (DataTree.updateQuotaForPath).
+    fn update_quota_for_path(&mut self, path: &str) {
+        let (mut count, mut bytes) = (0i64, 0i64);
+        let mut stack = vec![path.to_string()];
+        while let Some(p) = stack.pop() {
+            if let Some(n) = self.nodes.get(&p) {
+                count += 1;
+                bytes += n.data.as_ref().map_or(0, |d| d.len() as i64);
+                for c in &n.children {
+                    stack.push(child_path(&p, c));
+                }
+            }
+        }
+        let mut t = StatsTrack::default();
+        t.set("count", count);
+        t.set("bytes", bytes);
+        let stat_path = format!("{QUOTA_ZOOKEEPER}{path}/{QUOTA_STAT_NODE}");
+        if let Some(n) = self.nodes.get_mut(&stat_path) {
+            n.data = Some(t.to_text().into_bytes());
+        }
     }
 
     /// Number of descendants of `path` (getAllChildrenNumber), excluding itself.
@@ -328,6 +437,7 @@ impl DataTree {
         parent.children.insert(child_name);
         let parent_acl = parent.acl.clone();
         let acl = Arc::new(acl);
+        let data_len = data.as_ref().map_or(0, |d| d.len() as i64);
         let node = Node {
             data,
             acl: acl.clone(),
@@ -350,6 +460,19 @@ impl DataTree {
                     .insert(path.to_string());
             }
             EphemeralType::Void => {}
+        }
+        if let Some(quota_path) = parent_name.strip_prefix(QUOTA_ZOOKEEPER) {
+            let quota_path = quota_path.to_string();
+            let child_name = zkd_proto::path::basename(path);
+            if child_name == QUOTA_LIMIT_NODE {
+                self.quota_paths.insert(quota_path.clone());
+            }
+            if child_name == QUOTA_STAT_NODE {
+                self.update_quota_for_path(&quota_path);
+            }
+        }
+        if let Some(prefix) = self.max_prefix_with_quota(path) {
+            self.update_quota_stat(&prefix, data_len, 1);
         }
         self.notify(false, path, event_type::NODE_CREATED, zxid, &acl, None, out);
         self.notify(
@@ -401,6 +524,15 @@ impl DataTree {
             }
             EphemeralType::Void => {}
         }
+        if parent_name.starts_with(PROC_ZOOKEEPER) && child_name == QUOTA_LIMIT_NODE {
+            if let Some(q) = parent_name.strip_prefix(QUOTA_ZOOKEEPER) {
+                self.quota_paths.remove(q);
+            }
+        }
+        if let Some(prefix) = self.max_prefix_with_quota(path) {
+            let bytes = node.data.as_ref().map_or(0, |d| d.len() as i64);
+            self.update_quota_stat(&prefix, -bytes, -1);
+        }
         let processed = self.notify(
             false,
             path,
@@ -443,12 +575,17 @@ impl DataTree {
         let Some(n) = self.nodes.get_mut(path) else {
             return Err(ErrorCode::NoNode);
         };
+        let bytes_diff = data.as_ref().map_or(0, |d| d.len() as i64)
+            - n.data.as_ref().map_or(0, |d| d.len() as i64);
         n.data = data;
         n.stat.mtime = time;
         n.stat.mzxid = zxid;
         n.stat.version = version;
         let stat = n.client_stat();
         let acl = n.acl.clone();
+        if let Some(prefix) = self.max_prefix_with_quota(path) {
+            self.update_quota_stat(&prefix, bytes_diff, 0);
+        }
         self.notify(
             false,
             path,

@@ -113,3 +113,93 @@ fn failed_multi_reports_ok_then_error_then_runtime_inconsistency() {
     let errs: Vec<i32> = rc.multi.iter().map(|r| r.err).collect();
     assert_eq!(errs, vec![0, -103, -2]);
 }
+
+fn mk(t: &mut DataTree, zxid: i64, path: &str, data: &[u8]) {
+    let mut out = Vec::new();
+    let parent = zkd_proto::path::parent(path).to_string();
+    let pc = t.get(&parent).unwrap().stat.cversion + 1;
+    let rc = t.process_txn(
+        &hdr(zxid, OpCode::Create, 7),
+        &TxnBody::Create(CreateTxn {
+            path: path.into(),
+            data: Some(data.to_vec()),
+            acl: Acl::open_unsafe(),
+            ephemeral: false,
+            parent_cversion: pc,
+        }),
+        &mut out,
+    );
+    assert_eq!(rc.err, 0, "{path}");
+}
+
+#[test]
+fn quota_stats_follow_the_subtree() {
+    let mut t = DataTree::new();
+    mk(&mut t, 1, "/q", b"12");
+    mk(&mut t, 2, "/q/a", b"345");
+    // What zkCli's setquota does: the limits node, then the stats node.
+    mk(&mut t, 3, "/zookeeper/quota/q", b"");
+    mk(
+        &mut t,
+        4,
+        "/zookeeper/quota/q/zookeeper_limits",
+        b"count=-1,bytes=-1=;countHardLimit=3",
+    );
+    mk(
+        &mut t,
+        5,
+        "/zookeeper/quota/q/zookeeper_stats",
+        b"count=0,bytes=0",
+    );
+    let stats = |t: &DataTree| {
+        String::from_utf8(
+            t.get("/zookeeper/quota/q/zookeeper_stats")
+                .unwrap()
+                .data
+                .clone()
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    assert_eq!(stats(&t), "count=2,bytes=5");
+    mk(&mut t, 6, "/q/b", b"6789");
+    assert_eq!(stats(&t), "count=3,bytes=9");
+    let mut out = Vec::new();
+    t.process_txn(
+        &hdr(7, OpCode::SetData, 7),
+        &TxnBody::SetData(SetDataTxn {
+            path: "/q/a".into(),
+            data: None,
+            version: 1,
+        }),
+        &mut out,
+    );
+    assert_eq!(stats(&t), "count=3,bytes=6");
+    t.process_txn(
+        &hdr(8, OpCode::Delete, 7),
+        &TxnBody::Delete(DeleteTxn {
+            path: "/q/b".into(),
+        }),
+        &mut out,
+    );
+    assert_eq!(stats(&t), "count=2,bytes=2");
+    assert_eq!(t.max_prefix_with_quota("/q/a/x"), Some("/q".to_string()));
+    assert_eq!(t.max_prefix_with_quota("/qq"), None);
+}
+
+#[test]
+fn stats_track_text_matches_zookeeper() {
+    let t = StatsTrack::parse(Some(
+        b"count=-1,bytes=-1=;byteHardLimit=10;countHardLimit=3",
+    ));
+    assert_eq!(t.get("countHardLimit"), 3);
+    assert_eq!(t.get("bytes"), -1);
+    assert_eq!(
+        t.to_text(),
+        "count=-1,bytes=-1=;byteHardLimit=10;countHardLimit=3"
+    );
+    assert_eq!(
+        StatsTrack::parse(Some(b"count=5,bytes=7")).to_text(),
+        "count=5,bytes=7"
+    );
+}

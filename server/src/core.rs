@@ -390,10 +390,17 @@ impl Core {
         now_ms: i64,
     ) -> (ErrorCode, Reply, &'static str) {
         let Some(op) = OpCode::from_i32(op_type) else {
+            // UnimplementedRequestProcessor: the error reply, then the connection is
+            // closed (the session survives and the client may resume it).
             tracing::warn!("Received packet at server of unknown type {}", op_type);
             return (
                 ErrorCode::Unimplemented,
-                Reply::Frame(reply_frame(xid, -1, ErrorCode::Unimplemented.code(), None)),
+                Reply::Close(Some(reply_frame(
+                    xid,
+                    -1,
+                    ErrorCode::Unimplemented.code(),
+                    None,
+                ))),
                 "NA",
             );
         };
@@ -402,7 +409,12 @@ impl Core {
             Err(zkd_proto::DecodeError::UnknownOpCode(_)) => {
                 return (
                     ErrorCode::Unimplemented,
-                    Reply::Frame(reply_frame(xid, -1, ErrorCode::Unimplemented.code(), None)),
+                    Reply::Close(Some(reply_frame(
+                        xid,
+                        -1,
+                        ErrorCode::Unimplemented.code(),
+                        None,
+                    ))),
                     "NA",
                 )
             }

@@ -351,10 +351,7 @@ fn connection_info(out: &mut String, core: &Core, c: &Conn, brief: bool, this: O
         c.packets_sent
     );
     if !brief && c.session_id != 0 {
-        let timeout = core
-            .sessions
-            .get(c.session_id)
-            .map_or(0, |s| s.timeout_ms);
+        let timeout = core.sessions.get(c.session_id).map_or(0, |s| s.timeout_ms);
         let _ = write!(
             out,
             ",sid=0x{:x},lop={},est={},to={}",
@@ -496,9 +493,7 @@ fn watch_count(core: &Core) -> usize {
 
 /// OSMXBean.getOpenFileDescriptorCount: the entries of /proc/self/fd.
 fn open_file_descriptors() -> Option<usize> {
-    std::fs::read_dir("/proc/self/fd")
-        .ok()
-        .map(|rd| rd.count())
+    std::fs::read_dir("/proc/self/fd").ok().map(|rd| rd.count())
 }
 
 /// OSMXBean.getMaxFileDescriptorCount: the soft RLIMIT_NOFILE.
@@ -629,11 +624,13 @@ fn java_os_arch() -> &'static str {
 /// user.name and user.home as the JVM finds them: the passwd entry of the real uid,
 /// falling back to $USER and $HOME.
 fn current_user() -> (Option<String>, Option<String>) {
-    let uid = std::fs::read_to_string("/proc/self/status").ok().and_then(|s| {
-        s.lines()
-            .find(|l| l.starts_with("Uid:"))
-            .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
-    });
+    let uid = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
+        });
     let entry = uid.and_then(|uid| {
         let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
         passwd.lines().find_map(|l| {
@@ -805,4 +802,496 @@ fn java_date(ms: i64) -> String {
         t.second,
         t.year
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, FourLetterWhitelist};
+    use zkd_proto::records::{
+        Acl, ConnectRequest, CreateRequest, ExistsRequest, GetChildrenRequest, GetDataRequest,
+    };
+    use zkd_proto::{OpCode, Record};
+
+    const NOW: i64 = 1_795_750_000_000;
+
+    fn all_allowed() -> Config {
+        Config {
+            four_letter_whitelist: FourLetterWhitelist::all(),
+            ..Config::default()
+        }
+    }
+
+    fn handshake(core: &mut Core, conn: ConnId, port: u16, timeout: i32) -> i64 {
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        assert!(core.accept(conn, addr, NOW));
+        let req = ConnectRequest {
+            protocol_version: 0,
+            last_zxid_seen: 0,
+            time_out: timeout,
+            session_id: 0,
+            passwd: vec![0; 16],
+            read_only: false,
+            has_read_only: true,
+        };
+        core.connect(conn, &req, NOW);
+        core.conns[&conn].session_id
+    }
+
+    fn create(core: &mut Core, conn: ConnId, xid: i32, path: &str, data: &[u8], flags: i32) {
+        let body = CreateRequest {
+            path: path.into(),
+            data: Some(data.to_vec()),
+            acl: Acl::open_unsafe(),
+            flags,
+        }
+        .to_bytes();
+        core.request(conn, xid, OpCode::Create.as_i32(), &body, NOW + 5);
+    }
+
+    /// Two clients with ephemerals and watches (as compat/act.py-style kazoo runs do),
+    /// plus the fresh connection the command arrives on. Returns the two session ids.
+    fn busy_core(config: Config) -> (Core, i64, i64) {
+        let mut core = Core::new(config, NOW);
+        let a = handshake(&mut core, 1, 50001, 10_000);
+        let b = handshake(&mut core, 2, 50002, 30_000);
+        create(&mut core, 1, 1, "/app", b"hello", 0);
+        create(&mut core, 1, 2, "/app/e1", b"x", 1);
+        create(&mut core, 1, 3, "/app/e2", b"yy", 1);
+        create(&mut core, 2, 1, "/app/e3", b"", 1);
+        let get = GetDataRequest {
+            path: "/app".into(),
+            watch: true,
+        };
+        core.request(1, 4, OpCode::GetData.as_i32(), &get.to_bytes(), NOW + 6);
+        let ls = GetChildrenRequest {
+            path: "/app".into(),
+            watch: true,
+        };
+        core.request(1, 5, OpCode::GetChildren.as_i32(), &ls.to_bytes(), NOW + 6);
+        let ex = ExistsRequest {
+            path: "/nope".into(),
+            watch: true,
+        };
+        core.request(2, 2, OpCode::Exists.as_i32(), &ex.to_bytes(), NOW + 7);
+        core.request(2, 3, OpCode::GetData.as_i32(), &get.to_bytes(), NOW + 7);
+        core.take_output();
+        // The connection the four-letter word arrives on.
+        assert!(core.accept(3, "127.0.0.1:50003".parse().unwrap(), NOW + 8));
+        (core, a, b)
+    }
+
+    fn lines(s: &str) -> Vec<&str> {
+        s.split('\n').collect()
+    }
+
+    #[test]
+    fn whitelist_refuses_with_zookeepers_text() {
+        let (mut core, _, _) = busy_core(Config::default());
+        for cmd in [
+            "ruok", "stat", "mntr", "cons", "crst", "srst", "dump", "wchc", "envi",
+        ] {
+            assert_eq!(
+                execute(&mut core, cmd, NOW),
+                format!("{cmd} is not executed because it is not in the whitelist.\n")
+            );
+        }
+        // srvr is always enabled; a refusal changes nothing.
+        let srvr = execute(&mut core, "srvr", NOW);
+        assert!(srvr.starts_with("Zookeeper version: 3.9.5-zkd-"), "{srvr}");
+        assert_eq!(core.tree.node_count(), 8);
+        let only = Config {
+            four_letter_whitelist: FourLetterWhitelist::from_commands(["ruok"]),
+            ..Config::default()
+        };
+        let mut core = Core::new(only, NOW);
+        assert_eq!(execute(&mut core, "ruok", NOW), "imok");
+        assert_eq!(
+            execute(&mut core, "isro", NOW),
+            "isro is not executed because it is not in the whitelist.\n"
+        );
+    }
+
+    #[test]
+    fn every_known_word_is_a_command() {
+        for w in crate::config::KNOWN_FOUR_LETTER_WORDS {
+            assert!(is_command(w), "{w}");
+        }
+        assert!(!is_command("abcd"));
+        assert!(!is_command("RUOK"));
+    }
+
+    #[test]
+    fn ruok_isro_gtmk_hash() {
+        let mut core = Core::new(all_allowed(), NOW);
+        assert_eq!(execute(&mut core, "ruok", NOW), "imok");
+        assert_eq!(execute(&mut core, "isro", NOW), "rw");
+        assert_eq!(execute(&mut core, "gtmk", NOW), "306");
+        assert_eq!(execute(&mut core, "stmk", NOW), "");
+        assert_eq!(execute(&mut core, "hash", NOW), "");
+        assert_eq!(set_trace_mask(&mut core, 306, NOW), "306");
+    }
+
+    #[test]
+    fn stat_lists_clients_and_server_stats() {
+        let (mut core, _, _) = busy_core(all_allowed());
+        let received = core.stats.packets_received;
+        let sent = core.stats.packets_sent;
+        let out = execute(&mut core, "stat", NOW + 10);
+        let l = lines(&out);
+        assert!(
+            l[0].starts_with("Zookeeper version: 3.9.5-zkd-0.1.0, built on "),
+            "{out}"
+        );
+        assert!(l[0].ends_with(" UTC"), "{out}");
+        let rest = &l[1..];
+        assert_eq!(
+            rest,
+            [
+                "Clients:",
+                " /127.0.0.1:50001[1](queued=0,recved=6,sent=6)",
+                " /127.0.0.1:50002[1](queued=0,recved=4,sent=4)",
+                " /127.0.0.1:50003[0](queued=0,recved=1,sent=0)",
+                "",
+                "Latency min/avg/max: 0/0.0/0",
+                &format!("Received: {}", received + 1),
+                &format!("Sent: {sent}"),
+                "Connections: 3",
+                "Outstanding: 0",
+                "Zxid: 0x6",
+                "Mode: standalone",
+                "Node count: 9",
+                "",
+            ]
+        );
+        // The answer itself counts as one packet sent.
+        assert_eq!(core.stats.packets_sent, sent + 1);
+    }
+
+    #[test]
+    fn srvr_is_stat_without_clients() {
+        let (mut core, _, _) = busy_core(all_allowed());
+        let out = execute(&mut core, "srvr", NOW + 10);
+        let l = lines(&out);
+        assert!(l[0].starts_with("Zookeeper version: "));
+        assert_eq!(l[1], "Latency min/avg/max: 0/0.0/0");
+        assert_eq!(l.len(), 10, "{out}");
+        assert_eq!(l[8], "Node count: 9");
+        assert!(out.ends_with("Mode: standalone\nNode count: 9\n"));
+    }
+
+    #[test]
+    fn latency_uses_zookeepers_rounding_and_double_format() {
+        let (mut core, _, _) = busy_core(all_allowed());
+        core.stats.latency_count = 6;
+        core.stats.total_latency_ms = 23;
+        core.stats.min_latency_ms = 0;
+        core.stats.max_latency_ms = 79;
+        let out = execute(&mut core, "srvr", NOW);
+        assert!(
+            out.contains("\nLatency min/avg/max: 0/3.8333/79\n"),
+            "{out}"
+        );
+        let mntr = execute(&mut core, "mntr", NOW);
+        assert!(mntr.contains("\nzk_avg_latency\t3.8333\n"), "{mntr}");
+        assert!(mntr.contains("\nzk_max_latency\t79\n"));
+    }
+
+    #[test]
+    fn java_number_formats() {
+        assert_eq!(java_double(0.0), "0.0");
+        assert_eq!(java_double(17.0), "17.0");
+        assert_eq!(java_double(0.5417), "0.5417");
+        assert_eq!(java_double(1.0e7), "1.0E7");
+        assert_eq!(java_double(1.25e-4), "1.25E-4");
+        assert_eq!(round_half_up_4(23.0 / 6.0), 3.8333);
+        assert_eq!(round_half_up_4(2.0 / 3.0), 0.6667);
+        assert_eq!(round_half_up_4(0.00005), 0.0001);
+        assert_eq!(round_half_up_4(1.0 / 8.0), 0.125);
+        assert_eq!(round_half_up_4(5.0), 5.0);
+    }
+
+    #[test]
+    fn mntr_keys_values_and_order() {
+        let (mut core, _, _) = busy_core(all_allowed());
+        let out = execute(&mut core, "mntr", NOW + 60_000);
+        let pairs: Vec<(&str, &str)> = out
+            .lines()
+            .map(|l| l.split_once('\t').expect("tab-separated"))
+            .collect();
+        let keys: Vec<&str> = pairs.iter().map(|p| p.0).collect();
+        let mut expected = vec![
+            "zk_version",
+            "zk_server_state",
+            "zk_ephemerals_count",
+            "zk_num_alive_connections",
+            "zk_avg_latency",
+            "zk_outstanding_requests",
+            "zk_znode_count",
+            "zk_global_sessions",
+            "zk_non_mtls_remote_conn_count",
+            "zk_packets_sent",
+            "zk_packets_received",
+            "zk_connection_drop_probability",
+            "zk_watch_count",
+            "zk_min_latency",
+            "zk_max_file_descriptor_count",
+            "zk_approximate_data_size",
+            "zk_open_file_descriptor_count",
+            "zk_local_sessions",
+            "zk_uptime",
+            "zk_max_latency",
+            "zk_outstanding_tls_handshake",
+            "zk_non_mtls_local_conn_count",
+        ];
+        if !cfg!(target_os = "linux") {
+            expected.retain(|k| !k.contains("file_descriptor"));
+        }
+        assert_eq!(keys, expected);
+        let get = |k: &str| pairs.iter().find(|p| p.0 == k).unwrap().1;
+        assert!(get("zk_version").starts_with("3.9.5-zkd-"));
+        assert_eq!(get("zk_server_state"), "standalone");
+        assert_eq!(get("zk_ephemerals_count"), "3");
+        assert_eq!(get("zk_num_alive_connections"), "3");
+        assert_eq!(get("zk_znode_count"), "9");
+        assert_eq!(get("zk_global_sessions"), "2");
+        // Data watches on /app (two connections) and /nope, child watch on /app.
+        assert_eq!(get("zk_watch_count"), "4");
+        // 44 for the four system nodes, then path + data of /app, /app/e1, e2, e3.
+        assert_eq!(get("zk_approximate_data_size"), "77");
+        assert_eq!(get("zk_uptime"), "60000");
+        assert_eq!(get("zk_avg_latency"), "0.0");
+        if cfg!(target_os = "linux") {
+            assert!(get("zk_open_file_descriptor_count").parse::<u64>().unwrap() > 0);
+            assert!(get("zk_max_file_descriptor_count").parse::<u64>().unwrap() > 0);
+        }
+    }
+
+    #[test]
+    fn cons_prints_full_connection_info() {
+        let (mut core, a, b) = busy_core(all_allowed());
+        let out = execute(&mut core, "cons", NOW + 10);
+        assert_eq!(
+            lines(&out),
+            [
+                format!(
+                    " /127.0.0.1:50001[1](queued=0,recved=6,sent=6,sid=0x{a:x},lop=GETC,\
+                     est={NOW},to=10000,lcxid=0x5,lzxid=0x6,lresp={},llat=0,minlat=0,\
+                     avglat=0,maxlat=0)",
+                    NOW + 6
+                )
+                .as_str(),
+                &format!(
+                    " /127.0.0.1:50002[1](queued=0,recved=4,sent=4,sid=0x{b:x},lop=GETD,\
+                     est={NOW},to=30000,lcxid=0x3,lzxid=0x6,lresp={},llat=0,minlat=0,\
+                     avglat=0,maxlat=0)",
+                    NOW + 7
+                ),
+                " /127.0.0.1:50003[0](queued=0,recved=1,sent=0)",
+                "",
+                "",
+            ]
+        );
+    }
+
+    #[test]
+    fn cons_latency_fields() {
+        let (mut core, _, _) = busy_core(all_allowed());
+        let c = core.conns.get_mut(&1).unwrap();
+        c.latency_count = 3;
+        c.total_latency_ms = 10;
+        c.min_latency_ms = 1;
+        c.max_latency_ms = 6;
+        let out = execute(&mut core, "cons", NOW);
+        assert!(
+            out.contains(",llat=3,minlat=1,avglat=3,maxlat=6)\n"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn crst_resets_every_connection() {
+        let (mut core, a, _) = busy_core(all_allowed());
+        assert_eq!(execute(&mut core, "crst", NOW), "Connection stats reset.\n");
+        core.conns.remove(&3);
+        assert!(core.accept(4, "127.0.0.1:50004".parse().unwrap(), NOW));
+        let out = execute(&mut core, "cons", NOW);
+        let first = out.lines().next().unwrap();
+        assert_eq!(
+            first,
+            format!(
+                " /127.0.0.1:50001[1](queued=0,recved=0,sent=0,sid=0x{a:x},lop=NA,est={NOW},\
+                 to=10000,lzxid=0xffffffffffffffff,lresp=0,llat=0,minlat=0,avglat=0,maxlat=0)"
+            )
+        );
+    }
+
+    #[test]
+    fn srst_resets_server_counters() {
+        let (mut core, _, _) = busy_core(all_allowed());
+        core.stats.latency_count = 2;
+        core.stats.total_latency_ms = 4;
+        core.stats.max_latency_ms = 3;
+        core.stats.min_latency_ms = 1;
+        assert_eq!(execute(&mut core, "srst", NOW), "Server stats reset.\n");
+        // As in ZooKeeper: the srst answer is the one packet sent since the reset, and
+        // the next command is the one packet received.
+        let out = execute(&mut core, "srvr", NOW);
+        assert!(
+            out.contains("\nLatency min/avg/max: 0/0.0/0\nReceived: 1\nSent: 1\n"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn conf_is_dump_conf() {
+        let mut cfg = all_allowed();
+        cfg.client_port = 2999;
+        cfg.data_dir = "/var/lib/zkd".into();
+        cfg.data_log_dir = "/var/log/zkd".into();
+        let mut core = Core::new(cfg, NOW);
+        let out = execute(&mut core, "conf", NOW);
+        assert_eq!(
+            lines(&out),
+            [
+                "clientPort=2999",
+                "secureClientPort=-1",
+                "dataDir=/var/lib/zkd/version-2",
+                "dataDirSize=0",
+                "dataLogDir=/var/log/zkd/version-2",
+                "dataLogSize=0",
+                "tickTime=2000",
+                "maxClientCnxns=60",
+                "minSessionTimeout=4000",
+                "maxSessionTimeout=40000",
+                "clientPortListenBacklog=-1",
+                "serverId=0",
+                "",
+            ]
+        );
+    }
+
+    #[test]
+    fn dirs_sums_the_version_2_directories() {
+        let dir = std::env::temp_dir().join(format!("zkd-fourlw-dirs-{}", std::process::id()));
+        let data = dir.join("data");
+        let log = dir.join("log");
+        std::fs::create_dir_all(data.join("version-2/sub")).unwrap();
+        std::fs::create_dir_all(log.join("version-2")).unwrap();
+        std::fs::write(data.join("version-2/snapshot.0"), [0u8; 100]).unwrap();
+        std::fs::write(data.join("version-2/sub/x"), [0u8; 11]).unwrap();
+        std::fs::write(data.join("not-counted"), [0u8; 7]).unwrap();
+        std::fs::write(log.join("version-2/log.1"), [0u8; 42]).unwrap();
+        let mut cfg = all_allowed();
+        cfg.data_dir = data;
+        cfg.data_log_dir = log;
+        let mut core = Core::new(cfg, NOW);
+        let out = execute(&mut core, "dirs", NOW);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(out, "datadir_size: 111\nlogdir_size: 42\n");
+    }
+
+    #[test]
+    fn dump_lists_sessions_ephemerals_and_connections_header() {
+        let (mut core, a, b) = busy_core(all_allowed());
+        let out = execute(&mut core, "dump", NOW);
+        // Expiry is rounded up to the next tick (2000 ms).
+        let exp_a = (NOW + 7 + 10_000) / 2000 * 2000 + 2000;
+        let exp_b = (NOW + 7 + 30_000) / 2000 * 2000 + 2000;
+        assert_eq!(
+            lines(&out),
+            [
+                "SessionTracker dump:",
+                "Session Sets (2)/(2):",
+                &format!("1 expire at {}:", java_date(exp_a)),
+                &format!("\t0x{a:x}"),
+                &format!("1 expire at {}:", java_date(exp_b)),
+                &format!("\t0x{b:x}"),
+                "ephemeral nodes dump:",
+                "Sessions with Ephemerals (2):",
+                &format!("0x{a:x}:"),
+                "\t/app/e1",
+                "\t/app/e2",
+                &format!("0x{b:x}:"),
+                "\t/app/e3",
+                "Connections dump:",
+                "",
+            ]
+        );
+    }
+
+    #[test]
+    fn java_date_format() {
+        // 2026-11-27 03:31:34 UTC was a Friday.
+        assert_eq!(java_date(1_795_750_294_000), "Fri Nov 27 03:31:34 UTC 2026");
+        assert_eq!(java_date(0), "Thu Jan 01 00:00:00 UTC 1970");
+        assert_eq!(java_date(951_782_400_000), "Tue Feb 29 00:00:00 UTC 2000");
+    }
+
+    #[test]
+    fn socket_addresses_print_as_java_does() {
+        let v4: SocketAddr = "10.1.2.3:2181".parse().unwrap();
+        assert_eq!(java_socket_addr(&v4), "/10.1.2.3:2181");
+        let v6: SocketAddr = "[::1]:40000".parse().unwrap();
+        assert_eq!(java_socket_addr(&v6), "/[0:0:0:0:0:0:0:1]:40000");
+        let mapped: SocketAddr = "[::ffff:127.0.0.1]:5".parse().unwrap();
+        assert_eq!(java_socket_addr(&mapped), "/127.0.0.1:5");
+    }
+
+    #[test]
+    fn watch_commands_show_data_watches_by_session() {
+        let (mut core, a, b) = busy_core(all_allowed());
+        assert_eq!(
+            execute(&mut core, "wchs", NOW),
+            "2 connections watching 2 paths\nTotal watches:3\n"
+        );
+        assert_eq!(
+            execute(&mut core, "wchc", NOW),
+            format!("0x{a:x}\n\t/app\n0x{b:x}\n\t/app\n\t/nope\n\n")
+        );
+        assert_eq!(
+            execute(&mut core, "wchp", NOW),
+            format!("/app\n\t0x{a:x}\n\t0x{b:x}\n/nope\n\t0x{b:x}\n\n")
+        );
+        let mut empty = Core::new(all_allowed(), NOW);
+        assert_eq!(
+            execute(&mut empty, "wchs", NOW),
+            "0 connections watching 0 paths\nTotal watches:0\n"
+        );
+        assert_eq!(execute(&mut empty, "wchc", NOW), "\n");
+        assert_eq!(execute(&mut empty, "wchp", NOW), "\n");
+    }
+
+    #[test]
+    fn envi_lists_the_environment() {
+        let mut core = Core::new(all_allowed(), NOW);
+        let out = execute(&mut core, "envi", NOW);
+        let l = lines(&out);
+        assert_eq!(l[0], "Environment:");
+        assert!(l[1].starts_with("zookeeper.version=3.9.5-zkd-"));
+        assert!(l[2].starts_with("host.name="));
+        let keys: Vec<&str> = l[1..]
+            .iter()
+            .filter(|s| !s.is_empty())
+            .map(|s| s.split_once('=').unwrap().0)
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "zookeeper.version",
+                "host.name",
+                "zkd.version",
+                "zkd.executable",
+                "zkd.pid",
+                "os.name",
+                "os.arch",
+                "os.version",
+                "user.name",
+                "user.home",
+                "user.dir",
+                "zkd.memory.rss",
+            ]
+        );
+        assert!(out.ends_with('\n'));
+    }
 }

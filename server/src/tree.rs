@@ -259,7 +259,12 @@ impl DataTree {
         )
     }
 
+    /// The node at `path`. ZooKeeper stores the root under both "" and "/", so reads of
+    /// the empty path see the root; so do ours.
     pub fn get(&self, path: &str) -> Option<&Node> {
+        if path.is_empty() {
+            return self.nodes.get(ROOT);
+        }
         self.nodes.get(path)
     }
 

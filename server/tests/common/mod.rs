@@ -1,0 +1,136 @@
+//! Shared helpers for zkd-server integration tests: start a real `zkd` process.
+//!
+//! `ZkdProcess::start(extra_cfg)` writes a temp `zoo.cfg` (tickTime=2000, a temp dataDir, a
+//! free clientPort picked at run time, `4lw.commands.whitelist=*`, then `extra_cfg`), spawns
+//! the `zkd` binary Cargo built for this test run and waits until it accepts connections.
+//! Dropping the value kills the child (also when the test panics) and removes the temp dir.
+//! The server's stderr goes to `<dir>/zkd.log`; `log()` reads it for failure messages.
+#![allow(dead_code)]
+
+use std::fs;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// How long a fresh `zkd` may take to accept its first connection.
+const START_TIMEOUT: Duration = Duration::from_secs(15);
+
+pub struct ZkdProcess {
+    child: Child,
+    dir: PathBuf,
+    addr: SocketAddr,
+}
+
+impl ZkdProcess {
+    /// Starts `zkd` with the base config plus `extra_cfg` (zoo.cfg lines, may be empty).
+    /// Retries a few times with a new port if the picked port was taken in between.
+    pub fn start(extra_cfg: &str) -> ZkdProcess {
+        let mut last_err = String::new();
+        for _ in 0..5 {
+            match Self::try_start(extra_cfg) {
+                Ok(p) => return p,
+                Err(e) => last_err = e,
+            }
+        }
+        panic!("zkd did not start: {last_err}");
+    }
+
+    fn try_start(extra_cfg: &str) -> Result<ZkdProcess, String> {
+        let dir = unique_temp_dir();
+        let data = dir.join("data");
+        fs::create_dir_all(&data).map_err(|e| format!("create {}: {e}", data.display()))?;
+        let port = free_port();
+        let cfg = format!(
+            "tickTime=2000\ndataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1\n\
+             4lw.commands.whitelist=*\n{extra_cfg}\n",
+            data.display()
+        );
+        let cfg_path = dir.join("zoo.cfg");
+        fs::write(&cfg_path, cfg).map_err(|e| format!("write zoo.cfg: {e}"))?;
+        let log = fs::File::create(dir.join("zkd.log")).map_err(|e| format!("zkd.log: {e}"))?;
+        let child = match Command::new(env!("CARGO_BIN_EXE_zkd"))
+            .arg(&cfg_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+        {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = fs::remove_dir_all(&dir);
+                return Err(format!("spawn zkd: {e}"));
+            }
+        };
+        // From here on Drop cleans up whatever happens.
+        let mut p = ZkdProcess {
+            child,
+            dir,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        };
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Ok(Some(status)) = p.child.try_wait() {
+                return Err(format!("zkd exited with {status}: {}", p.log()));
+            }
+            if TcpStream::connect_timeout(&p.addr, Duration::from_millis(200)).is_ok() {
+                // Make sure the listener is ours, not another process that won the port.
+                if let Ok(None) = p.child.try_wait() {
+                    return Ok(p);
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(format!("zkd not accepting on {}: {}", p.addr, p.log()));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The client address (127.0.0.1:port).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The temp directory holding zoo.cfg, data/ and zkd.log.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Whether the child is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// The server's stderr so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.join("zkd.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for ZkdProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A port nobody listens on right now: bind port 0, read it, drop the listener.
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().expect("local_addr").port()
+}
+
+fn unique_temp_dir() -> PathBuf {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    std::env::temp_dir().join(format!(
+        "zkd-test-{}-{}-{nanos}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ))
+}

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Start Apache ZooKeeper (Debian jars) standalone on a free port.
+# Usage: start-apache-zk.sh DIR
+# Prints "PORT PID" on stdout once the server answers "ruok" with "imok".
+# Server log: DIR/zk-<port>/server.log ; stop with stop-apache-zk.sh PID.
+set -euo pipefail
+DIR=${1:?usage: start-apache-zk.sh DIR}
+mkdir -p "$DIR"
+DIR=$(cd "$DIR" && pwd)
+PY=/usr/bin/python3
+
+free_port() {
+  "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+PORT=$(free_port)
+ZDIR=$(mktemp -d "$DIR/zk-$PORT.XXXXXX")
+mkdir -p "$ZDIR/data"
+cat > "$ZDIR/zoo.cfg" <<CFG
+tickTime=2000
+dataDir=$ZDIR/data
+clientPort=$PORT
+clientPortAddress=127.0.0.1
+maxClientCnxns=0
+4lw.commands.whitelist=*
+admin.enableServer=false
+znode.container.checkIntervalMs=1000
+znode.container.maxPerMinute=10000
+CFG
+
+# zookeeper.jar's manifest Class-Path pulls in its dependencies; add an slf4j binding.
+CP="/usr/share/java/zookeeper.jar:/usr/share/java/slf4j-simple.jar"
+nohup java -Xmx256m \
+  -Dzookeeper.extendedTypesEnabled=true \
+  -Dzookeeper.admin.enableServer=false \
+  -Dznode.container.checkIntervalMs=1000 \
+  -Dzookeeper.4lw.commands.whitelist='*' \
+  -Dorg.slf4j.simpleLogger.defaultLogLevel=warn \
+  -Dorg.slf4j.simpleLogger.logFile="$ZDIR/server.log" \
+  -cp "$CP" org.apache.zookeeper.server.ZooKeeperServerMain "$ZDIR/zoo.cfg" \
+  >"$ZDIR/stdout.log" 2>&1 </dev/null &
+PID=$!
+echo "$PID" > "$ZDIR/pid"
+
+for _ in $(seq 1 150); do
+  if ! kill -0 "$PID" 2>/dev/null; then
+    echo "ZooKeeper exited early; see $ZDIR/stdout.log $ZDIR/server.log" >&2
+    cat "$ZDIR/stdout.log" >&2 || true
+    exit 1
+  fi
+  if [ "$("$PY" - "$PORT" <<'PYEOF'
+import socket, sys
+try:
+    s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=1)
+    s.sendall(b"ruok"); s.settimeout(1)
+    print(s.recv(16).decode(errors="replace"))
+except Exception:
+    print("")
+PYEOF
+)" = "imok" ]; then
+    echo "$PORT $PID"
+    exit 0
+  fi
+  sleep 0.2
+done
+echo "ZooKeeper did not come up on port $PORT within 30s" >&2
+kill "$PID" 2>/dev/null || true
+exit 1

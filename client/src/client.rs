@@ -244,6 +244,10 @@ impl Client {
     /// Sends any op with a fresh xid and returns the reply header and body bytes as they
     /// arrived, whatever the header's error code. For tests: unknown op codes, malformed
     /// bodies, ops this client has no method for.
+    ///
+    /// The reply must come back with the same xid. Apache ZooKeeper answers a ping (op 11)
+    /// with xid -2 whatever xid it was sent with, so a raw ping never completes and the
+    /// next reply then looks out of order, which drops the connection.
     pub async fn request_raw(
         &self,
         op_type: i32,
@@ -436,7 +440,10 @@ impl Client {
     }
 
     /// check (op 13) sent on its own, outside a multi. The Java client never does this;
-    /// it exists so tests can see how a server answers it.
+    /// it exists so tests can see how a server answers it. Apache ZooKeeper 3.8.0 answers
+    /// a failing check (BadVersion, NoNode, BadArguments) but never answers a passing one
+    /// (a NullPointerException in FinalRequestProcessor), so against it this hangs, and
+    /// the next reply then drops the connection as out of order.
     pub async fn check(&self, path: &str, version: i32) -> Result<(), Error> {
         let req = CheckVersionRequest {
             path: path.to_string(),

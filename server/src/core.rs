@@ -51,6 +51,7 @@ pub struct Conn {
     pub last_zxid: i64,
     pub last_op: &'static str,
     pub last_response_ms: i64,
+    pub last_latency_ms: i64,
     pub min_latency_ms: i64,
     pub max_latency_ms: i64,
     pub total_latency_ms: i64,
@@ -182,6 +183,7 @@ impl Core {
                 last_zxid: -1,
                 last_op: "NA",
                 last_response_ms: now_ms,
+                last_latency_ms: 0,
                 min_latency_ms: i64::MAX,
                 max_latency_ms: 0,
                 total_latency_ms: 0,
@@ -349,16 +351,32 @@ impl Core {
                 return;
             }
         }
-        let zxid_before = self.tree.last_processed_zxid;
+        let received_ms = now_ms;
         let (err, body_fn, op_name) = self.process(conn, session_id, xid, op_type, body, now_ms);
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
-        c.last_cxid = xid;
+        // ZooKeeper records lcxid only for client xids (not ping/auth/setWatches).
+        if xid >= 0 {
+            c.last_cxid = xid;
+        }
         c.last_op = op_name;
         c.last_zxid = self.tree.last_processed_zxid;
         c.last_response_ms = now_ms;
-        let _ = zxid_before;
+        // The reply is produced in the same step that received the request: the latency
+        // the core can vouch for is its own processing time, whole milliseconds as
+        // ZooKeeper counts them. (The log's fsync will make this non-zero.)
+        let latency = now_ms - received_ms;
+        c.last_latency_ms = latency;
+        c.min_latency_ms = c.min_latency_ms.min(latency);
+        c.max_latency_ms = c.max_latency_ms.max(latency);
+        c.total_latency_ms += latency;
+        c.latency_count += 1;
+        let s = &mut self.stats;
+        s.min_latency_ms = s.min_latency_ms.min(latency);
+        s.max_latency_ms = s.max_latency_ms.max(latency);
+        s.total_latency_ms += latency;
+        s.latency_count += 1;
         match body_fn {
             Reply::None => {}
             Reply::Frame(frame) => self.send(conn, frame),

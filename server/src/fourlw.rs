@@ -65,8 +65,8 @@ pub fn is_command(cmd: &str) -> bool {
 
 /// Runs a four-letter word that arrived as the first 4 bytes of connection and returns
 /// what to write before closing it.
-pub fn execute(core: &mut Core, cmd: &str, now_ms: i64) -> String {
-    let this = command_packet_received(core);
+pub fn execute(core: &mut Core, conn: ConnId, cmd: &str, now_ms: i64) -> String {
+    let this = command_packet_received(core, conn);
     let text = if !core.config.four_letter_whitelist.allows(cmd) {
         refusal(cmd)
     } else {
@@ -81,8 +81,8 @@ pub fn execute(core: &mut Core, cmd: &str, now_ms: i64) -> String {
 /// (after the whitelist check) and answers with the mask in decimal. For the network
 /// layer to call once it has read those 8 bytes; `execute("stmk")` alone answers nothing,
 /// as ZooKeeper does when the argument is missing.
-pub fn set_trace_mask(core: &mut Core, mask: i64, _now_ms: i64) -> String {
-    command_packet_received(core);
+pub fn set_trace_mask(core: &mut Core, conn: ConnId, mask: i64, _now_ms: i64) -> String {
+    command_packet_received(core, conn);
     let text = if !core.config.four_letter_whitelist.allows("stmk") {
         refusal("stmk")
     } else {
@@ -98,21 +98,12 @@ fn refusal(cmd: &str) -> String {
 }
 
 /// ZooKeeper counts the 4 bytes of the word as one received packet, on the server and on
-/// the connection (which `stat`/`cons` then list as `recved=1`). `execute` is not told
-/// which connection asked, so take the newest one that has neither a session nor a
-/// packet yet: net.rs accepts the connection, reads the 4 bytes and calls us at once.
-fn command_packet_received(core: &mut Core) -> Option<ConnId> {
+/// the connection (which `stat`/`cons` then list as `recved=1`).
+fn command_packet_received(core: &mut Core, conn: ConnId) -> Option<ConnId> {
     core.stats.packets_received += 1;
-    let this = core
-        .conns
-        .values()
-        .filter(|c| c.session_id == 0 && c.packets_received == 0)
-        .map(|c| c.id)
-        .max();
-    if let Some(c) = this.and_then(|id| core.conns.get_mut(&id)) {
-        c.packets_received += 1;
-    }
-    this
+    let c = core.conns.get_mut(&conn)?;
+    c.packets_received += 1;
+    Some(conn)
 }
 
 fn run(core: &mut Core, cmd: &str, this: Option<ConnId>, now_ms: i64) -> String {
@@ -389,16 +380,8 @@ fn connection_info(out: &mut String, core: &Core, c: &Conn, brief: bool, this: O
     out.push(')');
 }
 
-/// The latency of the connection's last request. Conn keeps only min/max/total, so this
-/// is exact when at most one request was timed or all took the same time, and the mean
-/// otherwise.
 fn last_latency(c: &Conn) -> i64 {
-    match c.latency_count {
-        0 => 0,
-        1 => c.total_latency_ms,
-        _ if c.min_latency_ms == c.max_latency_ms => c.min_latency_ms,
-        n => c.total_latency_ms / n as i64,
-    }
+    c.last_latency_ms
 }
 
 /// ConsCommand.
@@ -807,6 +790,27 @@ fn java_date(ms: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The command's own connection: the newest one with no session and no packets
+    /// (tests accept it just before sending the word, as net.rs does), else a fresh one.
+    fn this_conn(core: &mut Core) -> ConnId {
+        core.conns
+            .values()
+            .filter(|c| c.session_id == 0 && c.packets_received == 0)
+            .map(|c| c.id)
+            .max()
+            .unwrap_or(u64::MAX)
+    }
+
+    fn exec(core: &mut Core, cmd: &str, now: i64) -> String {
+        let conn = this_conn(core);
+        execute(core, conn, cmd, now)
+    }
+
+    fn set_mask(core: &mut Core, mask: i64, now: i64) -> String {
+        let conn = this_conn(core);
+        set_trace_mask(core, conn, mask, now)
+    }
     use crate::config::{Config, FourLetterWhitelist};
     use zkd_proto::records::{
         Acl, ConnectRequest, CreateRequest, ExistsRequest, GetChildrenRequest, GetDataRequest,
@@ -892,12 +896,12 @@ mod tests {
             "ruok", "stat", "mntr", "cons", "crst", "srst", "dump", "wchc", "envi",
         ] {
             assert_eq!(
-                execute(&mut core, cmd, NOW),
+                exec(&mut core, cmd, NOW),
                 format!("{cmd} is not executed because it is not in the whitelist.\n")
             );
         }
         // srvr is always enabled; a refusal changes nothing.
-        let srvr = execute(&mut core, "srvr", NOW);
+        let srvr = exec(&mut core, "srvr", NOW);
         assert!(srvr.starts_with("Zookeeper version: 3.9.5-zkd-"), "{srvr}");
         assert_eq!(core.tree.node_count(), 8);
         let only = Config {
@@ -905,9 +909,9 @@ mod tests {
             ..Config::default()
         };
         let mut core = Core::new(only, NOW);
-        assert_eq!(execute(&mut core, "ruok", NOW), "imok");
+        assert_eq!(exec(&mut core, "ruok", NOW), "imok");
         assert_eq!(
-            execute(&mut core, "isro", NOW),
+            exec(&mut core, "isro", NOW),
             "isro is not executed because it is not in the whitelist.\n"
         );
     }
@@ -924,12 +928,12 @@ mod tests {
     #[test]
     fn ruok_isro_gtmk_hash() {
         let mut core = Core::new(all_allowed(), NOW);
-        assert_eq!(execute(&mut core, "ruok", NOW), "imok");
-        assert_eq!(execute(&mut core, "isro", NOW), "rw");
-        assert_eq!(execute(&mut core, "gtmk", NOW), "306");
-        assert_eq!(execute(&mut core, "stmk", NOW), "");
-        assert_eq!(execute(&mut core, "hash", NOW), "");
-        assert_eq!(set_trace_mask(&mut core, 306, NOW), "306");
+        assert_eq!(exec(&mut core, "ruok", NOW), "imok");
+        assert_eq!(exec(&mut core, "isro", NOW), "rw");
+        assert_eq!(exec(&mut core, "gtmk", NOW), "306");
+        assert_eq!(exec(&mut core, "stmk", NOW), "");
+        assert_eq!(exec(&mut core, "hash", NOW), "");
+        assert_eq!(set_mask(&mut core, 306, NOW), "306");
     }
 
     #[test]
@@ -937,7 +941,7 @@ mod tests {
         let (mut core, _, _) = busy_core(all_allowed());
         let received = core.stats.packets_received;
         let sent = core.stats.packets_sent;
-        let out = execute(&mut core, "stat", NOW + 10);
+        let out = exec(&mut core, "stat", NOW + 10);
         let l = lines(&out);
         assert!(
             l[0].starts_with("Zookeeper version: 3.9.5-zkd-0.1.0, built on "),
@@ -971,7 +975,7 @@ mod tests {
     #[test]
     fn srvr_is_stat_without_clients() {
         let (mut core, _, _) = busy_core(all_allowed());
-        let out = execute(&mut core, "srvr", NOW + 10);
+        let out = exec(&mut core, "srvr", NOW + 10);
         let l = lines(&out);
         assert!(l[0].starts_with("Zookeeper version: "));
         assert_eq!(l[1], "Latency min/avg/max: 0/0.0/0");
@@ -987,12 +991,12 @@ mod tests {
         core.stats.total_latency_ms = 23;
         core.stats.min_latency_ms = 0;
         core.stats.max_latency_ms = 79;
-        let out = execute(&mut core, "srvr", NOW);
+        let out = exec(&mut core, "srvr", NOW);
         assert!(
             out.contains("\nLatency min/avg/max: 0/3.8333/79\n"),
             "{out}"
         );
-        let mntr = execute(&mut core, "mntr", NOW);
+        let mntr = exec(&mut core, "mntr", NOW);
         assert!(mntr.contains("\nzk_avg_latency\t3.8333\n"), "{mntr}");
         assert!(mntr.contains("\nzk_max_latency\t79\n"));
     }
@@ -1014,7 +1018,7 @@ mod tests {
     #[test]
     fn mntr_keys_values_and_order() {
         let (mut core, _, _) = busy_core(all_allowed());
-        let out = execute(&mut core, "mntr", NOW + 60_000);
+        let out = exec(&mut core, "mntr", NOW + 60_000);
         let pairs: Vec<(&str, &str)> = out
             .lines()
             .map(|l| l.split_once('\t').expect("tab-separated"))
@@ -1070,7 +1074,7 @@ mod tests {
     #[test]
     fn cons_prints_full_connection_info() {
         let (mut core, a, b) = busy_core(all_allowed());
-        let out = execute(&mut core, "cons", NOW + 10);
+        let out = exec(&mut core, "cons", NOW + 10);
         assert_eq!(
             lines(&out),
             [
@@ -1102,9 +1106,10 @@ mod tests {
         c.total_latency_ms = 10;
         c.min_latency_ms = 1;
         c.max_latency_ms = 6;
-        let out = execute(&mut core, "cons", NOW);
+        c.last_latency_ms = 2;
+        let out = exec(&mut core, "cons", NOW);
         assert!(
-            out.contains(",llat=3,minlat=1,avglat=3,maxlat=6)\n"),
+            out.contains(",llat=2,minlat=1,avglat=3,maxlat=6)\n"),
             "{out}"
         );
     }
@@ -1112,10 +1117,10 @@ mod tests {
     #[test]
     fn crst_resets_every_connection() {
         let (mut core, a, _) = busy_core(all_allowed());
-        assert_eq!(execute(&mut core, "crst", NOW), "Connection stats reset.\n");
+        assert_eq!(exec(&mut core, "crst", NOW), "Connection stats reset.\n");
         core.conns.remove(&3);
         assert!(core.accept(4, "127.0.0.1:50004".parse().unwrap(), NOW));
-        let out = execute(&mut core, "cons", NOW);
+        let out = exec(&mut core, "cons", NOW);
         let first = out.lines().next().unwrap();
         assert_eq!(
             first,
@@ -1133,10 +1138,10 @@ mod tests {
         core.stats.total_latency_ms = 4;
         core.stats.max_latency_ms = 3;
         core.stats.min_latency_ms = 1;
-        assert_eq!(execute(&mut core, "srst", NOW), "Server stats reset.\n");
+        assert_eq!(exec(&mut core, "srst", NOW), "Server stats reset.\n");
         // As in ZooKeeper: the srst answer is the one packet sent since the reset, and
         // the next command is the one packet received.
-        let out = execute(&mut core, "srvr", NOW);
+        let out = exec(&mut core, "srvr", NOW);
         assert!(
             out.contains("\nLatency min/avg/max: 0/0.0/0\nReceived: 1\nSent: 1\n"),
             "{out}"
@@ -1150,7 +1155,7 @@ mod tests {
         cfg.data_dir = "/var/lib/zkd".into();
         cfg.data_log_dir = "/var/log/zkd".into();
         let mut core = Core::new(cfg, NOW);
-        let out = execute(&mut core, "conf", NOW);
+        let out = exec(&mut core, "conf", NOW);
         assert_eq!(
             lines(&out),
             [
@@ -1186,7 +1191,7 @@ mod tests {
         cfg.data_dir = data;
         cfg.data_log_dir = log;
         let mut core = Core::new(cfg, NOW);
-        let out = execute(&mut core, "dirs", NOW);
+        let out = exec(&mut core, "dirs", NOW);
         std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(out, "datadir_size: 111\nlogdir_size: 42\n");
     }
@@ -1194,7 +1199,7 @@ mod tests {
     #[test]
     fn dump_lists_sessions_ephemerals_and_connections_header() {
         let (mut core, a, b) = busy_core(all_allowed());
-        let out = execute(&mut core, "dump", NOW);
+        let out = exec(&mut core, "dump", NOW);
         // Expiry is rounded up to the next tick (2000 ms).
         let exp_a = (NOW + 7 + 10_000) / 2000 * 2000 + 2000;
         let exp_b = (NOW + 7 + 30_000) / 2000 * 2000 + 2000;
@@ -1242,30 +1247,30 @@ mod tests {
     fn watch_commands_show_data_watches_by_session() {
         let (mut core, a, b) = busy_core(all_allowed());
         assert_eq!(
-            execute(&mut core, "wchs", NOW),
+            exec(&mut core, "wchs", NOW),
             "2 connections watching 2 paths\nTotal watches:3\n"
         );
         assert_eq!(
-            execute(&mut core, "wchc", NOW),
+            exec(&mut core, "wchc", NOW),
             format!("0x{a:x}\n\t/app\n0x{b:x}\n\t/app\n\t/nope\n\n")
         );
         assert_eq!(
-            execute(&mut core, "wchp", NOW),
+            exec(&mut core, "wchp", NOW),
             format!("/app\n\t0x{a:x}\n\t0x{b:x}\n/nope\n\t0x{b:x}\n\n")
         );
         let mut empty = Core::new(all_allowed(), NOW);
         assert_eq!(
-            execute(&mut empty, "wchs", NOW),
+            exec(&mut empty, "wchs", NOW),
             "0 connections watching 0 paths\nTotal watches:0\n"
         );
-        assert_eq!(execute(&mut empty, "wchc", NOW), "\n");
-        assert_eq!(execute(&mut empty, "wchp", NOW), "\n");
+        assert_eq!(exec(&mut empty, "wchc", NOW), "\n");
+        assert_eq!(exec(&mut empty, "wchp", NOW), "\n");
     }
 
     #[test]
     fn envi_lists_the_environment() {
         let mut core = Core::new(all_allowed(), NOW);
-        let out = execute(&mut core, "envi", NOW);
+        let out = exec(&mut core, "envi", NOW);
         let l = lines(&out);
         assert_eq!(l[0], "Environment:");
         assert!(l[1].starts_with("zookeeper.version=3.9.5-zkd-"));

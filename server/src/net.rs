@@ -201,7 +201,19 @@ async fn read_loop(
     rd.read_exact(&mut prefix).await?;
     if let Ok(cmd) = std::str::from_utf8(&prefix) {
         if fourlw::is_command(cmd) {
-            let text = shared.with_core(|c| fourlw::execute(c, cmd, now_ms()));
+            let allowed = shared.with_core(|c| c.config.four_letter_whitelist.allows(cmd));
+            let text = if cmd == "stmk" && allowed {
+                // stmk carries an 8-byte trace mask after the word.
+                let mut mask = [0u8; 8];
+                match rd.read_exact(&mut mask).await {
+                    Ok(_) => shared.with_core(|c| {
+                        fourlw::set_trace_mask(c, conn, i64::from_be_bytes(mask), now_ms())
+                    }),
+                    Err(_) => shared.with_core(|c| fourlw::execute(c, conn, cmd, now_ms())),
+                }
+            } else {
+                shared.with_core(|c| fourlw::execute(c, conn, cmd, now_ms()))
+            };
             let _ = tx.send(Out::Frame(text.into_bytes()));
             let _ = tx.send(Out::Close);
             return Ok(());

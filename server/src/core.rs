@@ -1004,3 +1004,6 @@ fn last_op_name(op: OpCode) -> &'static str {
         _ => "NA",
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,795 @@
+//! The pipeline driven step by step: every test feeds the core calls and checks the exact
+//! frames and closes it emits, in order.
+
+use super::*;
+use zkd_proto::{CreateMode, Reader};
+
+const T0: i64 = 1_000_000;
+
+fn core_with(f: impl FnOnce(&mut Config)) -> Core {
+    let mut c = Config {
+        extended_types_enabled: true,
+        ..Default::default()
+    };
+    f(&mut c);
+    Core::new(c, T0)
+}
+
+fn addr(n: u8) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, n], 40000 + n as u16))
+}
+
+/// A decoded frame the core sent.
+#[derive(Debug)]
+enum Sent {
+    Reply {
+        xid: i32,
+        zxid: i64,
+        err: i32,
+        body: Vec<u8>,
+    },
+    Close,
+}
+
+fn drain(core: &mut Core, conn: ConnId) -> Vec<Sent> {
+    core.take_output()
+        .into_iter()
+        .filter_map(|o| match o {
+            Output::Send { conn: c, frame } if c == conn => {
+                let mut r = Reader::new(&frame[4..]);
+                let h = ReplyHeader::read(&mut r).unwrap();
+                Some(Sent::Reply {
+                    xid: h.xid,
+                    zxid: h.zxid,
+                    err: h.err,
+                    body: r.rest().to_vec(),
+                })
+            }
+            Output::Close { conn: c } if c == conn => Some(Sent::Close),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Opens a connection and a new session; returns (conn, session id).
+fn session(core: &mut Core, conn: ConnId, timeout: i32, now: i64) -> i64 {
+    assert!(core.accept(conn, addr(conn as u8), now));
+    core.connect(
+        conn,
+        &ConnectRequest {
+            time_out: timeout,
+            passwd: vec![0; 16],
+            has_read_only: true,
+            ..Default::default()
+        },
+        now,
+    );
+    let out = core.take_output();
+    let Output::Send { frame, .. } = &out[0] else {
+        panic!("{out:?}")
+    };
+    let rsp = ConnectResponse::from_bytes(&frame[4..]).unwrap();
+    assert!(rsp.session_id != 0);
+    rsp.session_id
+}
+
+fn send(core: &mut Core, conn: ConnId, xid: i32, req: &Request, now: i64) {
+    let mut w = Writer::new();
+    req.encode_body(&mut w);
+    core.request(conn, xid, req.op_code() as i32, &w.buf, now);
+}
+
+fn create(path: &str, mode: CreateMode) -> Request {
+    Request::Create {
+        op: OpCode::Create,
+        req: CreateRequest {
+            path: path.into(),
+            data: Some(b"d".to_vec()),
+            acl: Acl::open_unsafe(),
+            flags: mode.flag(),
+        },
+    }
+}
+
+fn one_reply(sent: &[Sent]) -> (i32, i64, i32, Vec<u8>) {
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    match &sent[0] {
+        Sent::Reply {
+            xid,
+            zxid,
+            err,
+            body,
+        } => (*xid, *zxid, *err, body.clone()),
+        Sent::Close => panic!("closed"),
+    }
+}
+
+#[test]
+fn handshake_negotiates_the_timeout_and_logs_a_create_session_txn() {
+    let mut core = core_with(|_| {});
+    assert!(core.accept(1, addr(1), T0));
+    core.connect(
+        1,
+        &ConnectRequest {
+            time_out: 1,
+            passwd: vec![0; 16],
+            has_read_only: true,
+            ..Default::default()
+        },
+        T0,
+    );
+    let out = core.take_output();
+    let Output::Send { frame, .. } = &out[0] else {
+        panic!()
+    };
+    assert_eq!(
+        frame.len(),
+        41,
+        "ZooKeeper's 37-byte reply with readOnly, plus the prefix"
+    );
+    let rsp = ConnectResponse::from_bytes(&frame[4..]).unwrap();
+    assert_eq!(rsp.time_out, 4000, "clamped to 2 x tickTime");
+    assert_eq!(
+        rsp.passwd,
+        crate::session::session_password(rsp.session_id).to_vec()
+    );
+    // As in ZooKeeper, creating a session is a txn: it takes zxid 1.
+    assert_eq!(core.tree.last_processed_zxid, 1);
+    let id = session(&mut core, 2, 1_000_000, T0);
+    assert_eq!(
+        core.sessions.get(id).unwrap().timeout_ms,
+        40_000,
+        "clamped to 20 x tickTime"
+    );
+}
+
+#[test]
+fn wrong_password_gets_the_expired_reply_and_a_close() {
+    let mut core = core_with(|_| {});
+    let id = session(&mut core, 1, 10_000, T0);
+    assert!(core.accept(2, addr(2), T0));
+    core.connect(
+        2,
+        &ConnectRequest {
+            time_out: 10_000,
+            session_id: id,
+            passwd: vec![1; 16],
+            has_read_only: true,
+            ..Default::default()
+        },
+        T0,
+    );
+    let out = core.take_output();
+    assert_eq!(out.len(), 2);
+    let Output::Send { conn: 2, frame } = &out[0] else {
+        panic!("{out:?}")
+    };
+    let rsp = ConnectResponse::from_bytes(&frame[4..]).unwrap();
+    assert_eq!(
+        (rsp.time_out, rsp.session_id, rsp.passwd.clone()),
+        (0, 0, vec![0u8; 16])
+    );
+    assert_eq!(out[1], Output::Close { conn: 2 });
+    assert!(
+        core.sessions.get(id).is_some(),
+        "the session itself is untouched"
+    );
+}
+
+#[test]
+fn client_ahead_of_the_server_is_refused_without_a_reply() {
+    let mut core = core_with(|_| {});
+    assert!(core.accept(1, addr(1), T0));
+    core.connect(
+        1,
+        &ConnectRequest {
+            last_zxid_seen: 99,
+            time_out: 10_000,
+            passwd: vec![0; 16],
+            ..Default::default()
+        },
+        T0,
+    );
+    assert_eq!(core.take_output(), vec![Output::Close { conn: 1 }]);
+    assert_eq!(core.sessions.len(), 0);
+}
+
+#[test]
+fn resuming_moves_the_session_and_drops_the_old_connections_watches() {
+    let mut core = core_with(|_| {});
+    let id = session(&mut core, 1, 10_000, T0);
+    send(
+        &mut core,
+        1,
+        1,
+        &Request::Exists(ExistsRequest {
+            path: "/w".into(),
+            watch: true,
+        }),
+        T0,
+    );
+    drain(&mut core, 1);
+    assert_eq!(core.tree.data_watches.watch_count(), 1);
+    assert!(core.accept(2, addr(2), T0));
+    let passwd = crate::session::session_password(id).to_vec();
+    core.connect(
+        2,
+        &ConnectRequest {
+            time_out: 10_000,
+            session_id: id,
+            passwd,
+            has_read_only: true,
+            last_zxid_seen: 1,
+            ..Default::default()
+        },
+        T0,
+    );
+    let out = core.take_output();
+    assert!(out.contains(&Output::Close { conn: 1 }), "{out:?}");
+    assert_eq!(
+        core.tree.data_watches.watch_count(),
+        0,
+        "watches belong to connections"
+    );
+    assert_eq!(core.sessions.get(id).unwrap().conn, Some(2));
+}
+
+#[test]
+fn an_event_reaches_the_writer_before_its_own_reply() {
+    let mut core = core_with(|_| {});
+    session(&mut core, 1, 10_000, T0);
+    send(
+        &mut core,
+        1,
+        1,
+        &Request::Exists(ExistsRequest {
+            path: "/e".into(),
+            watch: true,
+        }),
+        T0,
+    );
+    drain(&mut core, 1);
+    send(&mut core, 1, 2, &create("/e", CreateMode::Persistent), T0);
+    let sent = drain(&mut core, 1);
+    assert_eq!(sent.len(), 2);
+    let Sent::Reply {
+        xid: -1,
+        zxid: ev_zxid,
+        body,
+        ..
+    } = &sent[0]
+    else {
+        panic!("{sent:?}")
+    };
+    let ev = WatcherEvent::from_bytes(body).unwrap();
+    assert_eq!(
+        (ev.event_type, ev.path.as_str()),
+        (event_type::NODE_CREATED, "/e")
+    );
+    let Sent::Reply {
+        xid: 2,
+        zxid,
+        err: 0,
+        ..
+    } = &sent[1]
+    else {
+        panic!("{sent:?}")
+    };
+    assert_eq!(
+        ev_zxid, zxid,
+        "the notification carries the triggering zxid (3.9)"
+    );
+}
+
+#[test]
+fn failed_writes_consume_a_zxid_like_zookeeper() {
+    let mut core = core_with(|_| {});
+    session(&mut core, 1, 10_000, T0);
+    send(
+        &mut core,
+        1,
+        1,
+        &create("/missing/child", CreateMode::Persistent),
+        T0,
+    );
+    let (_, zxid, err, body) = one_reply(&drain(&mut core, 1));
+    assert_eq!((zxid, err, body.len()), (2, ErrorCode::NoNode.code(), 0));
+    send(&mut core, 1, 2, &create("/a", CreateMode::Persistent), T0);
+    let (_, zxid, err, _) = one_reply(&drain(&mut core, 1));
+    assert_eq!((zxid, err), (3, 0));
+    assert_eq!(core.tree.get("/a").unwrap().stat.czxid, 3);
+}
+
+#[test]
+fn sequential_names_count_creates_not_cversion() {
+    let mut core = core_with(|_| {});
+    session(&mut core, 1, 10_000, T0);
+    send(&mut core, 1, 1, &create("/s", CreateMode::Persistent), T0);
+    send(
+        &mut core,
+        1,
+        2,
+        &create("/s/plain", CreateMode::Persistent),
+        T0,
+    );
+    send(
+        &mut core,
+        1,
+        3,
+        &Request::Delete(DeleteRequest {
+            path: "/s/plain".into(),
+            version: -1,
+        }),
+        T0,
+    );
+    drain(&mut core, 1);
+    // Served cversion is now 2 (one create + one delete); the create count is 1.
+    assert_eq!(core.tree.get("/s").unwrap().client_stat().cversion, 2);
+    send(
+        &mut core,
+        1,
+        4,
+        &create("/s/q-", CreateMode::PersistentSequential),
+        T0,
+    );
+    let (_, _, err, body) = one_reply(&drain(&mut core, 1));
+    assert_eq!(err, 0);
+    assert_eq!(
+        CreateResponse::from_bytes(&body).unwrap().path,
+        "/s/q-0000000001"
+    );
+}
+
+#[test]
+fn sequential_counter_wraps_like_a_java_int() {
+    let mut core = core_with(|_| {});
+    session(&mut core, 1, 10_000, T0);
+    send(&mut core, 1, 1, &create("/w", CreateMode::Persistent), T0);
+    drain(&mut core, 1);
+    // Bring the parent's create count to i32::MAX with one replayed txn.
+    let mut out = Vec::new();
+    let zxid = core.prep.last_zxid + 1;
+    core.prep.last_zxid = zxid;
+    core.tree.process_txn(
+        &zkd_proto::txn::TxnHeader {
+            client_id: 0,
+            cxid: 0,
+            zxid,
+            time: T0,
+            txn_type: OpCode::Create as i32,
+        },
+        &TxnBody::Create(zkd_proto::txn::CreateTxn {
+            path: "/w/x".into(),
+            data: None,
+            acl: Acl::open_unsafe(),
+            ephemeral: false,
+            parent_cversion: i32::MAX,
+        }),
+        &mut out,
+    );
+    send(
+        &mut core,
+        1,
+        2,
+        &create("/w/s", CreateMode::PersistentSequential),
+        T0,
+    );
+    let (_, _, err, body) = one_reply(&drain(&mut core, 1));
+    assert_eq!(err, 0);
+    assert_eq!(
+        CreateResponse::from_bytes(&body).unwrap().path,
+        "/w/s2147483647"
+    );
+    // The txn carries the wrapped count (i32::MIN), but DataTree.createNode only ever
+    // raises a parent's cversion, so the parent stays at i32::MAX and the next sequential
+    // name collides: ZooKeeper 3.9.5 answers NodeExists here, and so do we. (A create
+    // prepared while the first was still pending would see the wrapped count and get
+    // "-2147483648".)
+    send(
+        &mut core,
+        1,
+        3,
+        &create("/w/s", CreateMode::PersistentSequential),
+        T0,
+    );
+    assert_eq!(
+        one_reply(&drain(&mut core, 1)).2,
+        ErrorCode::NodeExists.code()
+    );
+    assert_eq!(core.tree.get("/w").unwrap().stat.cversion, i32::MAX);
+}
+
+#[test]
+fn expiry_removes_ephemerals_and_notifies_other_sessions() {
+    let mut core = core_with(|_| {});
+    let owner = session(&mut core, 1, 4000, T0);
+    let watcher = session(&mut core, 2, 40_000, T0);
+    assert_ne!(owner, watcher);
+    send(&mut core, 1, 1, &create("/eph", CreateMode::Ephemeral), T0);
+    drain(&mut core, 1);
+    assert_eq!(
+        core.tree.get("/eph").unwrap().client_stat().ephemeral_owner,
+        owner
+    );
+    send(
+        &mut core,
+        2,
+        1,
+        &Request::GetChildren(GetChildrenRequest {
+            path: "/".into(),
+            watch: true,
+        }),
+        T0,
+    );
+    send(
+        &mut core,
+        2,
+        2,
+        &Request::GetData(GetDataRequest {
+            path: "/eph".into(),
+            watch: true,
+        }),
+        T0,
+    );
+    drain(&mut core, 2);
+    // Not yet: expiry is rounded up to the tick after now + timeout.
+    core.tick(T0 + 3999);
+    assert!(core.tree.get("/eph").is_some());
+    core.tick(T0 + 6000);
+    assert!(core.tree.get("/eph").is_none());
+    assert!(core.sessions.get(owner).is_none());
+    let out = core.take_output();
+    assert!(out.contains(&Output::Close { conn: 1 }));
+    let events: Vec<(i32, String)> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Send { conn: 2, frame } => {
+                let mut r = Reader::new(&frame[4..]);
+                let h = ReplyHeader::read(&mut r).unwrap();
+                assert_eq!(h.xid, -1);
+                let e = WatcherEvent::read(&mut r).unwrap();
+                Some((e.event_type, e.path))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        events,
+        vec![
+            (event_type::NODE_DELETED, "/eph".to_string()),
+            (event_type::NODE_CHILDREN_CHANGED, "/".to_string())
+        ]
+    );
+}
+
+#[test]
+fn requests_keep_a_session_alive() {
+    let mut core = core_with(|_| {});
+    let id = session(&mut core, 1, 4000, T0);
+    for i in 1..10 {
+        send(&mut core, 1, i, &Request::Ping, T0 + i as i64 * 3000);
+        core.tick(T0 + i as i64 * 3000);
+    }
+    assert!(core.sessions.get(id).is_some());
+}
+
+#[test]
+fn close_session_replies_then_closes() {
+    let mut core = core_with(|_| {});
+    let id = session(&mut core, 1, 10_000, T0);
+    send(&mut core, 1, 1, &create("/c", CreateMode::Ephemeral), T0);
+    drain(&mut core, 1);
+    send(&mut core, 1, 2, &Request::CloseSession, T0);
+    let sent = drain(&mut core, 1);
+    assert!(
+        matches!(sent[0], Sent::Reply { xid: 2, err: 0, .. }),
+        "{sent:?}"
+    );
+    assert!(matches!(sent[1], Sent::Close));
+    assert!(core.tree.get("/c").is_none());
+    assert!(core.sessions.get(id).is_none());
+}
+
+#[test]
+fn max_client_cnxns_is_per_ip() {
+    let mut core = core_with(|c| c.max_client_cnxns = 2);
+    assert!(core.accept(1, addr(1), T0));
+    assert!(core.accept(2, addr(1), T0));
+    assert!(!core.accept(3, addr(1), T0));
+    assert!(core.accept(4, addr(2), T0));
+    core.disconnected(1);
+    assert!(core.accept(5, addr(1), T0));
+}
+
+#[test]
+fn set_watches_fires_what_changed_since_relative_zxid() {
+    let mut core = core_with(|_| {});
+    session(&mut core, 1, 10_000, T0);
+    send(&mut core, 1, 1, &create("/old", CreateMode::Persistent), T0);
+    send(
+        &mut core,
+        1,
+        2,
+        &create("/changed", CreateMode::Persistent),
+        T0,
+    );
+    drain(&mut core, 1);
+    let relative = core.tree.last_processed_zxid;
+    send(
+        &mut core,
+        1,
+        3,
+        &Request::SetData(SetDataRequest {
+            path: "/changed".into(),
+            data: None,
+            version: -1,
+        }),
+        T0,
+    );
+    send(
+        &mut core,
+        1,
+        4,
+        &create("/born", CreateMode::Persistent),
+        T0,
+    );
+    drain(&mut core, 1);
+    session(&mut core, 2, 10_000, T0);
+    let sw = SetWatches2 {
+        relative_zxid: relative,
+        data_watches: vec!["/old".into(), "/changed".into(), "/gone".into()],
+        exist_watches: vec!["/born".into(), "/unborn".into()],
+        child_watches: vec!["/old".into()],
+        persistent_watches: vec![],
+        persistent_recursive_watches: vec!["/old".into()],
+    };
+    send(&mut core, 2, -8, &Request::SetWatches2(sw), T0);
+    let sent = drain(&mut core, 2);
+    let events: Vec<(i32, String)> = sent
+        .iter()
+        .filter_map(|s| match s {
+            Sent::Reply { xid: -1, body, .. } => {
+                let e = WatcherEvent::from_bytes(body).unwrap();
+                Some((e.event_type, e.path))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        events,
+        vec![
+            (event_type::NODE_DATA_CHANGED, "/changed".to_string()),
+            (event_type::NODE_DELETED, "/gone".to_string()),
+            (event_type::NODE_CREATED, "/born".to_string()),
+        ]
+    );
+    assert!(matches!(
+        sent.last(),
+        Some(Sent::Reply {
+            xid: -8,
+            err: 0,
+            ..
+        })
+    ));
+    // /old's data, child and recursive watches and /unborn's exist watch are armed.
+    assert!(
+        core.tree
+            .watch_op("/old", zkd_proto::watcher_type::DATA, 2, false)
+            || core
+                .tree
+                .watch_op("/old", zkd_proto::watcher_type::ANY, 2, false)
+    );
+    assert!(core
+        .tree
+        .watch_op("/old", zkd_proto::watcher_type::CHILDREN, 2, false));
+    assert!(core
+        .tree
+        .watch_op("/unborn", zkd_proto::watcher_type::DATA, 2, false));
+}
+
+#[test]
+fn containers_are_reaped_once_emptied_and_ttl_nodes_after_their_ttl() {
+    let mut core = core_with(|c| c.container_check_interval_ms = 1000);
+    session(&mut core, 1, 10_000, T0);
+    let container = Request::Create {
+        op: OpCode::CreateContainer,
+        req: CreateRequest {
+            path: "/box".into(),
+            data: None,
+            acl: Acl::open_unsafe(),
+            flags: CreateMode::Container.flag(),
+        },
+    };
+    send(&mut core, 1, 1, &container, T0);
+    let ttl = Request::CreateTtl(CreateTtlRequest {
+        path: "/ttl".into(),
+        data: None,
+        acl: Acl::open_unsafe(),
+        flags: CreateMode::PersistentWithTtl.flag(),
+        ttl: 5000,
+    });
+    send(&mut core, 1, 2, &ttl, T0);
+    let sent = drain(&mut core, 1);
+    assert!(
+        sent.iter().all(|s| matches!(s, Sent::Reply { err: 0, .. })),
+        "{sent:?}"
+    );
+    assert_eq!(
+        core.tree.get("/box").unwrap().client_stat().ephemeral_owner,
+        0
+    );
+    assert_eq!(
+        core.tree.get("/ttl").unwrap().client_stat().ephemeral_owner,
+        0
+    );
+    core.tick(T0 + 2000);
+    assert!(
+        core.tree.get("/box").is_some(),
+        "a container that never had children stays"
+    );
+    send(
+        &mut core,
+        1,
+        3,
+        &create("/box/x", CreateMode::Persistent),
+        T0 + 2000,
+    );
+    send(
+        &mut core,
+        1,
+        4,
+        &Request::Delete(DeleteRequest {
+            path: "/box/x".into(),
+            version: -1,
+        }),
+        T0 + 2000,
+    );
+    core.tick(T0 + 4000);
+    assert!(core.tree.get("/box").is_none(), "emptied container reaped");
+    assert!(core.tree.get("/ttl").is_some());
+    core.tick(T0 + 6000);
+    assert!(
+        core.tree.get("/ttl").is_none(),
+        "ttl node reaped after its ttl"
+    );
+}
+
+#[test]
+fn ttl_creates_need_extended_types_and_a_valid_ttl() {
+    let mut core = core_with(|c| c.extended_types_enabled = false);
+    session(&mut core, 1, 10_000, T0);
+    let ttl = |t: i64| {
+        Request::CreateTtl(CreateTtlRequest {
+            path: "/t".into(),
+            data: None,
+            acl: Acl::open_unsafe(),
+            flags: CreateMode::PersistentWithTtl.flag(),
+            ttl: t,
+        })
+    };
+    send(&mut core, 1, 1, &ttl(100), T0);
+    assert_eq!(
+        one_reply(&drain(&mut core, 1)).2,
+        ErrorCode::Unimplemented.code()
+    );
+    let mut core = core_with(|_| {});
+    session(&mut core, 1, 10_000, T0);
+    send(&mut core, 1, 1, &ttl(0), T0);
+    assert_eq!(
+        one_reply(&drain(&mut core, 1)).2,
+        ErrorCode::BadArguments.code()
+    );
+}
+
+#[test]
+fn failed_multi_has_header_err_zero_and_per_op_results() {
+    let mut core = core_with(|_| {});
+    session(&mut core, 1, 10_000, T0);
+    send(&mut core, 1, 1, &create("/m", CreateMode::Persistent), T0);
+    drain(&mut core, 1);
+    let multi = Request::Multi(vec![
+        MultiOp::Create {
+            op: OpCode::Create,
+            req: CreateRequest {
+                path: "/m/a".into(),
+                data: None,
+                acl: Acl::open_unsafe(),
+                flags: 0,
+            },
+        },
+        MultiOp::Check(CheckVersionRequest {
+            path: "/m".into(),
+            version: 7,
+        }),
+        MultiOp::SetData(SetDataRequest {
+            path: "/m".into(),
+            data: None,
+            version: -1,
+        }),
+    ]);
+    send(&mut core, 1, 2, &multi, T0);
+    let (_, _, err, body) = one_reply(&drain(&mut core, 1));
+    assert_eq!(err, 0);
+    let results = zkd_proto::request::decode_multi_results(&mut Reader::new(&body)).unwrap();
+    assert_eq!(
+        results,
+        vec![
+            MultiResult::Error { err: 0 },
+            MultiResult::Error { err: -103 },
+            MultiResult::Error { err: -2 }
+        ]
+    );
+    assert!(core.tree.get("/m/a").is_none());
+    // The rolled-back create left no pending record behind.
+    send(&mut core, 1, 3, &create("/m/a", CreateMode::Persistent), T0);
+    assert_eq!(one_reply(&drain(&mut core, 1)).2, 0);
+}
+
+#[test]
+fn digest_super_user_bypasses_acls() {
+    let digest = crate::acl::generate_digest("super:test");
+    let mut core = core_with(|c| c.super_digest = Some(digest));
+    session(&mut core, 1, 10_000, T0);
+    let locked = Request::Create {
+        op: OpCode::Create,
+        req: CreateRequest {
+            path: "/locked".into(),
+            data: None,
+            acl: vec![Acl::new(perms::READ, "digest", "nobody:x")],
+            flags: 0,
+        },
+    };
+    send(&mut core, 1, 1, &locked, T0);
+    send(
+        &mut core,
+        1,
+        2,
+        &Request::SetData(SetDataRequest {
+            path: "/locked".into(),
+            data: None,
+            version: -1,
+        }),
+        T0,
+    );
+    let sent = drain(&mut core, 1);
+    assert!(matches!(sent[1], Sent::Reply { err: -102, .. }), "{sent:?}");
+    send(
+        &mut core,
+        1,
+        -4,
+        &Request::Auth(AuthPacket {
+            auth_type: 0,
+            scheme: "digest".into(),
+            auth: b"super:test".to_vec(),
+        }),
+        T0,
+    );
+    send(
+        &mut core,
+        1,
+        3,
+        &Request::SetData(SetDataRequest {
+            path: "/locked".into(),
+            data: None,
+            version: -1,
+        }),
+        T0,
+    );
+    let sent = drain(&mut core, 1);
+    assert!(
+        matches!(
+            sent[0],
+            Sent::Reply {
+                xid: -4,
+                zxid: 0,
+                err: 0,
+                ..
+            }
+        ),
+        "{sent:?}"
+    );
+    assert!(
+        matches!(sent[1], Sent::Reply { xid: 3, err: 0, .. }),
+        "{sent:?}"
+    );
+}

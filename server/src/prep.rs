@@ -343,13 +343,9 @@ impl Prep {
         } else if ttl >= 0 {
             return Err(ErrorCode::BadArguments);
         }
-        // createContainer requires the container flag, as CreateMode checks client-side.
-        if op == OpCode::CreateContainer && !mode.is_container() {
-            return Err(ErrorCode::BadArguments);
-        }
-        if mode.is_container() && op != OpCode::CreateContainer {
-            return Err(ErrorCode::BadArguments);
-        }
+        // The op code, not the flag, decides the txn (and so the node type): create2 with
+        // the container flag makes a plain node and createContainer with flag 0 a
+        // container, exactly as ZooKeeper 3.9 does. Clients never send such mixes.
         // validatePathForCreate
         let Some(last_slash) = path.rfind('/') else {
             return Err(ErrorCode::BadArguments);

@@ -236,10 +236,11 @@ impl DataTree {
         nodes.insert(ROOT.to_string(), mk(&["zookeeper"], &open));
         nodes.insert(PROC_ZOOKEEPER.to_string(), mk(&["quota", "config"], &open));
         nodes.insert(QUOTA_ZOOKEEPER.to_string(), mk(&[], &open));
-        nodes.insert(
-            CONFIG_ZOOKEEPER.to_string(),
-            mk(&[], &Arc::new(Acl::read_unsafe())),
-        );
+        // addConfigNode sets its ACL with setACL(..., version -1), and that -1 is stored
+        // as the aversion: ZooKeeper serves aversion -1 for /zookeeper/config.
+        let mut config = mk(&[], &Arc::new(Acl::read_unsafe()));
+        config.stat.aversion = -1;
+        nodes.insert(CONFIG_ZOOKEEPER.to_string(), config);
         DataTree {
             nodes,
             ephemerals: HashMap::new(),
@@ -361,6 +362,11 @@ impl DataTree {
 
     /// Number of descendants of `path` (getAllChildrenNumber), excluding itself.
     pub fn all_children_number(&self, path: &str) -> i32 {
+        // ZooKeeper counts keys starting with path + "/"; its root is keyed "" and "/",
+        // so the empty path also counts the root itself.
+        if path.is_empty() {
+            return self.all_children_number(ROOT) + 1;
+        }
         let mut count = 0i64;
         let mut stack = vec![path.to_string()];
         while let Some(p) = stack.pop() {
@@ -390,7 +396,7 @@ impl DataTree {
         } else {
             &mut self.data_watches
         };
-        let fired = manager.trigger(path, etype == event_type::NODE_CHILDREN_CHANGED, suppress);
+        let fired = manager.trigger(path, suppress);
         let mut sorted: Vec<_> = fired.iter().copied().collect();
         sorted.sort();
         for conn in sorted {
@@ -849,19 +855,21 @@ impl DataTree {
         match watcher_type {
             wt::CHILDREN => op(&mut self.child_watches, std),
             wt::DATA => op(&mut self.data_watches, std),
-            wt::PERSISTENT => {
-                let a = op(&mut self.data_watches, Some(WatchMode::Persistent));
-                let b = op(&mut self.child_watches, Some(WatchMode::Persistent));
+            wt::PERSISTENT if remove => {
+                let a = op(&mut self.child_watches, Some(WatchMode::Persistent));
+                let b = op(&mut self.data_watches, Some(WatchMode::Persistent));
                 a || b
             }
+            wt::PERSISTENT => op(&mut self.data_watches, Some(WatchMode::Persistent)),
             wt::PERSISTENT_RECURSIVE => {
                 op(&mut self.data_watches, Some(WatchMode::PersistentRecursive))
             }
-            _ => {
+            _ if remove => {
                 let a = op(&mut self.child_watches, None);
                 let b = op(&mut self.data_watches, None);
                 a || b
             }
+            _ => op(&mut self.child_watches, None) || op(&mut self.data_watches, None),
         }
     }
 

@@ -6,9 +6,9 @@
 //! its watches with setWatches. Never sends anything: triggering returns the watchers to
 //! notify and the caller turns them into notifications in order.
 //!
-//! ZooKeeper keeps one mode per (watcher, path): registering a standard watch where a
-//! persistent one exists replaces it (ZOOKEEPER-4466). We mirror that on purpose, because
-//! clients observe it.
+//! As in ZooKeeper 3.9 (ZOOKEEPER-4466, WatchStats), a connection may hold several modes
+//! on one path at once: a one-shot watch set on a path that also has a persistent watch
+//! fires once and leaves the persistent watch in place.
 
 use std::collections::{HashMap, HashSet};
 
@@ -31,11 +31,23 @@ impl WatchMode {
     }
 }
 
+impl WatchMode {
+    fn bit(self) -> u8 {
+        match self {
+            WatchMode::Standard => 1,
+            WatchMode::Persistent => 2,
+            WatchMode::PersistentRecursive => 4,
+        }
+    }
+}
+
+const RECURSIVE: u8 = 4;
+
 #[derive(Debug, Default)]
 pub struct WatchManager {
     watch_table: HashMap<String, HashSet<ConnId>>,
-    watch_to_paths: HashMap<ConnId, HashSet<String>>,
-    modes: HashMap<(ConnId, String), WatchMode>,
+    /// watcher -> path -> its modes there (WatchStats), as mode bits.
+    watch_to_paths: HashMap<ConnId, HashMap<String, u8>>,
     recursive_count: usize,
 }
 
@@ -44,75 +56,64 @@ impl WatchManager {
         Self::default()
     }
 
+    /// Adds `mode` to the watcher's modes on `path`; true if that changed anything.
     pub fn add_watch(&mut self, path: &str, watcher: ConnId, mode: WatchMode) -> bool {
         self.watch_table
             .entry(path.to_string())
             .or_default()
             .insert(watcher);
-        let old = self.modes.insert((watcher, path.to_string()), mode);
-        if old == Some(WatchMode::PersistentRecursive) {
-            self.recursive_count -= 1;
-        }
-        if mode == WatchMode::PersistentRecursive {
-            self.recursive_count += 1;
-        }
-        self.watch_to_paths
+        let modes = self
+            .watch_to_paths
             .entry(watcher)
             .or_default()
-            .insert(path.to_string())
+            .entry(path.to_string())
+            .or_insert(0);
+        let old = *modes;
+        *modes |= mode.bit();
+        let changed = *modes != old;
+        if changed && mode.is_recursive() {
+            self.recursive_count += 1;
+        }
+        changed
     }
 
-    fn mode_of(&self, watcher: ConnId, path: &str) -> WatchMode {
-        self.modes
-            .get(&(watcher, path.to_string()))
+    fn modes(&self, watcher: ConnId, path: &str) -> u8 {
+        self.watch_to_paths
+            .get(&watcher)
+            .and_then(|m| m.get(path))
             .copied()
-            .unwrap_or(WatchMode::Standard)
+            .unwrap_or(0)
     }
 
-    fn forget_mode(&mut self, watcher: ConnId, path: &str) {
-        if self.modes.remove(&(watcher, path.to_string())) == Some(WatchMode::PersistentRecursive) {
-            self.recursive_count -= 1;
-        }
-    }
-
-    /// Fires the watches an event on `path` triggers: watchers of the path itself (one-shot
-    /// ones are removed) and recursive watchers of any ancestor (never for
-    /// NodeChildrenChanged). Watchers in `suppress` are removed as usual but not returned.
-    pub fn trigger(
-        &mut self,
-        path: &str,
-        is_children_changed: bool,
-        suppress: Option<&HashSet<ConnId>>,
-    ) -> HashSet<ConnId> {
+    /// Fires the watches an event on `path` triggers (WatchManager.triggerWatch): every
+    /// watcher of the path itself (its one-shot mode is consumed) and the recursive
+    /// watchers of its ancestors. Watchers in `suppress` are consumed but not returned.
+    pub fn trigger(&mut self, path: &str, suppress: Option<&HashSet<ConnId>>) -> HashSet<ConnId> {
         let mut fired = HashSet::new();
-        let mut candidates: Vec<(String, bool)> = vec![(path.to_string(), false)];
-        if self.recursive_count > 0 {
-            let mut p = path;
-            while p != "/" {
-                p = zkd_proto::path::parent(p);
-                candidates.push((p.to_string(), true));
-            }
-        }
-        for (local, at_parent) in candidates {
-            let Some(set) = self.watch_table.get(&local) else {
-                continue;
-            };
-            let mut remove = Vec::new();
-            for &w in set {
-                let mode = self.mode_of(w, &local);
-                if mode.is_recursive() {
-                    if !is_children_changed {
-                        fired.insert(w);
-                    }
-                } else if !at_parent {
-                    fired.insert(w);
-                    if !mode.is_persistent() {
-                        remove.push(w);
-                    }
+        if let Some(set) = self.watch_table.get(path) {
+            let watchers: Vec<ConnId> = set.iter().copied().collect();
+            for w in watchers {
+                fired.insert(w);
+                let modes = self.modes(w, path);
+                let left = modes & !WatchMode::Standard.bit();
+                if left == 0 {
+                    self.unwatch(path, w);
+                } else if left != modes {
+                    self.set_modes(w, path, left);
                 }
             }
-            for w in remove {
-                self.remove_one(&local, w);
+        }
+        if self.recursive_count > 0 {
+            let mut p = path;
+            while p != "/" && !p.is_empty() {
+                p = zkd_proto::path::parent(p);
+                if let Some(set) = self.watch_table.get(p) {
+                    for &w in set {
+                        if self.modes(w, p) & RECURSIVE != 0 {
+                            fired.insert(w);
+                        }
+                    }
+                }
             }
         }
         if let Some(s) = suppress {
@@ -121,52 +122,80 @@ impl WatchManager {
         fired
     }
 
-    fn remove_one(&mut self, path: &str, watcher: ConnId) {
+    fn set_modes(&mut self, watcher: ConnId, path: &str, modes: u8) {
+        if let Some(m) = self.watch_to_paths.get_mut(&watcher) {
+            m.insert(path.to_string(), modes);
+        }
+    }
+
+    /// Drops every mode of `watcher` on `path`.
+    fn unwatch(&mut self, path: &str, watcher: ConnId) {
         if let Some(set) = self.watch_table.get_mut(path) {
             set.remove(&watcher);
             if set.is_empty() {
                 self.watch_table.remove(path);
             }
         }
+        let mut old = 0;
         if let Some(paths) = self.watch_to_paths.get_mut(&watcher) {
-            paths.remove(path);
+            old = paths.remove(path).unwrap_or(0);
             if paths.is_empty() {
                 self.watch_to_paths.remove(&watcher);
             }
         }
-        self.forget_mode(watcher, path);
+        if old & RECURSIVE != 0 {
+            self.recursive_count -= 1;
+        }
     }
 
     /// Removes every watch of a closed connection.
     pub fn remove_watcher(&mut self, watcher: ConnId) {
         if let Some(paths) = self.watch_to_paths.remove(&watcher) {
-            for p in paths {
+            for (p, modes) in paths {
                 if let Some(set) = self.watch_table.get_mut(&p) {
                     set.remove(&watcher);
                     if set.is_empty() {
                         self.watch_table.remove(&p);
                     }
                 }
-                self.forget_mode(watcher, &p);
+                if modes & RECURSIVE != 0 {
+                    self.recursive_count -= 1;
+                }
             }
         }
     }
 
     /// Whether `watcher` watches `path` in `mode` (`None` = any mode).
     pub fn contains(&self, path: &str, watcher: ConnId, mode: Option<WatchMode>) -> bool {
-        let present = self
-            .watch_table
-            .get(path)
-            .is_some_and(|s| s.contains(&watcher));
-        present && mode.is_none_or(|m| self.mode_of(watcher, path) == m)
+        let modes = self.modes(watcher, path);
+        match mode {
+            None => modes != 0,
+            Some(m) => modes & m.bit() != 0,
+        }
     }
 
-    /// Removes one watch of `watcher` on `path` if it is in `mode` (`None` = any).
+    /// Removes `mode` (`None` = every mode) of `watcher` on `path`; true if it had it.
     pub fn remove(&mut self, path: &str, watcher: ConnId, mode: Option<WatchMode>) -> bool {
-        if !self.contains(path, watcher, mode) {
+        let old = self.modes(watcher, path);
+        if old == 0 {
             return false;
         }
-        self.remove_one(path, watcher);
+        let Some(m) = mode else {
+            self.unwatch(path, watcher);
+            return true;
+        };
+        let left = old & !m.bit();
+        if left == old {
+            return false;
+        }
+        if left == 0 {
+            self.unwatch(path, watcher);
+        } else {
+            self.set_modes(watcher, path, left);
+            if m.is_recursive() {
+                self.recursive_count -= 1;
+            }
+        }
         true
     }
 
@@ -203,7 +232,7 @@ impl WatchManager {
             .watch_to_paths
             .iter()
             .map(|(w, s)| {
-                let mut p: Vec<_> = s.iter().cloned().collect();
+                let mut p: Vec<_> = s.keys().cloned().collect();
                 p.sort();
                 (*w, p)
             })
@@ -221,8 +250,8 @@ mod tests {
     fn standard_watch_fires_once() {
         let mut m = WatchManager::new();
         m.add_watch("/a", 1, WatchMode::Standard);
-        assert_eq!(m.trigger("/a", false, None).len(), 1);
-        assert!(m.trigger("/a", false, None).is_empty());
+        assert_eq!(m.trigger("/a", None).len(), 1);
+        assert!(m.trigger("/a", None).is_empty());
         assert_eq!(m.watch_count(), 0);
     }
 
@@ -230,27 +259,32 @@ mod tests {
     fn persistent_watch_stays() {
         let mut m = WatchManager::new();
         m.add_watch("/a", 1, WatchMode::Persistent);
-        assert_eq!(m.trigger("/a", false, None).len(), 1);
-        assert_eq!(m.trigger("/a", false, None).len(), 1);
-        assert!(m.trigger("/a/b", false, None).is_empty());
+        assert_eq!(m.trigger("/a", None).len(), 1);
+        assert_eq!(m.trigger("/a", None).len(), 1);
+        assert!(m.trigger("/a/b", None).is_empty());
     }
 
     #[test]
-    fn recursive_watch_sees_descendants_but_not_child_events() {
+    fn recursive_watch_sees_descendants() {
         let mut m = WatchManager::new();
         m.add_watch("/a", 1, WatchMode::PersistentRecursive);
-        assert_eq!(m.trigger("/a/b/c", false, None).len(), 1);
-        assert!(m.trigger("/a/b", true, None).is_empty());
-        assert_eq!(m.trigger("/a", false, None).len(), 1);
+        assert_eq!(m.trigger("/a/b/c", None).len(), 1);
+        assert_eq!(m.trigger("/a", None).len(), 1);
+        assert!(m.trigger("/b", None).is_empty());
     }
 
     #[test]
-    fn standard_registration_replaces_persistent_mode() {
+    fn a_one_shot_watch_beside_a_persistent_one_leaves_it_in_place() {
+        // ZooKeeper 3.9 (ZOOKEEPER-4466): modes accumulate per (watcher, path).
         let mut m = WatchManager::new();
-        m.add_watch("/a", 1, WatchMode::Persistent);
+        m.add_watch("/a", 1, WatchMode::PersistentRecursive);
         m.add_watch("/a", 1, WatchMode::Standard);
-        assert_eq!(m.trigger("/a", false, None).len(), 1);
-        assert!(m.trigger("/a", false, None).is_empty());
+        assert_eq!(m.trigger("/a", None).len(), 1);
+        assert!(!m.contains("/a", 1, Some(WatchMode::Standard)));
+        assert_eq!(m.trigger("/a/c", None).len(), 1);
+        assert!(m.remove("/a", 1, Some(WatchMode::PersistentRecursive)));
+        assert!(m.trigger("/a/c", None).is_empty());
+        assert_eq!(m.watch_count(), 0);
     }
 
     #[test]
@@ -260,7 +294,7 @@ mod tests {
         m.add_watch("/b", 1, WatchMode::PersistentRecursive);
         m.add_watch("/a", 2, WatchMode::Standard);
         m.remove_watcher(1);
-        assert_eq!(m.trigger("/a", false, None), HashSet::from([2]));
-        assert!(m.trigger("/b/c", false, None).is_empty());
+        assert_eq!(m.trigger("/a", None), HashSet::from([2]));
+        assert!(m.trigger("/b/c", None).is_empty());
     }
 }

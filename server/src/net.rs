@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -39,9 +39,20 @@ enum Out {
     Close,
 }
 
+/// Bytes a connection may have queued for sending before it is treated as a slow reader
+/// and closed: replies and notifications must not grow without bound for a client that
+/// stopped reading. 32 MiB is 32 maximum-size replies.
+pub const MAX_OUTBOUND_BYTES: usize = 32 << 20;
+
+struct WriterHandle {
+    tx: mpsc::UnboundedSender<Out>,
+    queued: Arc<AtomicUsize>,
+    closed: bool,
+}
+
 pub struct Shared {
     pub core: Mutex<Core>,
-    writers: Mutex<HashMap<ConnId, mpsc::UnboundedSender<Out>>>,
+    writers: Mutex<HashMap<ConnId, WriterHandle>>,
     next_conn: AtomicU64,
 }
 
@@ -52,17 +63,30 @@ impl Shared {
         let r = f(&mut core);
         let outs = core.take_output();
         if !outs.is_empty() {
-            let writers = self.writers.lock();
+            let mut writers = self.writers.lock();
             for o in outs {
                 match o {
                     Output::Send { conn, frame } => {
-                        if let Some(w) = writers.get(&conn) {
-                            let _ = w.send(Out::Frame(frame));
+                        if let Some(w) = writers.get_mut(&conn) {
+                            if w.closed {
+                                continue;
+                            }
+                            let queued = w.queued.fetch_add(frame.len(), Ordering::Relaxed);
+                            if queued + frame.len() > MAX_OUTBOUND_BYTES {
+                                tracing::warn!(
+                                    "closing connection {conn}: more than {MAX_OUTBOUND_BYTES} bytes queued for a client that does not read"
+                                );
+                                w.closed = true;
+                                let _ = w.tx.send(Out::Close);
+                            } else {
+                                let _ = w.tx.send(Out::Frame(frame));
+                            }
                         }
                     }
                     Output::Close { conn } => {
-                        if let Some(w) = writers.get(&conn) {
-                            let _ = w.send(Out::Close);
+                        if let Some(w) = writers.get_mut(&conn) {
+                            w.closed = true;
+                            let _ = w.tx.send(Out::Close);
                         }
                     }
                 }
@@ -130,7 +154,15 @@ async fn serve_connection(shared: Arc<Shared>, stream: TcpStream, addr: SocketAd
     }
     let (mut rd, mut wr) = stream.into_split();
     let (tx, mut rx) = mpsc::unbounded_channel::<Out>();
-    shared.writers.lock().insert(conn, tx.clone());
+    let queued = Arc::new(AtomicUsize::new(0));
+    shared.writers.lock().insert(
+        conn,
+        WriterHandle {
+            tx: tx.clone(),
+            queued: queued.clone(),
+            closed: false,
+        },
+    );
     let (closed_tx, mut closed_rx) = tokio::sync::oneshot::channel::<()>();
     let writer = tokio::spawn(async move {
         let mut buf = Vec::with_capacity(64 * 1024);
@@ -154,6 +186,10 @@ async fn serve_connection(shared: Arc<Shared>, stream: TcpStream, addr: SocketAd
                 if wr.write_all(&buf).await.is_err() {
                     break 'outer;
                 }
+                let n = buf.len();
+                let _ = queued.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |q| {
+                    Some(q.saturating_sub(n))
+                });
                 buf.clear();
             }
             if close {

@@ -241,6 +241,7 @@ impl Core {
                 time_ms: Self::ctx_time(now_ms),
                 extended_types_enabled: self.config.extended_types_enabled,
                 enforce_quota: self.config.enforce_quota,
+                skip_acl: self.config.skip_acl,
             };
             let txn = self.prep.create_session(&ctx, timeout);
             self.apply(&txn);
@@ -317,7 +318,7 @@ impl Core {
             };
             // CVE-2024-23944: never reveal a path its watcher may not read.
             if let Some(acl) = &n.acl {
-                if check_acl(acl, perms::READ, &c.auth, false).is_err() {
+                if check_acl(acl, perms::READ, &c.auth, self.config.skip_acl).is_err() {
                     continue;
                 }
             }
@@ -454,6 +455,7 @@ impl Core {
                         time_ms: now_ms,
                         extended_types_enabled: self.config.extended_types_enabled,
                         enforce_quota: self.config.enforce_quota,
+                        skip_acl: self.config.skip_acl,
                     };
                     let mut txn = self.prep.prep_write(&self.tree, &pctx, &Request::Ping);
                     txn.body = TxnBody::Error(zkd_proto::txn::ErrorTxn {
@@ -529,6 +531,7 @@ impl Core {
                     time_ms: now_ms,
                     extended_types_enabled: self.config.extended_types_enabled,
                     enforce_quota: self.config.enforce_quota,
+                    skip_acl: self.config.skip_acl,
                 };
                 let txn = self.prep.close_session(&self.tree, &pctx);
                 self.apply(&txn);
@@ -550,6 +553,7 @@ impl Core {
                     time_ms: now_ms,
                     extended_types_enabled: self.config.extended_types_enabled,
                     enforce_quota: self.config.enforce_quota,
+                    skip_acl: self.config.skip_acl,
                 };
                 let txn = self.prep.prep_write(&self.tree, &pctx, r);
                 let rc = self.apply(&txn);
@@ -634,7 +638,7 @@ impl Core {
         watch: bool,
     ) -> Result<GetDataResponse, ErrorCode> {
         let n = self.tree.get(path).ok_or(ErrorCode::NoNode)?;
-        check_acl(&n.acl, perms::READ, auth, false)?;
+        check_acl(&n.acl, perms::READ, auth, self.config.skip_acl)?;
         let rsp = GetDataResponse {
             data: n.data.clone(),
             stat: n.client_stat(),
@@ -655,7 +659,7 @@ impl Core {
         watch: bool,
     ) -> Result<(Vec<String>, Stat), ErrorCode> {
         let n = self.tree.get(path).ok_or(ErrorCode::NoNode)?;
-        check_acl(&n.acl, perms::READ, auth, false)?;
+        check_acl(&n.acl, perms::READ, auth, self.config.skip_acl)?;
         let children: Vec<String> = n.children.iter().cloned().collect();
         let stat = n.client_stat();
         if watch {
@@ -673,7 +677,7 @@ impl Core {
                     return Err(ErrorCode::BadArguments);
                 }
                 if let Some(n) = self.tree.get(&r.path) {
-                    check_acl(&n.acl, perms::READ, auth, false)?;
+                    check_acl(&n.acl, perms::READ, auth, self.config.skip_acl)?;
                 }
                 if r.watch {
                     self.tree
@@ -705,30 +709,36 @@ impl Core {
             }
             Request::GetAcl(r) => {
                 let n = self.tree.get(&r.path).ok_or(ErrorCode::NoNode)?;
-                check_acl(&n.acl, perms::READ | perms::ADMIN, auth, false)?;
+                check_acl(
+                    &n.acl,
+                    perms::READ | perms::ADMIN,
+                    auth,
+                    self.config.skip_acl,
+                )?;
                 let stat = n.client_stat();
                 // CVE-2019-0201: without ADMIN, digest hashes are masked.
-                let acl: Vec<Acl> = if check_acl(&n.acl, perms::ADMIN, auth, false).is_ok() {
-                    n.acl.as_ref().clone()
-                } else {
-                    n.acl
-                        .iter()
-                        .map(|a| {
-                            let mut a = a.clone();
-                            if a.id.scheme == "digest" {
-                                if let Some(i) = a.id.id.find(':') {
-                                    a.id.id = format!("{}:x", &a.id.id[..i]);
+                let acl: Vec<Acl> =
+                    if check_acl(&n.acl, perms::ADMIN, auth, self.config.skip_acl).is_ok() {
+                        n.acl.as_ref().clone()
+                    } else {
+                        n.acl
+                            .iter()
+                            .map(|a| {
+                                let mut a = a.clone();
+                                if a.id.scheme == "digest" {
+                                    if let Some(i) = a.id.id.find(':') {
+                                        a.id.id = format!("{}:x", &a.id.id[..i]);
+                                    }
                                 }
-                            }
-                            a
-                        })
-                        .collect()
-                };
+                                a
+                            })
+                            .collect()
+                    };
                 Ok(self.reply(xid, ErrorCode::Ok, Some(&GetAclResponse { acl, stat })))
             }
             Request::GetAllChildrenNumber(r) => {
                 let n = self.tree.get(&r.path).ok_or(ErrorCode::NoNode)?;
-                check_acl(&n.acl, perms::READ, auth, false)?;
+                check_acl(&n.acl, perms::READ, auth, self.config.skip_acl)?;
                 let total_number = self.tree.all_children_number(&r.path);
                 Ok(self.reply(
                     xid,
@@ -863,6 +873,7 @@ impl Core {
             time_ms: now_ms,
             extended_types_enabled: self.config.extended_types_enabled,
             enforce_quota: self.config.enforce_quota,
+            skip_acl: self.config.skip_acl,
         };
         let txn = self.prep.close_session(&self.tree, &pctx);
         self.apply(&txn);
@@ -881,7 +892,13 @@ impl Core {
         let mut candidates = Vec::new();
         for p in self.tree.containers() {
             if let Some(n) = self.tree.get(p) {
-                if n.children.is_empty() && n.stat.cversion > 0 {
+                // cversion > 0: it once had a child. A container that never had one is
+                // kept, unless znode.container.maxNeverUsedIntervalMs (0 = off) passed.
+                let never_used_limit = self.config.container_max_never_used_interval_ms as i64;
+                if n.children.is_empty()
+                    && (n.stat.cversion > 0
+                        || (never_used_limit != 0 && now_ms - n.stat.mtime > never_used_limit))
+                {
                     candidates.push(p.clone());
                 }
             }
@@ -914,6 +931,7 @@ impl Core {
                 time_ms: now_ms,
                 extended_types_enabled: self.config.extended_types_enabled,
                 enforce_quota: self.config.enforce_quota,
+                skip_acl: self.config.skip_acl,
             };
             let txn = self
                 .prep

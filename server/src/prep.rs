@@ -43,6 +43,8 @@ pub struct PrepContext<'a> {
     pub extended_types_enabled: bool,
     /// zookeeper.enforceQuota: hard quota limits fail writes with QuotaExceeded.
     pub enforce_quota: bool,
+    /// zookeeper.skipACL: no ACL is checked (ZooKeeper's escape hatch for recovery).
+    pub skip_acl: bool,
 }
 
 #[derive(Default)]
@@ -360,7 +362,7 @@ impl Prep {
         };
         let list_acl = fixup_acl(ctx.auth, acl)?;
         let parent = self.record(tree, &parent_path)?;
-        check_acl(&parent.acl, perms::CREATE, ctx.auth, false)?;
+        check_acl(&parent.acl, perms::CREATE, ctx.auth, ctx.skip_acl)?;
         let parent_stat = parent.stat.expect("record exists");
         let parent_cversion = parent_stat.cversion;
         let path = if mode.is_sequential() {
@@ -459,7 +461,7 @@ impl Prep {
     ) -> PResult<TxnBody> {
         let parent_path = Self::parent_and_validate(path)?;
         let parent = self.record(tree, &parent_path)?;
-        check_acl(&parent.acl, perms::DELETE, ctx.auth, false)?;
+        check_acl(&parent.acl, perms::DELETE, ctx.auth, ctx.skip_acl)?;
         let node = self.record(tree, path)?;
         check_and_inc_version(node.stat.expect("exists").version, version)?;
         if node.child_count > 0 {
@@ -522,7 +524,7 @@ impl Prep {
     ) -> PResult<TxnBody> {
         validate_path(path).map_err(|_| ErrorCode::BadArguments)?;
         let node = self.record(tree, path)?;
-        check_acl(&node.acl, perms::WRITE, ctx.auth, false)?;
+        check_acl(&node.acl, perms::WRITE, ctx.auth, ctx.skip_acl)?;
         let last_len = tree.get(path).map_or(0, |n| data_len(&n.data));
         check_quota(tree, ctx, path, last_len, data_len(data), 0)?;
         let new_version = check_and_inc_version(node.stat.expect("exists").version, version)?;
@@ -553,7 +555,7 @@ impl Prep {
         validate_path(path).map_err(|_| ErrorCode::BadArguments)?;
         let list_acl = fixup_acl(ctx.auth, acl)?;
         let node = self.record(tree, path)?;
-        check_acl(&node.acl, perms::ADMIN, ctx.auth, false)?;
+        check_acl(&node.acl, perms::ADMIN, ctx.auth, ctx.skip_acl)?;
         let new_version = check_and_inc_version(node.stat.expect("exists").aversion, version)?;
         let mut nr = node;
         nr.zxid = zxid;
@@ -578,7 +580,7 @@ impl Prep {
     ) -> PResult<TxnBody> {
         validate_path(path).map_err(|_| ErrorCode::BadArguments)?;
         let node = self.record(tree, path)?;
-        check_acl(&node.acl, perms::READ, ctx.auth, false)?;
+        check_acl(&node.acl, perms::READ, ctx.auth, ctx.skip_acl)?;
         let v = check_and_inc_version(node.stat.expect("exists").version, version)?;
         Ok(TxnBody::Check(CheckVersionTxn {
             path: path.to_string(),

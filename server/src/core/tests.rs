@@ -793,3 +793,27 @@ fn digest_super_user_bypasses_acls() {
         "{sent:?}"
     );
 }
+
+#[test]
+fn never_used_containers_are_reaped_only_with_max_never_used_interval() {
+    let mut core = core_with(|c| {
+        c.container_check_interval_ms = 1000;
+        c.container_max_never_used_interval_ms = 10_000;
+    });
+    session(&mut core, 1, 10_000, T0);
+    let container = Request::Create {
+        op: OpCode::CreateContainer,
+        req: CreateRequest {
+            path: "/idle".into(),
+            data: None,
+            acl: Acl::open_unsafe(),
+            flags: CreateMode::Container.flag(),
+        },
+    };
+    send(&mut core, 1, 1, &container, T0);
+    drain(&mut core, 1);
+    core.tick(T0 + 9000);
+    assert!(core.tree.get("/idle").is_some());
+    core.tick(T0 + 12_000);
+    assert!(core.tree.get("/idle").is_none());
+}

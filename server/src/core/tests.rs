@@ -817,3 +817,162 @@ fn never_used_containers_are_reaped_only_with_max_never_used_interval() {
     core.tick(T0 + 12_000);
     assert!(core.tree.get("/idle").is_none());
 }
+
+mod model {
+    //! The pipeline against a naive model of the tree: random single-session writes, the
+    //! same error code from both, and the same tree (data, versions, cversion) at the end.
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Create(usize, u8, bool, bool),
+        Delete(usize, i32),
+        SetData(usize, u8, i32),
+    }
+
+    const PATHS: &[&str] = &["/a", "/b", "/a/x", "/a/y", "/b/x", "/a/x/z", "/c/d"];
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0..PATHS.len(), any::<u8>(), any::<bool>(), any::<bool>())
+                .prop_map(|(p, d, e, s)| Op::Create(p, d, e, s)),
+            (0..PATHS.len(), -1..3i32).prop_map(|(p, v)| Op::Delete(p, v)),
+            (0..PATHS.len(), any::<u8>(), -1..3i32).prop_map(|(p, d, v)| Op::SetData(p, d, v)),
+        ]
+    }
+
+    #[derive(Debug, Clone, PartialEq)]
+    struct MNode {
+        data: Vec<u8>,
+        version: i32,
+        creates: i32,
+        ephemeral: bool,
+    }
+
+    fn children(m: &BTreeMap<String, MNode>, p: &str) -> usize {
+        m.keys()
+            .filter(|k| k.as_str() != p && zkd_proto::path::parent(k) == p)
+            .count()
+    }
+
+    fn model_apply(m: &mut BTreeMap<String, MNode>, op: &Op) -> i32 {
+        match op {
+            Op::Create(p, d, eph, seq) => {
+                let parent = zkd_proto::path::parent(PATHS[*p]).to_string();
+                let Some(pn) = m.get(&parent) else {
+                    return -101;
+                };
+                let path = if *seq {
+                    format!("{}{:010}", PATHS[*p], pn.creates)
+                } else {
+                    PATHS[*p].to_string()
+                };
+                if m.contains_key(&path) {
+                    return -110;
+                }
+                if pn.ephemeral {
+                    return -108;
+                }
+                m.get_mut(&parent).unwrap().creates += 1;
+                m.insert(
+                    path,
+                    MNode {
+                        data: vec![*d],
+                        version: 0,
+                        creates: 0,
+                        ephemeral: *eph,
+                    },
+                );
+                0
+            }
+            Op::Delete(p, v) => {
+                let path = PATHS[*p];
+                if !m.contains_key(zkd_proto::path::parent(path)) {
+                    return -101;
+                }
+                let Some(n) = m.get(path) else { return -101 };
+                if *v != -1 && *v != n.version {
+                    return -103;
+                }
+                if children(m, path) > 0 {
+                    return -111;
+                }
+                m.remove(path);
+                0
+            }
+            Op::SetData(p, d, v) => {
+                let Some(n) = m.get_mut(PATHS[*p]) else {
+                    return -101;
+                };
+                if *v != -1 && *v != n.version {
+                    return -103;
+                }
+                n.version += 1;
+                n.data = vec![*d];
+                0
+            }
+        }
+    }
+
+    fn request(op: &Op) -> Request {
+        match op {
+            Op::Create(p, d, eph, seq) => {
+                let mode = match (eph, seq) {
+                    (false, false) => CreateMode::Persistent,
+                    (true, false) => CreateMode::Ephemeral,
+                    (false, true) => CreateMode::PersistentSequential,
+                    (true, true) => CreateMode::EphemeralSequential,
+                };
+                Request::Create {
+                    op: OpCode::Create,
+                    req: CreateRequest {
+                        path: PATHS[*p].into(),
+                        data: Some(vec![*d]),
+                        acl: Acl::open_unsafe(),
+                        flags: mode.flag(),
+                    },
+                }
+            }
+            Op::Delete(p, v) => Request::Delete(DeleteRequest {
+                path: PATHS[*p].into(),
+                version: *v,
+            }),
+            Op::SetData(p, d, v) => Request::SetData(SetDataRequest {
+                path: PATHS[*p].into(),
+                data: Some(vec![*d]),
+                version: *v,
+            }),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+        #[test]
+        fn core_matches_a_naive_tree(ops in proptest::collection::vec(op(), 1..60)) {
+            let mut core = core_with(|_| {});
+            session(&mut core, 1, 30_000, T0);
+            let mut m = BTreeMap::new();
+            m.insert("/".to_string(), MNode { data: vec![], version: 0, creates: 0, ephemeral: false });
+            for (i, op) in ops.iter().enumerate() {
+                send(&mut core, 1, i as i32 + 1, &request(op), T0);
+                let (_, _, err, _) = one_reply(&drain(&mut core, 1));
+                prop_assert_eq!(err, model_apply(&mut m, op), "op {} {:?}", i, op);
+            }
+            for (path, n) in &m {
+                let node = core.tree.get(path).expect("model node in tree");
+                let stat = node.client_stat();
+                if path != "/" {
+                    prop_assert_eq!(node.data.clone(), Some(n.data.clone()));
+                    prop_assert_eq!(stat.version, n.version);
+                    prop_assert_eq!(node.stat.cversion, n.creates);
+                    prop_assert_eq!(stat.cversion, 2 * n.creates - children(&m, path) as i32);
+                }
+                prop_assert_eq!(stat.num_children as usize, children(&m, path) + if path == "/" { 1 } else { 0 });
+            }
+            let user_nodes = core.tree.paths().into_iter().filter(|p| !p.starts_with("/zookeeper")).count();
+            prop_assert_eq!(user_nodes, m.len());
+        }
+    }
+}

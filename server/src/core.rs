@@ -6,12 +6,17 @@
 //! `disconnected`, `tick`) with an explicit `now_ms`; outputs are `Output`s for the network
 //! layer to send. It never touches a socket or a clock, so tests drive it step by step.
 //!
-//! Ordering: a write is prepared into a txn, applied, and its notifications are queued to
-//! every watcher *before* the reply to the writer, so a client always sees an event before
-//! any reply that reflects the change. Replies to one connection leave in request order.
+//! The write path: a write is prepared into a txn (Prep), handed to the log as
+//! `Output::Persist` (Sync), and applied only once the log reports it durable through
+//! `synced(zxid)` (Final): the tree changes, notifications are queued to every watcher,
+//! and only then the writer gets its reply, so a client always sees an event before any
+//! reply that reflects the change. Without a log (`durable == false`, in-memory mode and
+//! unit tests) txns are applied as soon as they are prepared.
 //!
-//! Durability: none yet. Txns are applied in memory only; the storage issue adds the log
-//! between prep and apply.
+//! Ordering (ZooKeeper's CommitProcessor): replies to one connection leave in request
+//! order. Consecutive writes of a session are prepared at once (pipelined); a read, or any
+//! request after a read, waits until the session's earlier writes are applied, so a
+//! session reads its own writes and never sees a later write before an earlier reply.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -35,6 +40,54 @@ pub enum Output {
     Send { conn: ConnId, frame: Vec<u8> },
     /// Close the connection after what was sent before.
     Close { conn: ConnId },
+    /// Append this txn (TxnEntry bytes) to the log; report back with `synced`.
+    Persist { zxid: i64, txn: Vec<u8> },
+}
+
+/// A request waiting behind its session's uncommitted writes.
+#[derive(Debug, Clone)]
+struct Held {
+    xid: i32,
+    op_type: i32,
+    body: Vec<u8>,
+    received_ms: i64,
+}
+
+/// Who must hear about a txn once it is applied.
+#[derive(Debug, Clone)]
+enum Origin {
+    Client {
+        conn: ConnId,
+        xid: i32,
+        req: Request,
+        received_ms: i64,
+    },
+    /// A malformed write: ZooKeeper logs ErrorTxn(MARSHALLINGERROR) and answers with it.
+    Malformed {
+        conn: ConnId,
+        xid: i32,
+        received_ms: i64,
+    },
+    Connect {
+        conn: ConnId,
+        session_id: i64,
+        timeout_ms: i32,
+    },
+    CloseSession {
+        conn: ConnId,
+        xid: i32,
+        received_ms: i64,
+    },
+    Expire {
+        conn: Option<ConnId>,
+    },
+    Reaper,
+}
+
+#[derive(Debug, Clone)]
+struct PendingTxn {
+    txn: TxnEntry,
+    origin: Origin,
 }
 
 /// Per-connection state (ServerCnxn).
@@ -56,6 +109,17 @@ pub struct Conn {
     pub max_latency_ms: i64,
     pub total_latency_ms: i64,
     pub latency_count: u64,
+    /// Txns of this connection prepared but not yet applied (counts the handshake's
+    /// createSession too).
+    pub outstanding_writes: u32,
+    held: std::collections::VecDeque<Held>,
+}
+
+impl Conn {
+    /// Requests received and not yet answered (cons/stat "queued").
+    pub fn queued(&self) -> usize {
+        self.outstanding_writes as usize + self.held.len()
+    }
 }
 
 /// Server-wide counters for stat/srvr/mntr.
@@ -67,7 +131,6 @@ pub struct ServerStats {
     pub max_latency_ms: i64,
     pub total_latency_ms: i64,
     pub latency_count: u64,
-    pub outstanding_requests: u64,
 }
 
 pub struct Core {
@@ -82,6 +145,11 @@ pub struct Core {
     /// Containers/TTL nodes deleted in the current minute (container.maxPerMinute).
     container_budget: (i64, u32),
     last_container_check_ms: i64,
+    /// True when txns go through the log (`Output::Persist` + `synced`).
+    pub durable: bool,
+    pending: std::collections::VecDeque<PendingTxn>,
+    /// Connections whose held requests may run again.
+    to_drain: Vec<ConnId>,
 }
 
 /// Anything that can follow a ReplyHeader (object-safe, unlike `Record`).
@@ -132,6 +200,9 @@ impl Core {
             out: Vec::new(),
             container_budget: (0, 0),
             last_container_check_ms: now_ms,
+            durable: false,
+            pending: std::collections::VecDeque::new(),
+            to_drain: Vec::new(),
         }
     }
 
@@ -188,6 +259,8 @@ impl Core {
                 max_latency_ms: 0,
                 total_latency_ms: 0,
                 latency_count: 0,
+                outstanding_writes: 0,
+                held: std::collections::VecDeque::new(),
             },
         );
         true
@@ -244,8 +317,18 @@ impl Core {
                 skip_acl: self.config.skip_acl,
             };
             let txn = self.prep.create_session(&ctx, timeout);
-            self.apply(&txn);
-            self.finish_session_init(conn, Some((id, timeout)));
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.outstanding_writes += 1;
+            }
+            self.propose(
+                txn,
+                Origin::Connect {
+                    conn,
+                    session_id: id,
+                    timeout_ms: timeout,
+                },
+            );
+            self.settle(now_ms);
             return;
         }
         // Resume: the password must be the one this session id generates, and the
@@ -300,6 +383,156 @@ impl Core {
         }
     }
 
+    /// Sends a prepared txn towards the log (or applies it at once without one).
+    fn propose(&mut self, txn: TxnEntry, origin: Origin) {
+        if self.durable {
+            self.out.push(Output::Persist {
+                zxid: txn.header.zxid,
+                txn: txn.to_bytes(),
+            });
+        }
+        self.pending.push_back(PendingTxn { txn, origin });
+    }
+
+    /// The log made every txn up to `zxid` durable: apply them in order and answer.
+    pub fn synced(&mut self, zxid: i64, now_ms: i64) {
+        self.apply_through(zxid, now_ms);
+        self.settle(now_ms);
+    }
+
+    /// Requests received and not yet answered, over all connections (stat "Outstanding").
+    pub fn outstanding_requests(&self) -> usize {
+        self.conns.values().map(Conn::queued).sum()
+    }
+
+    /// Zxids prepared but not yet applied.
+    pub fn pending_txns(&self) -> usize {
+        self.pending.len()
+    }
+
+    fn apply_through(&mut self, zxid: i64, now_ms: i64) {
+        while self
+            .pending
+            .front()
+            .is_some_and(|p| p.txn.header.zxid <= zxid)
+        {
+            let p = self.pending.pop_front().expect("front exists");
+            let rc = self.apply(&p.txn);
+            self.finalize(p, rc, now_ms);
+        }
+    }
+
+    /// Runs what became runnable: in-memory mode applies everything prepared, and
+    /// connections whose writes are all applied get their held requests served.
+    fn settle(&mut self, now_ms: i64) {
+        loop {
+            if !self.durable {
+                let last = self.prep.last_zxid;
+                self.apply_through(last, now_ms);
+            }
+            let conns = std::mem::take(&mut self.to_drain);
+            if conns.is_empty() {
+                break;
+            }
+            for c in conns {
+                self.drain_held(c, now_ms);
+            }
+        }
+    }
+
+    fn write_done(&mut self, conn: ConnId) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.outstanding_writes = c.outstanding_writes.saturating_sub(1);
+            if c.outstanding_writes == 0 && !c.held.is_empty() {
+                self.to_drain.push(conn);
+            }
+        }
+    }
+
+    fn drain_held(&mut self, conn: ConnId, now_ms: i64) {
+        loop {
+            let Some(c) = self.conns.get_mut(&conn) else {
+                return;
+            };
+            let Some(h) = c.held.front() else {
+                return;
+            };
+            if c.outstanding_writes > 0 && !is_write_op(h.op_type) {
+                return;
+            }
+            let h = c.held.pop_front().expect("front exists");
+            self.handle(conn, h.xid, h.op_type, &h.body, h.received_ms, now_ms);
+        }
+    }
+
+    /// FinalRequestProcessor: answers whoever asked for an applied txn.
+    fn finalize(&mut self, p: PendingTxn, rc: TxnResult, now_ms: i64) {
+        match p.origin {
+            Origin::Client {
+                conn,
+                xid,
+                req,
+                received_ms,
+            } => {
+                if self.conns.contains_key(&conn) {
+                    let reply = self.write_reply(xid, &req, &p.txn, &rc);
+                    self.respond(
+                        conn,
+                        xid,
+                        last_op_name(req.op_code()),
+                        reply,
+                        received_ms,
+                        now_ms,
+                    );
+                }
+                self.write_done(conn);
+            }
+            Origin::Malformed {
+                conn,
+                xid,
+                received_ms,
+            } => {
+                if self.conns.contains_key(&conn) {
+                    let reply = self.reply(xid, ErrorCode::MarshallingError, None);
+                    self.respond(conn, xid, "NA", reply, received_ms, now_ms);
+                }
+                self.write_done(conn);
+            }
+            Origin::Connect {
+                conn,
+                session_id,
+                timeout_ms,
+            } => {
+                let still_ours = self
+                    .conns
+                    .get(&conn)
+                    .is_some_and(|c| c.session_id == session_id);
+                if still_ours {
+                    self.finish_session_init(conn, Some((session_id, timeout_ms)));
+                }
+                self.write_done(conn);
+            }
+            Origin::CloseSession {
+                conn,
+                xid,
+                received_ms,
+            } => {
+                if self.conns.contains_key(&conn) {
+                    let zxid = self.tree.last_processed_zxid;
+                    let reply = Reply::Close(Some(reply_frame(xid, zxid, 0, None)));
+                    self.respond(conn, xid, "CLOS", reply, received_ms, now_ms);
+                }
+                self.write_done(conn);
+            }
+            Origin::Expire { conn } => {
+                if let Some(c) = conn {
+                    self.close(c);
+                }
+            }
+            Origin::Reaper => {}
+        }
+    }
+
     fn apply(&mut self, txn: &TxnEntry) -> TxnResult {
         let mut notes = Vec::new();
         let rc = self.tree.process_txn(&txn.header, &txn.body, &mut notes);
@@ -347,13 +580,57 @@ impl Core {
                 self.sessions.touch(session_id, t, now_ms);
             }
             None => {
-                // The session expired under this connection.
+                // The session expired (or is closing) under this connection.
                 self.close(conn);
                 return;
             }
         }
-        let received_ms = now_ms;
-        let (err, body_fn, op_name) = self.process(conn, session_id, xid, op_type, body, now_ms);
+        let c = self.conns.get_mut(&conn).expect("checked above");
+        // FIFO per session: behind uncommitted writes only further writes may be prepared
+        // at once (nothing held yet); everything else waits its turn.
+        let must_wait = !c.held.is_empty() || (c.outstanding_writes > 0 && !is_write_op(op_type));
+        if must_wait {
+            c.held.push_back(Held {
+                xid,
+                op_type,
+                body: body.to_vec(),
+                received_ms: now_ms,
+            });
+            return;
+        }
+        self.handle(conn, xid, op_type, body, now_ms, now_ms);
+        self.settle(now_ms);
+    }
+
+    /// Processes one request now: a read is answered, a write is proposed.
+    fn handle(
+        &mut self,
+        conn: ConnId,
+        xid: i32,
+        op_type: i32,
+        body: &[u8],
+        received_ms: i64,
+        now_ms: i64,
+    ) {
+        let Some(session_id) = self.conns.get(&conn).map(|c| c.session_id) else {
+            return;
+        };
+        let (reply, op_name) = self.process(conn, session_id, xid, op_type, body, received_ms);
+        if let Some(reply) = reply {
+            self.respond(conn, xid, op_name, reply, received_ms, now_ms);
+        }
+    }
+
+    /// Sends a reply and accounts for it (lcxid, lastOp, latency).
+    fn respond(
+        &mut self,
+        conn: ConnId,
+        xid: i32,
+        op_name: &'static str,
+        reply: Reply,
+        received_ms: i64,
+        now_ms: i64,
+    ) {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
@@ -364,10 +641,9 @@ impl Core {
         c.last_op = op_name;
         c.last_zxid = self.tree.last_processed_zxid;
         c.last_response_ms = now_ms;
-        // The reply is produced in the same step that received the request: the latency
-        // the core can vouch for is its own processing time, whole milliseconds as
-        // ZooKeeper counts them. (The log's fsync will make this non-zero.)
-        let latency = now_ms - received_ms;
+        // Whole milliseconds from receipt to reply, as ZooKeeper counts them: for a write
+        // that includes waiting for the log's fsync.
+        let latency = (now_ms - received_ms).max(0);
         c.last_latency_ms = latency;
         c.min_latency_ms = c.min_latency_ms.min(latency);
         c.max_latency_ms = c.max_latency_ms.max(latency);
@@ -378,8 +654,7 @@ impl Core {
         s.max_latency_ms = s.max_latency_ms.max(latency);
         s.total_latency_ms += latency;
         s.latency_count += 1;
-        match body_fn {
-            Reply::None => {}
+        match reply {
             Reply::Frame(frame) => self.send(conn, frame),
             Reply::Close(frame) => {
                 if let Some(f) = frame {
@@ -388,7 +663,6 @@ impl Core {
                 self.close(conn);
             }
         }
-        let _ = err;
     }
 
     fn reply(&self, xid: i32, err: ErrorCode, body: Option<&dyn Encode>) -> Reply {
@@ -399,6 +673,7 @@ impl Core {
         Reply::Frame(reply_frame(xid, zxid, 0, body))
     }
 
+    /// Decodes and runs one request; `None` when the answer waits for a txn.
     fn process(
         &mut self,
         conn: ConnId,
@@ -407,19 +682,18 @@ impl Core {
         op_type: i32,
         body: &[u8],
         now_ms: i64,
-    ) -> (ErrorCode, Reply, &'static str) {
+    ) -> (Option<Reply>, &'static str) {
         let Some(op) = OpCode::from_i32(op_type) else {
             // UnimplementedRequestProcessor: the error reply, then the connection is
             // closed (the session survives and the client may resume it).
             tracing::warn!("Received packet at server of unknown type {}", op_type);
             return (
-                ErrorCode::Unimplemented,
-                Reply::Close(Some(reply_frame(
+                Some(Reply::Close(Some(reply_frame(
                     xid,
                     -1,
                     ErrorCode::Unimplemented.code(),
                     None,
-                ))),
+                )))),
                 "NA",
             );
         };
@@ -427,13 +701,12 @@ impl Core {
             Ok(r) => r,
             Err(zkd_proto::DecodeError::UnknownOpCode(_)) => {
                 return (
-                    ErrorCode::Unimplemented,
-                    Reply::Close(Some(reply_frame(
+                    Some(Reply::Close(Some(reply_frame(
                         xid,
                         -1,
                         ErrorCode::Unimplemented.code(),
                         None,
-                    ))),
+                    )))),
                     "NA",
                 )
             }
@@ -446,25 +719,26 @@ impl Core {
                 );
                 if is_write(op) {
                     // ZooKeeper logs an ErrorTxn(MARSHALLINGERROR) for a bad write.
-                    let ctx = self.ctx(conn, session_id, xid, now_ms);
-                    let auth = ctx.1;
-                    let pctx = PrepContext {
-                        session_id,
-                        cxid: xid,
-                        auth: &auth,
-                        time_ms: now_ms,
-                        extended_types_enabled: self.config.extended_types_enabled,
-                        enforce_quota: self.config.enforce_quota,
-                        skip_acl: self.config.skip_acl,
-                    };
+                    let pctx = self.prep_ctx(session_id, xid, &[], now_ms);
                     let mut txn = self.prep.prep_write(&self.tree, &pctx, &Request::Ping);
                     txn.body = TxnBody::Error(zkd_proto::txn::ErrorTxn {
                         err: ErrorCode::MarshallingError.code(),
                     });
-                    self.apply(&txn);
+                    if let Some(c) = self.conns.get_mut(&conn) {
+                        c.outstanding_writes += 1;
+                    }
+                    self.propose(
+                        txn,
+                        Origin::Malformed {
+                            conn,
+                            xid,
+                            received_ms: now_ms,
+                        },
+                    );
+                    return (None, "NA");
                 }
                 let r = self.reply(xid, ErrorCode::MarshallingError, None);
-                return (ErrorCode::MarshallingError, r, "NA");
+                return (Some(r), "NA");
             }
         };
         let auth = self
@@ -476,8 +750,7 @@ impl Core {
             Request::Ping => {
                 let zxid = self.tree.last_processed_zxid;
                 (
-                    ErrorCode::Ok,
-                    Reply::Frame(reply_frame(xid::PING, zxid, 0, None)),
+                    Some(Reply::Frame(reply_frame(xid::PING, zxid, 0, None))),
                     "PING",
                 )
             }
@@ -492,90 +765,92 @@ impl Core {
                                 }
                             }
                         }
-                        (
-                            ErrorCode::Ok,
-                            Reply::Frame(reply_frame(xid, 0, 0, None)),
-                            "AUTH",
-                        )
+                        (Some(Reply::Frame(reply_frame(xid, 0, 0, None))), "AUTH")
                     }
-                    Err(e) => {
+                    Err(_) => {
                         tracing::warn!("Authentication failed for scheme: {}", a.scheme);
                         (
-                            e,
-                            Reply::Close(Some(reply_frame(
+                            Some(Reply::Close(Some(reply_frame(
                                 xid,
                                 0,
                                 ErrorCode::AuthFailed.code(),
                                 None,
-                            ))),
+                            )))),
                             "AUTH",
                         )
                     }
                 }
             }
             Request::Sasl(_) => (
-                ErrorCode::AuthFailed,
-                Reply::Close(Some(reply_frame(
+                Some(Reply::Close(Some(reply_frame(
                     xid,
                     0,
                     ErrorCode::AuthFailed.code(),
                     None,
-                ))),
+                )))),
                 "SASL",
             ),
             Request::CloseSession => {
-                let pctx = PrepContext {
-                    session_id,
-                    cxid: xid,
-                    auth: &auth,
-                    time_ms: now_ms,
-                    extended_types_enabled: self.config.extended_types_enabled,
-                    enforce_quota: self.config.enforce_quota,
-                    skip_acl: self.config.skip_acl,
-                };
+                let pctx = self.prep_ctx(session_id, xid, &auth, now_ms);
                 let txn = self.prep.close_session(&self.tree, &pctx);
-                self.apply(&txn);
+                // ZooKeeper's setSessionClosing: nothing more runs on this session.
+                self.sessions.remove(session_id);
                 if let Some(c) = self.conns.get_mut(&conn) {
                     c.session_id = 0;
+                    c.outstanding_writes += 1;
                 }
-                let zxid = self.tree.last_processed_zxid;
-                (
-                    ErrorCode::Ok,
-                    Reply::Close(Some(reply_frame(xid, zxid, 0, None))),
-                    "CLOS",
-                )
+                self.propose(
+                    txn,
+                    Origin::CloseSession {
+                        conn,
+                        xid,
+                        received_ms: now_ms,
+                    },
+                );
+                (None, "CLOS")
             }
-            ref r if is_write(r.op_code()) => {
-                let pctx = PrepContext {
-                    session_id,
-                    cxid: xid,
-                    auth: &auth,
-                    time_ms: now_ms,
-                    extended_types_enabled: self.config.extended_types_enabled,
-                    enforce_quota: self.config.enforce_quota,
-                    skip_acl: self.config.skip_acl,
-                };
-                let txn = self.prep.prep_write(&self.tree, &pctx, r);
-                let rc = self.apply(&txn);
+            r if is_write(r.op_code()) => {
+                let pctx = self.prep_ctx(session_id, xid, &auth, now_ms);
+                let txn = self.prep.prep_write(&self.tree, &pctx, &r);
                 let name = last_op_name(r.op_code());
-                (ErrorCode::Ok, self.write_reply(xid, r, &txn, &rc), name)
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.outstanding_writes += 1;
+                }
+                self.propose(
+                    txn,
+                    Origin::Client {
+                        conn,
+                        xid,
+                        req: r,
+                        received_ms: now_ms,
+                    },
+                );
+                (None, name)
             }
             other => {
                 let name = last_op_name(other.op_code());
-                let (err, reply) = self.read(conn, xid, &auth, other);
-                (err, reply, name)
+                let (_, reply) = self.read(conn, xid, &auth, other);
+                (Some(reply), name)
             }
         }
     }
 
-    fn ctx(&self, conn: ConnId, _session: i64, _xid: i32, _now: i64) -> ((), Vec<Id>) {
-        (
-            (),
-            self.conns
-                .get(&conn)
-                .map(|c| c.auth.clone())
-                .unwrap_or_default(),
-        )
+    fn prep_ctx<'a>(
+        &self,
+        session_id: i64,
+        cxid: i32,
+        auth: &'a [Id],
+        now_ms: i64,
+    ) -> PrepContext<'a> {
+        PrepContext {
+            session_id,
+            cxid,
+            auth,
+            time_ms: now_ms,
+            extended_types_enabled: self.config.extended_types_enabled,
+            enforce_quota: self.config.enforce_quota,
+            skip_acl: self.config.skip_acl,
+        }
     }
 
     /// FinalRequestProcessor's reply to a write.
@@ -862,28 +1137,20 @@ impl Core {
             self.last_container_check_ms = now_ms;
             self.reap_containers(now_ms);
         }
+        self.settle(now_ms);
     }
 
     fn close_session(&mut self, id: i64, now_ms: i64) {
         let conn = self.sessions.get(id).and_then(|s| s.conn);
-        let pctx = PrepContext {
-            session_id: id,
-            cxid: 0,
-            auth: &[],
-            time_ms: now_ms,
-            extended_types_enabled: self.config.extended_types_enabled,
-            enforce_quota: self.config.enforce_quota,
-            skip_acl: self.config.skip_acl,
-        };
+        let pctx = self.prep_ctx(id, 0, &[], now_ms);
         let txn = self.prep.close_session(&self.tree, &pctx);
-        self.apply(&txn);
         self.sessions.remove(id);
         if let Some(c) = conn {
             if let Some(cs) = self.conns.get_mut(&c) {
                 cs.session_id = 0;
             }
-            self.close(c);
         }
+        self.propose(txn, Origin::Expire { conn });
     }
 
     /// ContainerManager: delete containers that had children and have none now, and TTL
@@ -924,24 +1191,13 @@ impl Core {
                 break;
             }
             self.container_budget.1 += 1;
-            let pctx = PrepContext {
-                session_id: 0,
-                cxid: 0,
-                auth: &[],
-                time_ms: now_ms,
-                extended_types_enabled: self.config.extended_types_enabled,
-                enforce_quota: self.config.enforce_quota,
-                skip_acl: self.config.skip_acl,
-            };
+            let pctx = self.prep_ctx(0, 0, &[], now_ms);
             let txn = self
                 .prep
                 .prep_write(&self.tree, &pctx, &Request::DeleteContainer(p));
-            if !matches!(txn.body, TxnBody::Error(_)) {
-                self.apply(&txn);
-            } else {
-                // Keep the zxid sequence gap-free: the failed txn is applied as a no-op.
-                self.apply(&txn);
-            }
+            // A failed delete (the container got a child meanwhile) is logged as an
+            // ErrorTxn like any failed write, keeping the zxid sequence gap-free.
+            self.propose(txn, Origin::Reaper);
         }
     }
 
@@ -951,11 +1207,13 @@ impl Core {
 }
 
 enum Reply {
-    #[allow(dead_code)]
-    None,
     Frame(Vec<u8>),
     /// Send (optionally) then close the connection.
     Close(Option<Vec<u8>>),
+}
+
+fn is_write_op(op_type: i32) -> bool {
+    OpCode::from_i32(op_type).is_some_and(|op| is_write(op) || op == OpCode::CloseSession)
 }
 
 fn is_write(op: OpCode) -> bool {

@@ -210,7 +210,7 @@ fn server_stats(out: &mut String, core: &Core) {
     let _ = writeln!(out, "Received: {}", s.packets_received);
     let _ = writeln!(out, "Sent: {}", s.packets_sent);
     let _ = writeln!(out, "Connections: {}", core.conns.len());
-    let _ = writeln!(out, "Outstanding: {}", s.outstanding_requests);
+    let _ = writeln!(out, "Outstanding: {}", core.outstanding_requests());
     let _ = writeln!(out, "Zxid: 0x{:x}", core.tree.last_processed_zxid);
     out.push_str("Mode: standalone\n");
 }
@@ -335,9 +335,10 @@ fn connection_info(out: &mut String, core: &Core, c: &Conn, brief: bool, this: O
     let interest = if Some(c.id) == this { 0 } else { 1 };
     let _ = write!(
         out,
-        " {}[{:x}](queued=0,recved={},sent={}",
+        " {}[{:x}](queued={},recved={},sent={}",
         java_socket_addr(&c.addr),
         interest,
+        c.queued(),
         c.packets_received,
         c.packets_sent
     );
@@ -435,7 +436,10 @@ fn mntr(core: &Core, now_ms: i64) -> String {
         ("ephemerals_count", core.tree.ephemeral_count().to_string()),
         ("num_alive_connections", core.conns.len().to_string()),
         ("avg_latency", java_double(avg_latency(core))),
-        ("outstanding_requests", s.outstanding_requests.to_string()),
+        (
+            "outstanding_requests",
+            core.outstanding_requests().to_string(),
+        ),
         ("znode_count", node_count(core).to_string()),
         ("global_sessions", core.sessions.len().to_string()),
         ("non_mtls_remote_conn_count", "0".to_string()),

@@ -89,6 +89,10 @@ impl Shared {
                             let _ = w.tx.send(Out::Close);
                         }
                     }
+                    // The core emits Persist only when it was given a log (durable).
+                    Output::Persist { zxid, .. } => {
+                        unreachable!("txn 0x{zxid:x} to persist but this server has no log")
+                    }
                 }
             }
         }

@@ -976,3 +976,155 @@ mod model {
         }
     }
 }
+
+mod durable {
+    //! With a log: nothing is applied or answered before `synced`, a session's reads wait
+    //! behind its writes, writes pipeline, and other sessions only see committed state.
+    use super::*;
+
+    fn persisted(out: &[Output]) -> Vec<i64> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Persist { zxid, .. } => Some(*zxid),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn sends_to(out: &[Output], conn: ConnId) -> usize {
+        out.iter()
+            .filter(|o| matches!(o, Output::Send { conn: c, .. } if *c == conn))
+            .count()
+    }
+
+    fn durable_session(core: &mut Core, conn: ConnId) -> i64 {
+        assert!(core.accept(conn, addr(conn as u8), T0));
+        core.connect(
+            conn,
+            &ConnectRequest {
+                time_out: 10_000,
+                passwd: vec![0; 16],
+                has_read_only: true,
+                ..Default::default()
+            },
+            T0,
+        );
+        let out = core.take_output();
+        // The createSession txn must be durable before the client hears of its session.
+        let z = persisted(&out);
+        assert_eq!(z.len(), 1);
+        assert_eq!(sends_to(&out, conn), 0);
+        core.synced(z[0], T0);
+        let out = core.take_output();
+        let Output::Send { frame, .. } = &out[0] else {
+            panic!("{out:?}")
+        };
+        ConnectResponse::from_bytes(&frame[4..]).unwrap().session_id
+    }
+
+    #[test]
+    fn writes_are_answered_only_once_durable() {
+        let mut core = core_with(|_| {});
+        core.durable = true;
+        durable_session(&mut core, 1);
+        durable_session(&mut core, 2);
+        send(&mut core, 1, 1, &create("/d", CreateMode::Persistent), T0);
+        let out = core.take_output();
+        let z = persisted(&out);
+        assert_eq!(z.len(), 1);
+        assert_eq!(sends_to(&out, 1), 0, "no reply before fsync");
+        assert!(core.tree.get("/d").is_none(), "not applied before fsync");
+        // Another session reads committed state meanwhile.
+        send(
+            &mut core,
+            2,
+            1,
+            &Request::Exists(ExistsRequest {
+                path: "/d".into(),
+                watch: true,
+            }),
+            T0,
+        );
+        assert_eq!(one_reply(&drain(&mut core, 2)).2, ErrorCode::NoNode.code());
+        core.synced(z[0], T0 + 3);
+        let out = core.take_output();
+        // The watcher's event and the writer's reply, both after the fsync.
+        assert_eq!(sends_to(&out, 2), 1);
+        assert_eq!(sends_to(&out, 1), 1);
+        assert!(core.tree.get("/d").is_some());
+        assert_eq!(
+            core.conns[&1].last_latency_ms, 3,
+            "latency includes the fsync wait"
+        );
+    }
+
+    #[test]
+    fn a_read_waits_behind_its_sessions_writes_and_writes_pipeline() {
+        let mut core = core_with(|_| {});
+        core.durable = true;
+        durable_session(&mut core, 1);
+        send(&mut core, 1, 1, &create("/p", CreateMode::Persistent), T0);
+        send(&mut core, 1, 2, &create("/p/c", CreateMode::Persistent), T0);
+        send(
+            &mut core,
+            1,
+            3,
+            &Request::GetChildren(GetChildrenRequest {
+                path: "/p".into(),
+                watch: false,
+            }),
+            T0,
+        );
+        send(&mut core, 1, 4, &create("/q", CreateMode::Persistent), T0);
+        let out = core.take_output();
+        // Both leading writes are prepared at once (the second sees the first pending);
+        // the read and everything after it wait.
+        let z = persisted(&out);
+        assert_eq!(z.len(), 2, "{out:?}");
+        assert_eq!(sends_to(&out, 1), 0);
+        core.synced(z[0], T0);
+        let sent = drain(&mut core, 1);
+        assert_eq!(sent.len(), 1, "only the first write is answered");
+        core.synced(z[1], T0);
+        let out = core.take_output();
+        // Second write answered, the read served (seeing both), the last write proposed.
+        assert_eq!(persisted(&out).len(), 1);
+        let replies: Vec<(i32, i32)> = out
+            .iter()
+            .filter_map(|o| match o {
+                Output::Send { conn: 1, frame } => {
+                    let h = ReplyHeader::read(&mut Reader::new(&frame[4..])).unwrap();
+                    Some((h.xid, h.err))
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(replies, vec![(2, 0), (3, 0)]);
+        let Output::Send { frame, .. } = out.iter().find(|o| matches!(o, Output::Send { conn: 1, frame } if frame.len() > 20 && ReplyHeader::read(&mut Reader::new(&frame[4..])).unwrap().xid == 3)).unwrap() else { unreachable!() };
+        let mut r = Reader::new(&frame[4..]);
+        ReplyHeader::read(&mut r).unwrap();
+        assert_eq!(
+            GetChildrenResponse::read(&mut r).unwrap().children,
+            vec!["c".to_string()]
+        );
+    }
+
+    #[test]
+    fn a_closed_connection_still_commits_its_writes() {
+        let mut core = core_with(|_| {});
+        core.durable = true;
+        durable_session(&mut core, 1);
+        send(
+            &mut core,
+            1,
+            1,
+            &create("/gone", CreateMode::Persistent),
+            T0,
+        );
+        let z = persisted(&core.take_output());
+        core.disconnected(1);
+        core.synced(z[0], T0);
+        assert!(core.tree.get("/gone").is_some());
+        assert!(core.take_output().is_empty());
+    }
+}

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Start Apache ZooKeeper (Debian jars) standalone on a free port.
 # Usage: start-apache-zk.sh DIR
-# Prints "PORT PID" on stdout once the server answers "ruok" with "imok".
+# Prints "PORT PID" on stdout once the server opens (and closes) a session.
 # Server log: DIR/zk-<port>/server.log ; stop with stop-apache-zk.sh PID.
 set -euo pipefail
 DIR=${1:?usage: start-apache-zk.sh DIR}
@@ -48,16 +48,29 @@ for _ in $(seq 1 150); do
     cat "$ZDIR/stdout.log" >&2 || true
     exit 1
   fi
+  # Ready means a session can be opened: ZooKeeper answers ruok before it serves
+  # sessions. Open one, then close it so it leaves nothing behind.
   if [ "$("$PY" - "$PORT" <<'PYEOF'
-import socket, sys
+import socket, struct, sys
+def frame(b):
+    return struct.pack(">i", len(b)) + b
+def read_frame(s):
+    n = struct.unpack(">i", s.recv(4, socket.MSG_WAITALL))[0]
+    return s.recv(n, socket.MSG_WAITALL)
 try:
-    s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=1)
-    s.sendall(b"ruok"); s.settimeout(1)
-    print(s.recv(16).decode(errors="replace"))
+    s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=2)
+    s.sendall(frame(struct.pack(">iqiqi", 0, 0, 4000, 0, 16) + b"\0" * 16 + b"\0"))
+    rsp = read_frame(s)
+    sid = struct.unpack(">q", rsp[8:16])[0]
+    if sid == 0:
+        raise RuntimeError("no session")
+    s.sendall(frame(struct.pack(">ii", 1, -11)))
+    read_frame(s)
+    print("ready")
 except Exception:
     print("")
 PYEOF
-)" = "imok" ]; then
+)" = "ready" ]; then
     echo "$PORT $PID"
     exit 0
   fi

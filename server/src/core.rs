@@ -206,6 +206,52 @@ impl Core {
         }
     }
 
+    /// Rebuilds the state from a snapshot (its tree, sessions and zxid) and the logged txns
+    /// after it, as ZooKeeper's ZKDatabase.loadDataBase does: txns are applied without
+    /// notifying anyone, sessions are tracked again with their full timeout from `now_ms`
+    /// (so they expire afterwards as they would have, had the server not stopped).
+    pub fn restore(
+        &mut self,
+        snapshot: Option<(DataTree, Vec<(i64, i32)>, i64)>,
+        txns: &[TxnEntry],
+        now_ms: i64,
+    ) {
+        if let Some((tree, sessions, zxid)) = snapshot {
+            self.tree = tree;
+            self.tree.last_processed_zxid = zxid;
+            for (id, timeout) in sessions {
+                self.sessions.add(id, timeout, now_ms);
+                self.sessions.ensure_next_id_above(id);
+            }
+        }
+        let mut ignored = Vec::new();
+        for t in txns {
+            if t.header.zxid <= self.tree.last_processed_zxid {
+                continue;
+            }
+            self.tree.process_txn(&t.header, &t.body, &mut ignored);
+            ignored.clear();
+            match &t.body {
+                TxnBody::CreateSession(c) => {
+                    self.sessions.add(t.header.client_id, c.time_out, now_ms);
+                    self.sessions.ensure_next_id_above(t.header.client_id);
+                }
+                TxnBody::CloseSession(_) => {
+                    self.sessions.remove(t.header.client_id);
+                }
+                _ => {}
+            }
+        }
+        self.prep = Prep::new(self.tree.last_processed_zxid);
+    }
+
+    /// Sessions with their timeouts, for a snapshot.
+    pub fn session_table(&self) -> Vec<(i64, i32)> {
+        let mut v: Vec<_> = self.sessions.iter().map(|s| (s.id, s.timeout_ms)).collect();
+        v.sort();
+        v
+    }
+
     /// Takes the outputs produced so far.
     pub fn take_output(&mut self) -> Vec<Output> {
         std::mem::take(&mut self.out)

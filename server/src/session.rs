@@ -97,6 +97,14 @@ impl SessionTracker {
         (t / self.tick_ms + 1) * self.tick_ms
     }
 
+    /// After recovery: never hand out an id a restored session has (the clock may have
+    /// gone backwards since those were issued).
+    pub fn ensure_next_id_above(&mut self, id: i64) {
+        if self.next_id <= id {
+            self.next_id = id + 1;
+        }
+    }
+
     pub fn create(&mut self, timeout_ms: i32, now_ms: i64) -> i64 {
         let id = self.next_id;
         self.next_id += 1;

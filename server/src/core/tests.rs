@@ -1128,3 +1128,82 @@ mod durable {
         assert!(core.take_output().is_empty());
     }
 }
+
+#[test]
+fn restore_replays_txns_and_sessions_without_notifying() {
+    // Record a run's txns by driving a durable core and keeping what it persists.
+    let mut core = core_with(|_| {});
+    core.durable = true;
+    assert!(core.accept(1, addr(1), T0));
+    core.connect(
+        1,
+        &ConnectRequest {
+            time_out: 10_000,
+            passwd: vec![0; 16],
+            has_read_only: true,
+            ..Default::default()
+        },
+        T0,
+    );
+    let mut log: Vec<TxnEntry> = Vec::new();
+    let mut take = |core: &mut Core, log: &mut Vec<TxnEntry>| {
+        for o in core.take_output() {
+            if let Output::Persist { zxid, txn } = o {
+                log.push(TxnEntry::from_bytes(&txn).unwrap());
+                core.synced(zxid, T0);
+            }
+        }
+    };
+    take(&mut core, &mut log);
+    let session = core.conns[&1].session_id;
+    send(&mut core, 1, 1, &create("/r", CreateMode::Persistent), T0);
+    take(&mut core, &mut log);
+    send(&mut core, 1, 2, &create("/r/e", CreateMode::Ephemeral), T0);
+    take(&mut core, &mut log);
+    send(
+        &mut core,
+        1,
+        3,
+        &Request::SetData(SetDataRequest {
+            path: "/r".into(),
+            data: Some(b"v".to_vec()),
+            version: 0,
+        }),
+        T0,
+    );
+    take(&mut core, &mut log);
+    assert_eq!(log.len(), 4);
+
+    let mut restored = core_with(|_| {});
+    restored.restore(None, &log, T0 + 100);
+    assert_eq!(
+        restored.tree.last_processed_zxid,
+        core.tree.last_processed_zxid
+    );
+    assert_eq!(restored.tree.paths(), core.tree.paths());
+    assert_eq!(
+        restored.tree.get("/r").unwrap().client_stat(),
+        core.tree.get("/r").unwrap().client_stat()
+    );
+    assert_eq!(
+        restored
+            .tree
+            .get("/r/e")
+            .unwrap()
+            .client_stat()
+            .ephemeral_owner,
+        session
+    );
+    assert!(restored.take_output().is_empty());
+    // The session survives the restart and expires later as it would have.
+    assert_eq!(restored.session_table(), vec![(session, 10_000)]);
+    restored.tick(T0 + 100 + 9_000);
+    assert!(restored.tree.get("/r/e").is_some());
+    restored.tick(T0 + 100 + 12_000);
+    assert!(restored.tree.get("/r/e").is_none());
+    // New zxids continue the sequence.
+    assert_eq!(
+        restored.tree.last_processed_zxid,
+        core.tree.last_processed_zxid + 1
+    );
+}

@@ -90,6 +90,13 @@ struct PendingTxn {
     origin: Origin,
 }
 
+/// What a snapshot brings back: the tree as of `zxid` and the sessions (id, timeout).
+pub struct RestoredSnapshot {
+    pub tree: DataTree,
+    pub sessions: Vec<(i64, i32)>,
+    pub zxid: i64,
+}
+
 /// Per-connection state (ServerCnxn).
 #[derive(Debug, Clone)]
 pub struct Conn {
@@ -210,13 +217,13 @@ impl Core {
     /// after it, as ZooKeeper's ZKDatabase.loadDataBase does: txns are applied without
     /// notifying anyone, sessions are tracked again with their full timeout from `now_ms`
     /// (so they expire afterwards as they would have, had the server not stopped).
-    pub fn restore(
-        &mut self,
-        snapshot: Option<(DataTree, Vec<(i64, i32)>, i64)>,
-        txns: &[TxnEntry],
-        now_ms: i64,
-    ) {
-        if let Some((tree, sessions, zxid)) = snapshot {
+    pub fn restore(&mut self, snapshot: Option<RestoredSnapshot>, txns: &[TxnEntry], now_ms: i64) {
+        if let Some(RestoredSnapshot {
+            tree,
+            sessions,
+            zxid,
+        }) = snapshot
+        {
             self.tree = tree;
             self.tree.last_processed_zxid = zxid;
             for (id, timeout) in sessions {

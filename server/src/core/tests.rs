@@ -1146,7 +1146,7 @@ fn restore_replays_txns_and_sessions_without_notifying() {
         T0,
     );
     let mut log: Vec<TxnEntry> = Vec::new();
-    let mut take = |core: &mut Core, log: &mut Vec<TxnEntry>| {
+    let take = |core: &mut Core, log: &mut Vec<TxnEntry>| {
         for o in core.take_output() {
             if let Output::Persist { zxid, txn } = o {
                 log.push(TxnEntry::from_bytes(&txn).unwrap());

@@ -669,6 +669,21 @@ impl DataTree {
                     out,
                 )
                 .map(|s| rc.stat = Some(s))
+                .inspect_err(|e| {
+                    // Replaying a fuzzy snapshot: the child may already be in it while the
+                    // parent was serialised before its create. ZooKeeper then still moves
+                    // the parent's cversion/pzxid forward (setCversionPzxid), for create
+                    // (op 1) txns only.
+                    if *e == ErrorCode::NodeExists && matches!(body, TxnBody::Create(_)) {
+                        let parent = zkd_proto::path::parent(&t.path).to_string();
+                        if let Some(p) = self.nodes.get_mut(&parent) {
+                            if t.parent_cversion > p.stat.cversion {
+                                p.stat.cversion = t.parent_cversion;
+                                p.stat.pzxid = zxid;
+                            }
+                        }
+                    }
+                })
             }
             TxnBody::CreateTtl(t) => {
                 rc.path = t.path.clone();
@@ -888,6 +903,8 @@ pub fn child_path(parent: &str, child: &str) -> String {
         format!("{parent}/{child}")
     }
 }
+
+pub mod snapshot;
 
 #[cfg(test)]
 mod tests;

@@ -203,3 +203,16 @@ fn stats_track_text_matches_zookeeper() {
         "count=5,bytes=7"
     );
 }
+
+#[test]
+fn replayed_create_of_an_existing_child_still_moves_the_parent_forward() {
+    // A fuzzy snapshot can hold the child but the parent's older cversion.
+    let mut t = DataTree::new();
+    create(&mut t, 1, "/p", false, 1);
+    create(&mut t, 2, "/p/c", false, 1);
+    t.nodes.get_mut("/p").unwrap().stat.cversion = 0;
+    let rc = create(&mut t, 2, "/p/c", false, 1);
+    assert_eq!(rc.err, ErrorCode::NodeExists.code());
+    let p = t.get("/p").unwrap();
+    assert_eq!((p.stat.cversion, p.stat.pzxid), (1, 2));
+}

@@ -1,0 +1,1271 @@
+//! Snapshots of the data tree and the session table, in Apache ZooKeeper's snapshot file
+//! format (`version-2/snapshot.<zxid>`, FileSnap with the default CHECKED stream mode), so
+//! that zkd can import a ZooKeeper data directory and ZooKeeper's tools can read ours.
+//!
+//! Owns: encoding a [`DataTree`] plus sessions into the bytes of a snapshot file and
+//! rebuilding them from such bytes. Never does IO, never trusts a count or a length, and
+//! never panics: corrupt input is a [`SnapshotError`] naming what was wrong and at which byte.
+//!
+//! # Byte layout (jute: big-endian; string/buffer = int length, -1 = null, then the bytes)
+//!
+//! ```text
+//! FileHeader      int magic = 0x5a4b534e ("ZKSN"), int version = 2, long dbid = -1
+//! sessions        int count, then count x (long sessionId, int timeoutMs)
+//! ACL cache       int size, then size x (long index, int n, n x ACL{int perms,
+//!                 string scheme, string id}); index -1 is never listed: it means
+//!                 OPEN_ACL_UNSAFE by convention (ReferenceCountedACLCache)
+//! nodes           repeated (string path, DataNode{buffer data, long aclIndex,
+//!                 StatPersisted{long czxid, long mzxid, long ctime, long mtime,
+//!                 int version, int cversion, int aversion, long ephemeralOwner,
+//!                 long pzxid}}), in depth-first pre-order from the root, whose path is
+//!                 written as "" (ZooKeeper keys the root both "" and "/"); a parent
+//!                 always precedes its children
+//! end of tree     string "/"
+//! seal            long adler32, string "/"          (SnapStream.sealStream)
+//! digest (3.6+)   long zxid, int digestVersion = 2, long digest, then a seal
+//! lastZxid (3.9+) long lastProcessedZxid, then a seal
+//! ```
+//!
+//! Every seal's adler32 covers all bytes of the file before that seal's long (the
+//! CheckedOutputStream runs from the first byte, so later seals also cover earlier seals).
+//! cversion is stored as the count of child creates (as in [`NodeStat`]).
+//!
+//! The digest is ZooKeeper's tree digest (DigestCalculator version 2, AdHash): the wrapping
+//! 64-bit sum over every node except those under `/zookeeper/` of
+//! CRC32(path bytes (root as "") ++ data ++ czxid, mzxid, pzxid, ctime, mtime (longs),
+//! version, cversion, aversion (ints), ephemeralOwner (long)). Its zxid is the last zxid
+//! applied when the digest was taken; ZooKeeper compares it when log replay reaches that
+//! zxid. Digest versions below 2 stored the digest as a hex string; we read those too.
+//!
+//! Which trailers are present: 3.5 writes none; 3.6 to 3.8 write the digest (when
+//! `zookeeper.digest.enabled`, the default); 3.9 adds lastZxid
+//! (`zookeeper.serializeLastProcessedZxid.enabled`, default true). Readers of every version
+//! stop at what they know, so all of these forms are valid to all of them. We read all
+//! forms (a lone lastZxid, written by 3.9 with digests disabled, is told apart by its
+//! length: exactly 21 bytes after the first seal) and write the 3.8 form by default.
+//!
+//! # What is not in the snapshot
+//!
+//! The snapshot's own zxid is in the file NAME, not the body (ZooKeeper sets
+//! `lastProcessedZxid` from the name even when 3.9's lastZxid trailer is present), so
+//! [`deserialize_snapshot`] leaves `last_processed_zxid` at 0 for the caller to set.
+//! Watches are not persisted. The quota stat nodes are recomputed on load, as
+//! DataTree.setupQuota does.
+//!
+//! # Restoring from a ZooKeeper data directory
+//!
+//! ZooKeeper's snapshots are fuzzy: txns keep applying while the tree is written, so a file
+//! named `snapshot.Z` may already contain effects of txns after Z. Restore replays the log
+//! from Z + 1 tolerating that: errors are ignored, except that a `create` (op 1 only) failing
+//! with NodeExists sets the parent's cversion/pzxid to the txn's parentCVersion/zxid when
+//! that raises cversion (DataTree.processTxn, setCversionPzxid); createSession/closeSession
+//! txns add/remove entries of the session table. The digest trailer is compared when replay
+//! reaches its zxid. zkd writes its snapshots under the tree lock, so they are not fuzzy and
+//! their digest is exact for `last_processed_zxid` (name the file after it).
+//!
+//! # Order (byte-for-byte reproduction)
+//!
+//! ZooKeeper's order follows Java hash iteration: sessions and the ACL cache are
+//! `new HashMap<>(map)` copies (Long keys), children are a `HashSet<String>` created with
+//! capacity 8. We emulate that iteration (Java 17's copy-constructor sizing, String and Long
+//! hashCode, bucket = (h ^ h >>> 16) & (capacity - 1)), ordering entries that share a bucket
+//! by insertion order, which for children is creation order (czxid). ACL indices are
+//! numbered 1.. in order of first use (lowest czxid of a node using the list); the root,
+//! `/zookeeper` and `/zookeeper/quota` use -1 while they keep their initial ACL. So a
+//! snapshot ZooKeeper wrote is reproduced exactly unless its history left traces we do not
+//! keep: a children set that once held more entries (Java sets never shrink), ACL indices
+//! freed by deletes or assigned by setACL out of czxid order, colliding session ids, or
+//! buckets that Java turned into trees. Such differences are in order and numbering only;
+//! no ZooKeeper reader depends on them beyond "parents first".
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use thiserror::Error;
+use zkd_proto::jute::{DecodeError, Reader, Record, Writer};
+use zkd_proto::records::{Acl, StatPersisted};
+
+use super::{
+    child_path, ephemeral_type, DataTree, EphemeralType, Node, NodeStat, PROC_ZOOKEEPER,
+    QUOTA_LIMIT_NODE, QUOTA_ZOOKEEPER, ROOT,
+};
+
+/// FileSnap.SNAP_MAGIC: "ZKSN" as a big-endian int.
+pub const SNAP_MAGIC: i32 = 0x5a4b_534e;
+/// FileSnap.VERSION.
+pub const SNAP_VERSION: i32 = 2;
+/// The dbid every ZooKeeper snapshot carries.
+pub const SNAP_DBID: i64 = -1;
+/// DigestCalculator.DIGEST_VERSION.
+pub const DIGEST_VERSION: i32 = 2;
+/// The ACL-cache index meaning OPEN_ACL_UNSAFE without an entry in the cache.
+pub const OPEN_ACL_UNSAFE_INDEX: i64 = -1;
+
+/// One live session: its id and negotiated timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SnapshotSession {
+    pub id: i64,
+    pub timeout_ms: i32,
+}
+
+/// DataTree.ZxidDigest: the tree digest after applying `zxid`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ZxidDigest {
+    pub zxid: i64,
+    pub digest_version: i32,
+    pub digest: i64,
+}
+
+/// FileHeader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileHeader {
+    pub magic: i32,
+    pub version: i32,
+    pub dbid: i64,
+}
+
+/// Which optional trailers to write after the tree's seal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotOptions {
+    /// The zxid digest and its seal (ZooKeeper 3.6+ with digests enabled).
+    pub digest: bool,
+    /// `last_processed_zxid` and its seal (ZooKeeper 3.9+).
+    pub last_processed_zxid: bool,
+}
+
+impl Default for SnapshotOptions {
+    /// What ZooKeeper 3.6 to 3.8 write: the digest, no lastZxid.
+    fn default() -> Self {
+        SnapshotOptions {
+            digest: true,
+            last_processed_zxid: false,
+        }
+    }
+}
+
+/// Everything a snapshot file holds.
+pub struct LoadedSnapshot {
+    pub header: FileHeader,
+    /// `last_processed_zxid` is 0: the snapshot's zxid is in its file name.
+    pub tree: DataTree,
+    /// In file order; a repeated id keeps its first place and its last timeout, as a map.
+    pub sessions: Vec<SnapshotSession>,
+    /// The digest trailer, if present (digest version < 2 converted from hex).
+    pub digest: Option<ZxidDigest>,
+    /// 3.9's lastZxid trailer, if present.
+    pub last_processed_zxid: Option<i64>,
+    /// Bytes after the last trailer we know, ignored as ZooKeeper ignores them.
+    pub trailing_bytes: usize,
+}
+
+/// Why a snapshot could not be read; `offset` is where the offending item starts.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum SnapshotError {
+    #[error("snapshot byte {offset}: cannot read {what}: {source}")]
+    Decode {
+        offset: usize,
+        what: &'static str,
+        source: DecodeError,
+    },
+    #[error("snapshot byte {offset}: {what}")]
+    Corrupt { offset: usize, what: String },
+    #[error(
+        "snapshot byte {offset}: checksum mismatch: stored {stored:#x}, computed {computed:#x}"
+    )]
+    Checksum {
+        offset: usize,
+        stored: i64,
+        computed: u32,
+    },
+}
+
+impl SnapshotError {
+    pub fn offset(&self) -> usize {
+        match self {
+            SnapshotError::Decode { offset, .. }
+            | SnapshotError::Corrupt { offset, .. }
+            | SnapshotError::Checksum { offset, .. } => *offset,
+        }
+    }
+}
+
+/// Reads a snapshot file's bytes: the tree and the sessions. See [`deserialize_snapshot_full`].
+pub fn deserialize_snapshot(
+    bytes: &[u8],
+) -> Result<(DataTree, Vec<SnapshotSession>), SnapshotError> {
+    let s = deserialize_snapshot_full(bytes)?;
+    Ok((s.tree, s.sessions))
+}
+
+/// Reads a snapshot file's bytes (FileSnap.deserialize plus the trailers): checks the magic
+/// and every seal, rebuilds nodes, children, the ephemeral/container/TTL indexes and the
+/// quotas (recomputing the quota stat nodes, as setupQuota does).
+pub fn deserialize_snapshot_full(bytes: &[u8]) -> Result<LoadedSnapshot, SnapshotError> {
+    let mut p = Input::new(bytes);
+    let magic = p.int("file header magic")?;
+    if magic != SNAP_MAGIC {
+        return Err(corrupt(
+            0,
+            format!("bad magic {magic:#010x}, expected {SNAP_MAGIC:#010x} (\"ZKSN\")"),
+        ));
+    }
+    let header = FileHeader {
+        magic,
+        version: p.int("file header version")?,
+        dbid: p.long("file header dbid")?,
+    };
+
+    let sessions = read_sessions(&mut p)?;
+    let acls = read_acl_cache(&mut p)?;
+    let mut tree = read_nodes(&mut p, &acls)?;
+    p.seal()?;
+
+    let mut digest = None;
+    let mut last_processed_zxid = None;
+    if p.remaining() == 8 + 8 + 5 {
+        // Only 3.9's lastZxid (digests disabled): a digest plus its seal is at least 29.
+        last_processed_zxid = Some(p.long("last processed zxid")?);
+        p.seal()?;
+    } else if p.remaining() > 0 {
+        let zxid = p.long("digest zxid")?;
+        let digest_version = p.int("digest version")?;
+        let value = if digest_version < 2 {
+            let off = p.pos();
+            match p.string("digest (hex)")? {
+                None => 0,
+                Some(hex) => i64::from_str_radix(&hex, 16)
+                    .map_err(|_| corrupt(off, format!("digest {hex:?} is not a hex long")))?,
+            }
+        } else {
+            p.long("digest")?
+        };
+        p.seal()?;
+        digest = Some(ZxidDigest {
+            zxid,
+            digest_version,
+            digest: value,
+        });
+        if p.remaining() > 0 {
+            last_processed_zxid = Some(p.long("last processed zxid")?);
+            p.seal()?;
+        }
+    }
+
+    tree.setup_quota();
+    Ok(LoadedSnapshot {
+        header,
+        tree,
+        sessions,
+        digest,
+        last_processed_zxid,
+        trailing_bytes: p.remaining(),
+    })
+}
+
+fn read_sessions(p: &mut Input<'_>) -> Result<Vec<SnapshotSession>, SnapshotError> {
+    // ZooKeeper loops `while (count > 0)`: a negative count reads as none.
+    let count = p.int("session count")?;
+    let mut sessions: Vec<SnapshotSession> = Vec::new();
+    let mut index: HashMap<i64, usize> = HashMap::new();
+    for _ in 0..count.max(0) {
+        let id = p.long("session id")?;
+        let timeout_ms = p.int("session timeout")?;
+        match index.get(&id) {
+            Some(&i) => sessions[i].timeout_ms = timeout_ms,
+            None => {
+                index.insert(id, sessions.len());
+                sessions.push(SnapshotSession { id, timeout_ms });
+            }
+        }
+    }
+    Ok(sessions)
+}
+
+fn read_acl_cache(p: &mut Input<'_>) -> Result<HashMap<i64, Arc<Vec<Acl>>>, SnapshotError> {
+    let size = p.int("ACL cache size")?;
+    let mut acls = HashMap::new();
+    for _ in 0..size.max(0) {
+        let index = p.long("ACL cache index")?;
+        let off = p.pos();
+        let n = p.int("ACL list length")?;
+        if n < 0 {
+            // ReferenceCountedACLCache.deserialize: "missing acls".
+            return Err(corrupt(off, format!("ACL list {index} is null")));
+        }
+        let mut list = Vec::new();
+        for _ in 0..n {
+            list.push(p.record::<Acl>("ACL")?);
+        }
+        // A repeated index replaces the earlier list, as the LinkedHashMap does.
+        acls.insert(index, Arc::new(list));
+    }
+    Ok(acls)
+}
+
+fn read_nodes(
+    p: &mut Input<'_>,
+    acls: &HashMap<i64, Arc<Vec<Acl>>>,
+) -> Result<DataTree, SnapshotError> {
+    let mut tree = DataTree::new();
+    tree.nodes.clear();
+    let open = Arc::new(Acl::open_unsafe());
+    loop {
+        let off = p.pos();
+        let Some(path) = p.string("node path")? else {
+            return Err(corrupt(off, "null node path".into()));
+        };
+        if path == ROOT {
+            break;
+        }
+        let data = p.buffer("node data")?;
+        let acl_off = p.pos();
+        let acl_index = p.long("node ACL index")?;
+        let stat = p.record::<StatPersisted>("node stat")?;
+        let acl = if acl_index == OPEN_ACL_UNSAFE_INDEX {
+            open.clone()
+        } else {
+            acls.get(&acl_index).cloned().ok_or_else(|| {
+                corrupt(
+                    acl_off,
+                    format!("node {path:?} uses ACL index {acl_index}, absent from the ACL cache"),
+                )
+            })?
+        };
+        let node = Node {
+            data,
+            acl,
+            stat: NodeStat {
+                czxid: stat.czxid,
+                mzxid: stat.mzxid,
+                ctime: stat.ctime,
+                mtime: stat.mtime,
+                version: stat.version,
+                cversion: stat.cversion,
+                aversion: stat.aversion,
+                ephemeral_owner: stat.ephemeral_owner,
+                pzxid: stat.pzxid,
+            },
+            children: Default::default(),
+        };
+        if path.is_empty() {
+            if !tree.nodes.is_empty() {
+                return Err(corrupt(off, "root node after other nodes".into()));
+            }
+            tree.nodes.insert(ROOT.to_string(), node);
+            continue;
+        }
+        if tree.nodes.is_empty() {
+            return Err(corrupt(
+                off,
+                format!("first node is {path:?}, not the root"),
+            ));
+        }
+        if let Err(e) = zkd_proto::path::validate_path(&path) {
+            return Err(corrupt(off, format!("invalid node path: {e}")));
+        }
+        if tree.nodes.contains_key(&path) {
+            return Err(corrupt(off, format!("node {path:?} appears twice")));
+        }
+        let parent = zkd_proto::path::parent(&path);
+        let name = zkd_proto::path::basename(&path).to_string();
+        let Some(parent_node) = tree.nodes.get_mut(parent) else {
+            return Err(corrupt(
+                off,
+                format!("node {path:?} comes before its parent {parent:?}"),
+            ));
+        };
+        parent_node.children.insert(name);
+        let owner = node.stat.ephemeral_owner;
+        match ephemeral_type(owner) {
+            EphemeralType::Container => {
+                tree.containers.insert(path.clone());
+            }
+            EphemeralType::Ttl => {
+                tree.ttls.insert(path.clone());
+            }
+            EphemeralType::Normal => {
+                tree.ephemerals
+                    .entry(owner)
+                    .or_default()
+                    .insert(path.clone());
+            }
+            EphemeralType::Void => {}
+        }
+        tree.nodes.insert(path, node);
+    }
+    if tree.nodes.is_empty() {
+        return Err(corrupt(p.pos(), "snapshot has no root node".into()));
+    }
+    Ok(tree)
+}
+
+fn corrupt(offset: usize, what: String) -> SnapshotError {
+    SnapshotError::Corrupt { offset, what }
+}
+
+/// A cursor that reports the offset of whatever it failed to read.
+struct Input<'a> {
+    bytes: &'a [u8],
+    r: Reader<'a>,
+}
+
+impl<'a> Input<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        Input {
+            bytes,
+            r: Reader::new(bytes),
+        }
+    }
+
+    fn pos(&self) -> usize {
+        self.r.position()
+    }
+
+    fn remaining(&self) -> usize {
+        self.r.remaining()
+    }
+
+    fn at<T>(
+        &mut self,
+        what: &'static str,
+        f: impl FnOnce(&mut Reader<'a>) -> Result<T, DecodeError>,
+    ) -> Result<T, SnapshotError> {
+        let offset = self.pos();
+        f(&mut self.r).map_err(|source| SnapshotError::Decode {
+            offset,
+            what,
+            source,
+        })
+    }
+
+    fn int(&mut self, what: &'static str) -> Result<i32, SnapshotError> {
+        self.at(what, |r| r.read_i32())
+    }
+
+    fn long(&mut self, what: &'static str) -> Result<i64, SnapshotError> {
+        self.at(what, |r| r.read_i64())
+    }
+
+    fn string(&mut self, what: &'static str) -> Result<Option<String>, SnapshotError> {
+        self.at(what, |r| r.read_ustring_opt())
+    }
+
+    fn buffer(&mut self, what: &'static str) -> Result<Option<Vec<u8>>, SnapshotError> {
+        self.at(what, |r| r.read_buffer_opt())
+    }
+
+    fn record<T: Record>(&mut self, what: &'static str) -> Result<T, SnapshotError> {
+        self.at(what, |r| T::read(r))
+    }
+
+    /// SnapStream.checkSealIntegrity: the adler32 of every byte so far, then a path string
+    /// that ZooKeeper reads and ignores (it writes "/").
+    fn seal(&mut self) -> Result<(), SnapshotError> {
+        let offset = self.pos();
+        let computed = adler32(&self.bytes[..offset]);
+        let stored = self.long("checksum")?;
+        self.string("checksum seal")?;
+        if stored != i64::from(computed) {
+            return Err(SnapshotError::Checksum {
+                offset,
+                stored,
+                computed,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl DataTree {
+    /// The bytes of a ZooKeeper snapshot file (header to last seal) holding this tree and
+    /// `sessions`, in ZooKeeper 3.8's form (with the digest trailer). Appends to `out`.
+    pub fn serialize_snapshot(&self, sessions: &[SnapshotSession], out: &mut Vec<u8>) {
+        self.serialize_snapshot_with(sessions, SnapshotOptions::default(), out)
+    }
+
+    /// [`DataTree::serialize_snapshot`] with a choice of trailers. The digest's zxid is
+    /// `last_processed_zxid`; at 0 (no txn applied) it is ZooKeeper's empty digest (0, 2, 0).
+    pub fn serialize_snapshot_with(
+        &self,
+        sessions: &[SnapshotSession],
+        options: SnapshotOptions,
+        out: &mut Vec<u8>,
+    ) {
+        let start = out.len();
+        let mut w = Writer {
+            buf: std::mem::take(out),
+        };
+        w.write_i32(SNAP_MAGIC);
+        w.write_i32(SNAP_VERSION);
+        w.write_i64(SNAP_DBID);
+
+        let sessions = java_session_order(sessions);
+        w.write_i32(sessions.len() as i32);
+        for s in &sessions {
+            w.write_i64(s.id);
+            w.write_i32(s.timeout_ms);
+        }
+
+        let (cache, index_of) = self.acl_cache();
+        w.write_i32(cache.len() as i32);
+        for (index, list) in &cache {
+            w.write_i64(*index);
+            w.write_i32(list.len() as i32);
+            for acl in list.iter() {
+                acl.write(&mut w);
+            }
+        }
+
+        self.write_nodes(&mut w, &index_of);
+        w.write_ustring(ROOT);
+        seal(&mut w, start);
+
+        if options.digest {
+            let d = self.zxid_digest();
+            w.write_i64(d.zxid);
+            w.write_i32(d.digest_version);
+            w.write_i64(d.digest);
+            seal(&mut w, start);
+        }
+        if options.last_processed_zxid {
+            w.write_i64(self.last_processed_zxid);
+            seal(&mut w, start);
+        }
+        *out = w.buf;
+    }
+
+    /// ZooKeeper's tree digest (DigestCalculator version 2 summed by AdHash).
+    pub fn zk_tree_digest(&self) -> i64 {
+        self.nodes
+            .iter()
+            .filter(|(path, _)| !path.starts_with("/zookeeper/"))
+            .fold(0i64, |sum, (path, node)| {
+                sum.wrapping_add(i64::from(node_digest(path, node)))
+            })
+    }
+
+    /// The digest trailer this tree writes: ZooKeeper's empty digest before any txn.
+    pub fn zxid_digest(&self) -> ZxidDigest {
+        if self.last_processed_zxid == 0 {
+            ZxidDigest {
+                zxid: 0,
+                digest_version: DIGEST_VERSION,
+                digest: 0,
+            }
+        } else {
+            ZxidDigest {
+                zxid: self.last_processed_zxid,
+                digest_version: DIGEST_VERSION,
+                digest: self.zk_tree_digest(),
+            }
+        }
+    }
+
+    /// DataTree.setupQuota: every leaf `zookeeper_limits` under /zookeeper/quota makes its
+    /// path a quota path, whose stat node is recomputed from the subtree.
+    fn setup_quota(&mut self) {
+        let suffix = format!("/{QUOTA_LIMIT_NODE}");
+        let mut found = Vec::new();
+        let mut stack = vec![QUOTA_ZOOKEEPER.to_string()];
+        while let Some(p) = stack.pop() {
+            let Some(n) = self.nodes.get(&p) else {
+                continue;
+            };
+            if n.children.is_empty() {
+                if let Some(end) = p.find(&suffix) {
+                    if p.ends_with(&suffix) && end >= QUOTA_ZOOKEEPER.len() {
+                        found.push(p[QUOTA_ZOOKEEPER.len()..end].to_string());
+                    }
+                }
+            }
+            stack.extend(n.children.iter().map(|c| child_path(&p, c)));
+        }
+        for real in found {
+            self.update_quota_for_path(&real);
+            self.quota_paths.insert(real);
+        }
+    }
+
+    /// The ACL cache to write, by index, and the index of each distinct list.
+    #[allow(clippy::type_complexity)]
+    fn acl_cache(&self) -> (Vec<(i64, Arc<Vec<Acl>>)>, HashMap<Vec<u8>, i64>) {
+        let mut users: Vec<(&NodeStat, &String, &Node)> = self
+            .nodes
+            .iter()
+            .filter(|(path, node)| !uses_open_index(path, node))
+            .map(|(path, node)| (&node.stat, path, node))
+            .collect();
+        users.sort_by(|a, b| (a.0.czxid, a.1).cmp(&(b.0.czxid, b.1)));
+        let mut cache = Vec::new();
+        let mut index_of = HashMap::new();
+        for (_, _, node) in users {
+            let key = acl_key(&node.acl);
+            if let std::collections::hash_map::Entry::Vacant(e) = index_of.entry(key) {
+                let index = cache.len() as i64 + 1;
+                e.insert(index);
+                cache.push((index, node.acl.clone()));
+            }
+        }
+        // new HashMap<>(longKeyMap) iteration order.
+        let cap = java_copy_capacity(cache.len());
+        cache.sort_by_key(|(index, _)| (java_bucket(java_long_hash(*index), cap), *index));
+        (cache, index_of)
+    }
+
+    /// DataTree.serializeNode: depth-first pre-order, children in Java HashSet order.
+    fn write_nodes(&self, w: &mut Writer, index_of: &HashMap<Vec<u8>, i64>) {
+        let mut stack: Vec<String> = vec![ROOT.to_string()];
+        while let Some(path) = stack.pop() {
+            let Some(node) = self.nodes.get(&path) else {
+                continue;
+            };
+            w.write_ustring(if path == ROOT { "" } else { &path });
+            w.write_buffer_opt(node.data.as_deref());
+            let index = if uses_open_index(&path, node) {
+                OPEN_ACL_UNSAFE_INDEX
+            } else {
+                index_of
+                    .get(&acl_key(&node.acl))
+                    .copied()
+                    .unwrap_or(OPEN_ACL_UNSAFE_INDEX)
+            };
+            w.write_i64(index);
+            let s = &node.stat;
+            StatPersisted {
+                czxid: s.czxid,
+                mzxid: s.mzxid,
+                ctime: s.ctime,
+                mtime: s.mtime,
+                version: s.version,
+                cversion: s.cversion,
+                aversion: s.aversion,
+                ephemeral_owner: s.ephemeral_owner,
+                pzxid: s.pzxid,
+            }
+            .write(w);
+            let cap = java_hashset_capacity(node.children.len());
+            let mut children: Vec<(u32, i64, String)> = node
+                .children
+                .iter()
+                .map(|c| {
+                    let p = child_path(&path, c);
+                    let czxid = self.nodes.get(&p).map_or(0, |n| n.stat.czxid);
+                    (java_bucket(java_string_hash(c), cap), czxid, p)
+                })
+                .collect();
+            children.sort();
+            stack.extend(children.into_iter().rev().map(|(_, _, p)| p));
+        }
+    }
+}
+
+/// Whether a node is written with index -1: the nodes ZooKeeper's DataTree constructor makes
+/// with OPEN_ACL_UNSAFE by index, while they still have it and no setACL moved aversion.
+fn uses_open_index(path: &str, node: &Node) -> bool {
+    matches!(path, ROOT | PROC_ZOOKEEPER | QUOTA_ZOOKEEPER)
+        && node.stat.aversion == 0
+        && *node.acl == Acl::open_unsafe()
+}
+
+fn acl_key(acl: &[Acl]) -> Vec<u8> {
+    let mut w = Writer::new();
+    for a in acl {
+        a.write(&mut w);
+    }
+    w.buf
+}
+
+fn seal(w: &mut Writer, start: usize) {
+    let sum = adler32(&w.buf[start..]);
+    w.write_i64(i64::from(sum));
+    w.write_ustring(ROOT);
+}
+
+/// DigestCalculator.calculateDigest for one node.
+fn node_digest(path: &str, node: &Node) -> u32 {
+    let s = &node.stat;
+    let mut crc = Crc32::new();
+    crc.update(if path == ROOT { b"" } else { path.as_bytes() });
+    if let Some(d) = &node.data {
+        crc.update(d);
+    }
+    for v in [s.czxid, s.mzxid, s.pzxid, s.ctime, s.mtime] {
+        crc.update(&v.to_be_bytes());
+    }
+    for v in [s.version, s.cversion, s.aversion] {
+        crc.update(&v.to_be_bytes());
+    }
+    crc.update(&s.ephemeral_owner.to_be_bytes());
+    crc.finish()
+}
+
+/// Sessions as `new HashMap<>(sessionsWithTimeouts)` iterates them (one entry per id).
+fn java_session_order(sessions: &[SnapshotSession]) -> Vec<SnapshotSession> {
+    let mut by_id: HashMap<i64, i32> = HashMap::new();
+    for s in sessions {
+        by_id.insert(s.id, s.timeout_ms);
+    }
+    let cap = java_copy_capacity(by_id.len());
+    let mut v: Vec<SnapshotSession> = by_id
+        .into_iter()
+        .map(|(id, timeout_ms)| SnapshotSession { id, timeout_ms })
+        .collect();
+    v.sort_by_key(|s| (java_bucket(java_long_hash(s.id), cap), s.id));
+    v
+}
+
+/// HashMap.tableSizeFor.
+fn java_table_size_for(c: i64) -> u32 {
+    if c <= 1 {
+        return 1;
+    }
+    let c = c.min(1 << 30) as u32;
+    (u32::MAX >> (c - 1).leading_zeros())
+        .saturating_add(1)
+        .min(1 << 30)
+}
+
+/// Table size of `new HashMap<>(m)` for `m.size() == n` (Java 8 to 18:
+/// tableSizeFor((int) (n / 0.75f + 1.0f))).
+fn java_copy_capacity(n: usize) -> u32 {
+    let ft = n as f32 / 0.75f32 + 1.0f32;
+    java_table_size_for(ft.min((1u32 << 30) as f32) as i64)
+}
+
+/// Table size of DataNode's `new HashSet<>(8)` holding `n` children (never shrunk).
+fn java_hashset_capacity(n: usize) -> u32 {
+    let mut cap: u32 = 8;
+    while (n as u64) * 4 > u64::from(cap) * 3 && cap < (1 << 30) {
+        cap *= 2;
+    }
+    cap
+}
+
+fn java_bucket(hash: i32, cap: u32) -> u32 {
+    let h = hash as u32;
+    (h ^ (h >> 16)) & (cap - 1)
+}
+
+fn java_string_hash(s: &str) -> i32 {
+    s.encode_utf16()
+        .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)))
+}
+
+fn java_long_hash(v: i64) -> i32 {
+    let u = v as u64;
+    (u ^ (u >> 32)) as u32 as i32
+}
+
+/// java.util.zip.Adler32 of `data`.
+pub fn adler32(data: &[u8]) -> u32 {
+    const MOD: u32 = 65521;
+    let (mut a, mut b) = (1u32, 0u32);
+    // 5552 bytes is the most that can be summed before b could overflow a u32.
+    for chunk in data.chunks(5552) {
+        for &x in chunk {
+            a += u32::from(x);
+            b += a;
+        }
+        a %= MOD;
+        b %= MOD;
+    }
+    (b << 16) | a
+}
+
+/// java.util.zip.CRC32 (IEEE 802.3, reflected).
+struct Crc32(u32);
+
+const CRC_TABLE: [u32; 256] = {
+    let mut t = [0u32; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut c = i as u32;
+        let mut k = 0;
+        while k < 8 {
+            c = if c & 1 != 0 {
+                0xedb8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
+            k += 1;
+        }
+        t[i] = c;
+        i += 1;
+    }
+    t
+};
+
+impl Crc32 {
+    fn new() -> Self {
+        Crc32(0xffff_ffff)
+    }
+
+    fn update(&mut self, data: &[u8]) {
+        for &b in data {
+            self.0 = CRC_TABLE[((self.0 ^ u32::from(b)) & 0xff) as usize] ^ (self.0 >> 8);
+        }
+    }
+
+    fn finish(&self) -> u32 {
+        !self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use zkd_proto::txn::*;
+    use zkd_proto::OpCode;
+
+    use crate::tree::{ttl_of_owner, ttl_owner, QUOTA_STAT_NODE};
+
+    struct Txns {
+        tree: DataTree,
+        zxid: i64,
+    }
+
+    impl Txns {
+        fn new() -> Txns {
+            Txns {
+                tree: DataTree::new(),
+                zxid: 0,
+            }
+        }
+
+        fn apply(&mut self, ty: OpCode, client: i64, body: TxnBody) {
+            self.zxid += 1;
+            let header = TxnHeader {
+                client_id: client,
+                cxid: 0,
+                zxid: self.zxid,
+                time: 1_700_000_000_000 + self.zxid,
+                txn_type: ty as i32,
+            };
+            self.tree.process_txn(&header, &body, &mut Vec::new());
+        }
+
+        fn create(&mut self, path: &str, data: Option<&[u8]>, acl: Vec<Acl>, owner: i64) {
+            let data = data.map(<[u8]>::to_vec);
+            let path = path.to_string();
+            match ephemeral_type(owner) {
+                EphemeralType::Container => self.apply(
+                    OpCode::CreateContainer,
+                    1,
+                    TxnBody::CreateContainer(CreateContainerTxn {
+                        path,
+                        data,
+                        acl,
+                        parent_cversion: -1,
+                    }),
+                ),
+                EphemeralType::Ttl => self.apply(
+                    OpCode::CreateTtl,
+                    1,
+                    TxnBody::CreateTtl(CreateTtlTxn {
+                        path,
+                        data,
+                        acl,
+                        parent_cversion: -1,
+                        ttl: ttl_of_owner(owner),
+                    }),
+                ),
+                t => self.apply(
+                    OpCode::Create,
+                    owner,
+                    TxnBody::Create(CreateTxn {
+                        path,
+                        data,
+                        acl,
+                        ephemeral: t == EphemeralType::Normal,
+                        parent_cversion: -1,
+                    }),
+                ),
+            }
+        }
+    }
+
+    fn acl_choice(i: u8) -> Vec<Acl> {
+        match i % 4 {
+            0 => Acl::open_unsafe(),
+            1 => Acl::read_unsafe(),
+            2 => vec![
+                Acl::new(31, "digest", "alice:aYXlLOpEooaV1cRAvUL1fp9Qt7E="),
+                Acl::new(1, "world", "anyone"),
+            ],
+            _ => vec![Acl::new(3, "ip", "10.0.0.0/8")],
+        }
+    }
+
+    /// Everything the snapshot must carry, in a comparable form.
+    #[allow(clippy::type_complexity)]
+    fn contents(
+        t: &DataTree,
+    ) -> (
+        Vec<(String, Option<Vec<u8>>, NodeStat, Vec<Acl>, Vec<String>)>,
+        Vec<(i64, Vec<String>)>,
+        Vec<String>,
+        Vec<String>,
+        Vec<String>,
+    ) {
+        let nodes = t
+            .paths()
+            .into_iter()
+            .map(|p| {
+                let n = t.get(&p).unwrap();
+                let mut children: Vec<String> = n.children.iter().cloned().collect();
+                children.sort();
+                (p, n.data.clone(), n.stat, n.acl.to_vec(), children)
+            })
+            .collect();
+        (
+            nodes,
+            t.ephemerals_by_session(),
+            t.containers().cloned().collect(),
+            t.ttls().cloned().collect(),
+            t.quota_paths.iter().cloned().collect(),
+        )
+    }
+
+    fn round_trip(t: &DataTree, sessions: &[SnapshotSession]) -> (DataTree, Vec<SnapshotSession>) {
+        let mut bytes = Vec::new();
+        t.serialize_snapshot(sessions, &mut bytes);
+        let (mut back, back_sessions) = deserialize_snapshot(&bytes).unwrap();
+        assert_eq!(back.last_processed_zxid, 0);
+        back.last_processed_zxid = t.last_processed_zxid;
+        let mut again = Vec::new();
+        back.serialize_snapshot(&back_sessions, &mut again);
+        assert_eq!(again, bytes, "serialize(deserialize(x)) == x");
+        (back, back_sessions)
+    }
+
+    #[test]
+    fn a_fresh_tree_round_trips_and_matches_zookeepers_empty_snapshot_shape() {
+        let t = DataTree::new();
+        let mut bytes = Vec::new();
+        t.serialize_snapshot(&[], &mut bytes);
+        // Header, no sessions, one ACL list (READ_ACL_UNSAFE of /zookeeper/config) ...
+        assert_eq!(&bytes[..4], b"ZKSN");
+        assert_eq!(&bytes[16..20], &0i32.to_be_bytes());
+        assert_eq!(&bytes[20..24], &1i32.to_be_bytes());
+        // ... and ZooKeeper's empty digest (0, 2, 0) before the last seal.
+        let tail = &bytes[bytes.len() - 13 - 20..bytes.len() - 13];
+        assert_eq!(
+            tail,
+            &[
+                &0i64.to_be_bytes()[..],
+                &2i32.to_be_bytes(),
+                &0i64.to_be_bytes()
+            ]
+            .concat()[..]
+        );
+        let (back, sessions) = round_trip(&t, &[]);
+        assert!(sessions.is_empty());
+        assert_eq!(contents(&back), contents(&t));
+    }
+
+    #[test]
+    fn special_nodes_keep_index_minus_one_until_their_acl_changes() {
+        let mut x = Txns::new();
+        x.create("/a", Some(b"1"), Acl::open_unsafe(), 0);
+        let mut bytes = Vec::new();
+        x.tree.serialize_snapshot(&[], &mut bytes);
+        let loaded = deserialize_snapshot_full(&bytes).unwrap();
+        assert_eq!(contents(&loaded.tree), contents(&x.tree));
+        // Cache: 1 = READ (config, czxid 0), 2 = OPEN (/a); the root writes -1.
+        let (cache, _) = x.tree.acl_cache();
+        let lists: Vec<_> = cache.iter().map(|(i, l)| (*i, l.to_vec())).collect();
+        assert_eq!(
+            lists,
+            vec![(1, Acl::read_unsafe()), (2, Acl::open_unsafe())]
+        );
+        x.apply(
+            OpCode::SetAcl,
+            1,
+            TxnBody::SetAcl(SetAclTxn {
+                path: "/".into(),
+                acl: Acl::open_unsafe(),
+                version: 1,
+            }),
+        );
+        assert!(!uses_open_index("/", x.tree.get("/").unwrap()));
+        round_trip(&x.tree, &[]);
+    }
+
+    #[test]
+    fn parents_must_come_first_and_acl_indexes_must_exist() {
+        let mut x = Txns::new();
+        x.create("/a", None, acl_choice(2), 0);
+        x.create("/a/b", Some(b""), acl_choice(2), 0);
+        let mut good = Vec::new();
+        x.tree.serialize_snapshot(&[], &mut good);
+        // Renaming "/a" to "/z" makes "/a/b" an orphan (the checksum is checked after the
+        // tree, so the structural error is what is reported).
+        let at = good.windows(6).position(|w| w == b"\0\0\0\x02/a").unwrap() + 5;
+        let mut bad = good.clone();
+        bad[at] = b'z';
+        let err = deserialize_snapshot(&bad).err().unwrap();
+        assert!(err.to_string().contains("before its parent"), "{err}");
+        // An ACL index nobody defined.
+        let mut bad = good.clone();
+        let node_at = good.windows(6).position(|w| w == b"\0\0\0\x02/a").unwrap();
+        // path (6 bytes), data null (4 bytes), then the ACL index.
+        bad[node_at + 6 + 4 + 7] = 99;
+        let err = deserialize_snapshot(&bad).err().unwrap();
+        assert_eq!(err.offset(), node_at + 10);
+        assert!(err.to_string().contains("ACL index 99"), "{err}");
+    }
+
+    #[test]
+    fn quotas_are_rebuilt_and_their_stat_nodes_recomputed() {
+        let mut x = Txns::new();
+        let open = Acl::open_unsafe;
+        x.create("/q", Some(b"abc"), open(), 0);
+        x.create("/q/c", Some(b"de"), open(), 0);
+        x.create("/zookeeper/quota/q", None, open(), 0);
+        let limits = format!("/zookeeper/quota/q/{QUOTA_LIMIT_NODE}");
+        x.create(&limits, Some(b"count=5,bytes=-1"), open(), 0);
+        let stats = format!("/zookeeper/quota/q/{QUOTA_STAT_NODE}");
+        x.create(&stats, Some(b"count=0,bytes=0"), open(), 0);
+        let want = Some(b"count=2,bytes=5".to_vec());
+        assert_eq!(x.tree.get(&stats).unwrap().data, want);
+        let mut bytes = Vec::new();
+        // Corrupt the stat node's text before writing: loading recomputes it.
+        let mut t = DataTree::new();
+        std::mem::swap(&mut t, &mut x.tree);
+        t.nodes.get_mut(&stats).unwrap().data = Some(b"count=9,bytes=9".to_vec());
+        t.serialize_snapshot(&[], &mut bytes);
+        let (back, _) = deserialize_snapshot(&bytes).unwrap();
+        assert_eq!(back.get(&stats).unwrap().data, want);
+        assert_eq!(back.max_prefix_with_quota("/q/c").as_deref(), Some("/q"));
+    }
+
+    #[test]
+    fn java_hash_emulation_matches_known_java_values() {
+        // "hello".hashCode() == 99162322, "".hashCode() == 0, "ü".hashCode() == 252.
+        assert_eq!(java_string_hash("hello"), 99_162_322);
+        assert_eq!(java_string_hash(""), 0);
+        assert_eq!(java_string_hash("\u{fc}"), 252);
+        // Long.hashCode(-1L) == 0, Long.hashCode(1L << 32) == 1.
+        assert_eq!(java_long_hash(-1), 0);
+        assert_eq!(java_long_hash(1 << 32), 1);
+        assert_eq!(java_copy_capacity(3), 8);
+        assert_eq!(java_copy_capacity(12), 32);
+        assert_eq!(java_copy_capacity(1), 2);
+        assert_eq!(java_hashset_capacity(6), 8);
+        assert_eq!(java_hashset_capacity(7), 16);
+        assert_eq!(java_hashset_capacity(14), 32);
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Create {
+            parent: usize,
+            name: u8,
+            data: Option<Vec<u8>>,
+            acl: u8,
+            kind: u8,
+            session: i64,
+        },
+        SetData {
+            target: usize,
+            data: Option<Vec<u8>>,
+        },
+        SetAcl {
+            target: usize,
+            acl: u8,
+        },
+        Delete {
+            target: usize,
+        },
+        Close {
+            session: i64,
+        },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let data = proptest::option::of(proptest::collection::vec(any::<u8>(), 0..6));
+        prop_oneof![
+            5 => (any::<usize>(), 0u8..8, data.clone(), any::<u8>(), 0u8..6, 1i64..4).prop_map(
+                |(parent, name, data, acl, kind, session)| Op::Create {
+                    parent, name, data, acl, kind, session
+                }
+            ),
+            2 => (any::<usize>(), data).prop_map(|(target, data)| Op::SetData { target, data }),
+            1 => (any::<usize>(), any::<u8>()).prop_map(|(target, acl)| Op::SetAcl { target, acl }),
+            2 => any::<usize>().prop_map(|target| Op::Delete { target }),
+            1 => (1i64..4).prop_map(|session| Op::Close { session }),
+        ]
+    }
+
+    fn build(ops: &[Op]) -> DataTree {
+        let mut x = Txns::new();
+        // A quota on /q, so that quota bookkeeping is part of every case.
+        let open = Acl::open_unsafe();
+        x.create("/q", Some(b"q"), open.clone(), 0);
+        x.create("/zookeeper/quota/q", None, open.clone(), 0);
+        x.create(
+            "/zookeeper/quota/q/zookeeper_limits",
+            Some(b"count=5,bytes=-1"),
+            open.clone(),
+            0,
+        );
+        x.create(
+            "/zookeeper/quota/q/zookeeper_stats",
+            Some(b"count=0,bytes=0"),
+            open,
+            0,
+        );
+        let session_id = |s: i64| 0x0100_0000_0000_0000 | s;
+        for op in ops {
+            let user: Vec<String> = x
+                .tree
+                .paths()
+                .into_iter()
+                .filter(|p| !p.starts_with(PROC_ZOOKEEPER))
+                .collect();
+            let pick = |i: usize| user[i % user.len()].clone();
+            match op {
+                Op::Create {
+                    parent,
+                    name,
+                    data,
+                    acl,
+                    kind,
+                    session,
+                } => {
+                    let parent = pick(*parent);
+                    if x.tree.get(&parent).unwrap().stat.ephemeral_owner != 0 {
+                        continue;
+                    }
+                    let name = if *name == 7 {
+                        "\u{fc}n\u{ef}".to_string()
+                    } else {
+                        format!("n{name}")
+                    };
+                    let owner = match kind {
+                        0 | 1 => 0,
+                        2 => session_id(*session),
+                        3 => CONTAINER_EPHEMERAL_OWNER_FOR_TESTS,
+                        4 => ttl_owner(60_000),
+                        _ => 0,
+                    };
+                    x.create(
+                        &child_path(&parent, &name),
+                        data.as_deref(),
+                        acl_choice(*acl),
+                        owner,
+                    );
+                }
+                Op::SetData { target, data } => {
+                    let path = pick(*target);
+                    let version = x.tree.get(&path).unwrap().stat.version + 1;
+                    x.apply(
+                        OpCode::SetData,
+                        1,
+                        TxnBody::SetData(SetDataTxn {
+                            path,
+                            data: data.clone(),
+                            version,
+                        }),
+                    );
+                }
+                Op::SetAcl { target, acl } => {
+                    let path = pick(*target);
+                    let version = x.tree.get(&path).unwrap().stat.aversion + 1;
+                    x.apply(
+                        OpCode::SetAcl,
+                        1,
+                        TxnBody::SetAcl(SetAclTxn {
+                            path,
+                            acl: acl_choice(*acl),
+                            version,
+                        }),
+                    );
+                }
+                Op::Delete { target } => {
+                    let path = pick(*target);
+                    if path == ROOT || !x.tree.get(&path).unwrap().children.is_empty() {
+                        continue;
+                    }
+                    x.apply(OpCode::Delete, 1, TxnBody::Delete(DeleteTxn { path }));
+                }
+                Op::Close { session } => {
+                    x.apply(
+                        OpCode::CloseSession,
+                        session_id(*session),
+                        TxnBody::CloseSession(CloseSessionTxn {
+                            paths_to_delete: vec![],
+                        }),
+                    );
+                }
+            }
+        }
+        x.tree
+    }
+
+    const CONTAINER_EPHEMERAL_OWNER_FOR_TESTS: i64 = crate::tree::CONTAINER_EPHEMERAL_OWNER;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        #[test]
+        fn random_trees_round_trip(
+            ops in proptest::collection::vec(op(), 0..60),
+            sessions in proptest::collection::vec((any::<i64>(), 1i32..100_000), 0..8),
+        ) {
+            let tree = build(&ops);
+            let sessions: Vec<SnapshotSession> = sessions
+                .into_iter()
+                .map(|(id, timeout_ms)| SnapshotSession { id, timeout_ms })
+                .collect();
+            let (back, back_sessions) = round_trip(&tree, &sessions);
+            prop_assert_eq!(contents(&back), contents(&tree));
+            let mut want: HashMap<i64, i32> = HashMap::new();
+            for s in &sessions {
+                want.insert(s.id, s.timeout_ms);
+            }
+            let got: HashMap<i64, i32> = back_sessions.iter().map(|s| (s.id, s.timeout_ms)).collect();
+            prop_assert_eq!(got, want);
+            prop_assert_eq!(back.zk_tree_digest(), tree.zk_tree_digest());
+        }
+
+        #[test]
+        fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let _ = deserialize_snapshot(&bytes);
+            let mut with_magic = b"ZKSN\0\0\0\x02".to_vec();
+            with_magic.extend_from_slice(&bytes);
+            let _ = deserialize_snapshot(&with_magic);
+        }
+
+        #[test]
+        fn truncated_or_damaged_snapshots_fail_cleanly(
+            ops in proptest::collection::vec(op(), 0..25),
+            cut in any::<usize>(),
+            flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..4),
+        ) {
+            let tree = build(&ops);
+            let mut bytes = Vec::new();
+            tree.serialize_snapshot(&[SnapshotSession { id: 5, timeout_ms: 30_000 }], &mut bytes);
+            let first_seal_end = bytes.len() - 33;
+            let cut = cut % bytes.len();
+            let r = deserialize_snapshot(&bytes[..cut]);
+            if cut < first_seal_end {
+                let err = r.err().unwrap();
+                prop_assert!(err.offset() <= cut);
+            }
+            let mut bad = bytes.clone();
+            for &(at, x) in &flips {
+                let at = at % bad.len();
+                bad[at] ^= x | 1;
+            }
+            let _ = deserialize_snapshot(&bad);
+            // One damaged byte before the first seal's ignored "/" is always caught
+            // (adler32 detects every single-byte change).
+            let (at, x) = flips[0];
+            let mut bad = bytes.clone();
+            bad[at % (first_seal_end - 5)] ^= x | 1;
+            prop_assert!(deserialize_snapshot(&bad).is_err());
+        }
+    }
+}

@@ -741,7 +741,7 @@ fn java_absolute_path(p: &Path) -> String {
 }
 
 /// Sum of file sizes below `path` (ZooKeeperServer.getDirSize); 0 if missing.
-fn dir_size(path: &Path) -> u64 {
+pub fn dir_size(path: &Path) -> u64 {
     fn walk(path: &Path, depth: u32) -> u64 {
         // Depth cap: a symlink loop must not hang a monitoring command.
         let Ok(meta) = std::fs::metadata(path) else {

@@ -35,7 +35,6 @@
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::OnceLock;
 
@@ -511,26 +510,9 @@ fn conf(core: &Core) -> String {
 fn dirs(core: &Core) -> String {
     format!(
         "datadir_size: {}\nlogdir_size: {}\n",
-        dir_size(&core.config.snap_dir(), 0),
-        dir_size(&core.config.txn_log_dir(), 0)
+        crate::config::dir_size(&core.config.snap_dir()),
+        crate::config::dir_size(&core.config.txn_log_dir())
     )
-}
-
-/// ZooKeeperServer.getDirSize: sum of file lengths below `path`, 0 if missing.
-fn dir_size(path: &Path, depth: u32) -> u64 {
-    let Ok(meta) = std::fs::metadata(path) else {
-        return 0;
-    };
-    if !meta.is_dir() {
-        return meta.len();
-    }
-    // A symlink loop must not hang a monitoring command.
-    if depth > 32 {
-        return 0;
-    }
-    std::fs::read_dir(path)
-        .map(|rd| rd.flatten().map(|e| dir_size(&e.path(), depth + 1)).sum())
-        .unwrap_or(0)
 }
 
 /// EnvCommand (Environment.list) without the JVM: see the module comment.

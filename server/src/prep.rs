@@ -636,39 +636,52 @@ fn check_quota(
     };
     let current = StatsTrack::parse(stat_node.data.as_deref());
     if check_count {
-        let new_count = current.get("count") + count_diff;
-        let hard = limits.get("countHardLimit") > -1;
-        let limit = if hard {
-            limits.get("countHardLimit")
-        } else {
-            limits.get("count")
-        };
-        if new_count > limit {
-            tracing::warn!(
-                "Quota exceeded: {prefix} [current count={new_count}, {}CountLimit={limit}]",
-                if hard { "hard" } else { "soft" }
-            );
-            if hard {
-                return Err(ErrorCode::QuotaExceeded);
-            }
-        }
+        check_limit(
+            &prefix,
+            &limits,
+            &current,
+            "count",
+            "countHardLimit",
+            count_diff,
+        )?;
     }
     if check_bytes {
-        let new_bytes = current.get("bytes") + bytes_diff;
-        let hard = limits.get("byteHardLimit") > -1;
-        let limit = if hard {
-            limits.get("byteHardLimit")
-        } else {
-            limits.get("bytes")
-        };
-        if new_bytes > limit {
-            tracing::warn!(
-                "Quota exceeded: {prefix} [current bytes={new_bytes}, {}ByteLimit={limit}]",
-                if hard { "hard" } else { "soft" }
-            );
-            if hard {
-                return Err(ErrorCode::QuotaExceeded);
-            }
+        check_limit(
+            &prefix,
+            &limits,
+            &current,
+            "bytes",
+            "byteHardLimit",
+            bytes_diff,
+        )?;
+    }
+    Ok(())
+}
+
+/// One quota dimension: past a hard limit the write fails, past a soft one it is logged.
+fn check_limit(
+    prefix: &str,
+    limits: &StatsTrack,
+    current: &StatsTrack,
+    key: &str,
+    hard_key: &str,
+    diff: i64,
+) -> PResult<()> {
+    let new_value = current.get(key) + diff;
+    let hard = limits.get(hard_key) > -1;
+    let limit = if hard {
+        limits.get(hard_key)
+    } else {
+        limits.get(key)
+    };
+    if new_value > limit {
+        let kind = if hard { "hard" } else { "soft" };
+        let name = if key == "count" { "Count" } else { "Byte" };
+        tracing::warn!(
+            "Quota exceeded: {prefix} [current {key}={new_value}, {kind}{name}Limit={limit}]"
+        );
+        if hard {
+            return Err(ErrorCode::QuotaExceeded);
         }
     }
     Ok(())

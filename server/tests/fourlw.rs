@@ -2,9 +2,7 @@
 //! an ephemeral and a watch in place, and the whitelist refusal of a default-config server.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use zkd_proto::records::{
@@ -12,50 +10,20 @@ use zkd_proto::records::{
 };
 use zkd_proto::{OpCode, Reader, Record};
 
-/// A running zkd, killed (and its directory removed) when dropped, even on panic.
+mod common;
+use common::ZkdProcess;
+
+/// A running zkd (see tests/common), killed and cleaned up when dropped.
 struct Zkd {
-    child: Child,
-    dir: PathBuf,
+    process: ZkdProcess,
     port: u16,
 }
 
-impl Drop for Zkd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn start_zkd(name: &str, extra_cfg: &str) -> Zkd {
-    let port = free_port();
-    let dir = std::env::temp_dir().join(format!("zkd-fourlw-{name}-{}-{port}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let cfg = dir.join("zoo.cfg");
-    std::fs::write(
-        &cfg,
-        format!(
-            "tickTime=2000\ndataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1\n{extra_cfg}",
-            dir.join("data").display(),
-        ),
-    )
-    .unwrap();
-    let log = std::fs::File::create(dir.join("zkd.log")).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_zkd"))
-        .arg(&cfg)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("start zkd");
-    let z = Zkd { child, dir, port };
+/// Starts zkd; `extra_cfg` may override the common whitelist (`*`): the last key wins.
+fn start_zkd(_name: &str, extra_cfg: &str) -> Zkd {
+    let process = ZkdProcess::start_with_default_whitelist(extra_cfg);
+    let port = process.addr().port();
+    let z = Zkd { process, port };
     let deadline = Instant::now() + Duration::from_secs(10);
     // srvr is always whitelisted, so it tells us the server answers.
     while !four(&z, "srvr").starts_with("Zookeeper version: ") {
@@ -256,7 +224,7 @@ fn every_command_over_tcp() {
     assert!(conf.starts_with(&format!("clientPort={}\nsecureClientPort=-1\n", z.port)));
     assert!(conf.contains(&format!(
         "\ndataDir={}/version-2\n",
-        z.dir.join("data").display()
+        z.process.dir().join("data").display()
     )));
     assert!(
         conf.ends_with("clientPortListenBacklog=-1\nserverId=0\n"),

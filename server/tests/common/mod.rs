@@ -1,7 +1,8 @@
 //! Shared helpers for zkd-server integration tests: start a real `zkd` process.
 //!
 //! `ZkdProcess::start(extra_cfg)` writes a temp `zoo.cfg` (tickTime=2000, a temp dataDir, a
-//! free clientPort picked at run time, `4lw.commands.whitelist=*`, then `extra_cfg`), spawns
+//! free clientPort picked at run time, `4lw.commands.whitelist=*` unless asked otherwise,
+//! then `extra_cfg`), spawns
 //! the `zkd` binary Cargo built for this test run and waits until it accepts connections.
 //! Dropping the value kills the child (also when the test panics) and removes the temp dir.
 //! The server's stderr goes to `<dir>/zkd.log`; `log()` reads it for failure messages.
@@ -27,9 +28,18 @@ impl ZkdProcess {
     /// Starts `zkd` with the base config plus `extra_cfg` (zoo.cfg lines, may be empty).
     /// Retries a few times with a new port if the picked port was taken in between.
     pub fn start(extra_cfg: &str) -> ZkdProcess {
+        Self::start_with("4lw.commands.whitelist=*\n", extra_cfg)
+    }
+
+    /// Like `start`, but leaves the four-letter-word whitelist at zkd's default.
+    pub fn start_with_default_whitelist(extra_cfg: &str) -> ZkdProcess {
+        Self::start_with("", extra_cfg)
+    }
+
+    fn start_with(whitelist: &str, extra_cfg: &str) -> ZkdProcess {
         let mut last_err = String::new();
         for _ in 0..5 {
-            match Self::try_start(extra_cfg) {
+            match Self::try_start(whitelist, extra_cfg) {
                 Ok(p) => return p,
                 Err(e) => last_err = e,
             }
@@ -37,14 +47,14 @@ impl ZkdProcess {
         panic!("zkd did not start: {last_err}");
     }
 
-    fn try_start(extra_cfg: &str) -> Result<ZkdProcess, String> {
+    fn try_start(whitelist: &str, extra_cfg: &str) -> Result<ZkdProcess, String> {
         let dir = unique_temp_dir();
         let data = dir.join("data");
         fs::create_dir_all(&data).map_err(|e| format!("create {}: {e}", data.display()))?;
         let port = free_port();
         let cfg = format!(
             "tickTime=2000\ndataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1\n\
-             4lw.commands.whitelist=*\n{extra_cfg}\n",
+             {whitelist}{extra_cfg}\n",
             data.display()
         );
         let cfg_path = dir.join("zoo.cfg");

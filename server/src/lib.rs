@@ -5,6 +5,7 @@ pub mod config;
 pub mod core;
 pub mod fourlw;
 pub mod net;
+pub mod persist;
 pub mod prep;
 pub mod session;
 pub mod tree;

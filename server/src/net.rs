@@ -25,6 +25,7 @@ use zkd_proto::{Reader, Record};
 use crate::config::Config;
 use crate::core::{Core, Output};
 use crate::fourlw;
+use crate::persist::{self, LogMsg, Persistence};
 use crate::watch::ConnId;
 
 pub fn now_ms() -> i64 {
@@ -54,6 +55,8 @@ pub struct Shared {
     pub core: Mutex<Core>,
     writers: Mutex<HashMap<ConnId, WriterHandle>>,
     next_conn: AtomicU64,
+    /// Where Persist outputs go: the log thread (set once it runs).
+    log: std::sync::OnceLock<std::sync::mpsc::Sender<LogMsg>>,
 }
 
 impl Shared {
@@ -89,9 +92,13 @@ impl Shared {
                             let _ = w.tx.send(Out::Close);
                         }
                     }
-                    // The core emits Persist only when it was given a log (durable).
-                    Output::Persist { zxid, .. } => {
-                        unreachable!("txn 0x{zxid:x} to persist but this server has no log")
+                    // Sent while the core lock is held, so the log sees txns in zxid order.
+                    Output::Persist { zxid, txn } => {
+                        let log = self.log.get().expect("a durable core has a log thread");
+                        if log.send(LogMsg::Append { zxid, txn }).is_err() {
+                            // The log thread only ends by stopping the process.
+                            tracing::error!("log thread gone; txn 0x{zxid:x} not persisted");
+                        }
                     }
                 }
             }
@@ -106,12 +113,34 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let tick = Duration::from_millis((config.tick_time_ms as u64).clamp(10, 100));
+    // Load before serving: connections wait in the backlog until the tree is back, so
+    // nothing (not even ruok) is answered from a half-loaded server.
+    let started = std::time::Instant::now();
+    let (core, persistence) = persist::open(&config, now_ms())
+        .map_err(|e| std::io::Error::other(format!("cannot load the data directory: {e}")))?;
+    tracing::info!("data loaded in {:?}", started.elapsed());
+    serve(listener, core, Some(persistence), shutdown).await
+}
+
+/// Serves clients with `core` until `shutdown` resolves; with `persistence`, writes go
+/// through the log thread.
+pub async fn serve(
+    listener: TcpListener,
+    core: Core,
+    persistence: Option<Persistence>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let tick = Duration::from_millis((core.config.tick_time_ms as u64).clamp(10, 100));
     let shared = Arc::new(Shared {
-        core: Mutex::new(Core::new(config, now_ms())),
+        core: Mutex::new(core),
         writers: Mutex::new(HashMap::new()),
         next_conn: AtomicU64::new(1),
+        log: std::sync::OnceLock::new(),
     });
+    if let Some(p) = persistence {
+        let tx = persist::start(shared.clone(), p);
+        let _ = shared.log.set(tx);
+    }
     let ticker = {
         let shared = shared.clone();
         tokio::spawn(async move {

@@ -97,6 +97,39 @@ impl ZkdProcess {
         }
     }
 
+    /// Kills the server with SIGKILL (no shutdown of any kind) and starts it again on the
+    /// same config and data directory; waits until it accepts connections again.
+    pub fn kill9_and_restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let log = fs::OpenOptions::new()
+            .append(true)
+            .open(self.dir.join("zkd.log"))
+            .expect("zkd.log");
+        self.child = Command::new(env!("CARGO_BIN_EXE_zkd"))
+            .arg(self.dir.join("zoo.cfg"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("respawn zkd");
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("zkd exited with {status} on restart: {}", self.log());
+            }
+            if TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "zkd did not restart: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// The client address (127.0.0.1:port).
     pub fn addr(&self) -> SocketAddr {
         self.addr

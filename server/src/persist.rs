@@ -1,0 +1,256 @@
+//! Persistence glue (ZooKeeper's FileTxnSnapLog + SyncRequestProcessor + the snapshot
+//! trigger): opens the data directories, rebuilds the core from the newest valid snapshot
+//! plus the log, runs the log thread that makes txns durable in groups, and takes
+//! snapshots.
+//!
+//! Owns the order "append, fsync, then tell the core": a txn reaches `Core::synced` only
+//! after the fdatasync that covers it returned, so nothing is applied or acknowledged
+//! before it is durable. Never retries a failed write or fsync: the page cache may have
+//! dropped the data, so the server stops (PostgreSQL's fsyncgate lesson).
+//!
+//! Group commit: the log thread blocks for one txn, then takes every txn already queued
+//! (up to a byte cap) before it fsyncs once; while it fsyncs, the core keeps preparing
+//! and queueing, so the next fsync covers all of those. Snapshots are serialised under the
+//! core lock (so they are exact, not fuzzy) and written by their own thread, one at a
+//! time, after the log rolled to a new segment, as ZooKeeper does.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::Arc;
+
+use rand::Rng;
+use zkd_proto::txn::TxnEntry;
+use zkd_storage::{FileBackend, LogOptions, SnapStore, Storage, StorageOptions, TxnLog};
+
+use crate::config::Config;
+use crate::core::{Core, RestoredSnapshot};
+use crate::net::{now_ms, Shared};
+use crate::tree::snapshot::{deserialize_snapshot, SnapshotSession};
+
+/// A txn for the log thread.
+pub enum LogMsg {
+    Append { zxid: i64, txn: Vec<u8> },
+}
+
+/// Most bytes one group commit gathers before it fsyncs.
+const GROUP_COMMIT_BYTES: usize = 4 << 20;
+
+/// The opened storage, ready to be handed to the log thread.
+pub struct Persistence {
+    pub storage: Arc<Storage>,
+    pub snap_count: u64,
+    pub snap_size_limit_bytes: i64,
+    pub retain: usize,
+    pub purge_interval_ms: u64,
+}
+
+/// Opens the data directories and rebuilds the core (ZKDatabase.loadDataBase).
+pub fn open(config: &Config, now: i64) -> Result<(Core, Persistence), String> {
+    let backend = Arc::new(FileBackend::new());
+    if !config.force_sync {
+        tracing::warn!(
+            "forceSync=no: writes are acknowledged without fsync; a crash can lose them (tests only)"
+        );
+    }
+    let options = StorageOptions {
+        log: LogOptions {
+            pre_alloc_bytes: config.pre_alloc_size_kb * 1024,
+            force_sync: config.force_sync,
+            ..LogOptions::default()
+        },
+        compress_snapshots: false,
+    };
+    let (storage, recovered) =
+        Storage::open(backend, &config.data_dir, &config.data_log_dir, options)
+            .map_err(|e| e.to_string())?;
+    let mut core = Core::new(config.clone(), now);
+    let snapshot = match recovered.snapshot {
+        Some((zxid, bytes)) => {
+            let (tree, sessions) = deserialize_snapshot(&bytes).map_err(|e| {
+                format!(
+                    "snapshot 0x{zxid:x} in {}: {e}",
+                    storage.snapshots().dir().display()
+                )
+            })?;
+            tracing::info!(
+                "loaded snapshot 0x{zxid:x}: {} znodes, {} sessions",
+                tree.node_count(),
+                sessions.len()
+            );
+            Some(RestoredSnapshot {
+                tree,
+                sessions: sessions.iter().map(|s| (s.id, s.timeout_ms)).collect(),
+                zxid,
+            })
+        }
+        None => None,
+    };
+    let mut txns = Vec::with_capacity(recovered.txns.len());
+    for (zxid, bytes) in &recovered.txns {
+        let t = TxnEntry::from_bytes(bytes).map_err(|e| {
+            format!(
+                "txn 0x{zxid:x} in {} does not decode: {e}",
+                storage.log().dir().display()
+            )
+        })?;
+        if t.header.zxid != *zxid {
+            return Err(format!(
+                "txn logged as 0x{zxid:x} carries zxid 0x{:x} in its header",
+                t.header.zxid
+            ));
+        }
+        txns.push(t);
+    }
+    core.restore(snapshot, &txns, now);
+    core.durable = true;
+    tracing::info!(
+        "replayed {} txns; serving from zxid 0x{:x}",
+        txns.len(),
+        core.tree.last_processed_zxid
+    );
+    Ok((
+        core,
+        Persistence {
+            storage: Arc::new(storage),
+            snap_count: config.snap_count.max(2),
+            snap_size_limit_bytes: config.snap_size_limit_kb.saturating_mul(1024),
+            retain: config.autopurge_snap_retain_count.max(3) as usize,
+            purge_interval_ms: config.autopurge_purge_interval_ms,
+        },
+    ))
+}
+
+fn fatal(what: &str, e: impl std::fmt::Display) -> ! {
+    tracing::error!(
+        "{what}: {e}; stopping, since a txn that cannot be made durable must never be acknowledged"
+    );
+    eprintln!("zkd: {what}: {e}");
+    std::process::exit(3);
+}
+
+/// When to snapshot next: like ZooKeeper, after snapCount/2 plus a random share of
+/// snapCount/2 txns (or the size equivalent), so an ensemble does not snapshot at once.
+struct SnapTrigger {
+    count: u64,
+    bytes: i64,
+}
+
+impl SnapTrigger {
+    fn roll(p: &Persistence) -> SnapTrigger {
+        let mut rng = rand::thread_rng();
+        let half = (p.snap_count / 2).max(1);
+        let half_bytes = (p.snap_size_limit_bytes / 2).max(1);
+        SnapTrigger {
+            count: half + rng.gen_range(0..half),
+            bytes: if p.snap_size_limit_bytes > 0 {
+                half_bytes + rng.gen_range(0..half_bytes)
+            } else {
+                i64::MAX
+            },
+        }
+    }
+}
+
+/// Starts the log thread (and the purge timer); returns the sender the core's Persist
+/// outputs go to.
+pub fn start(shared: Arc<Shared>, p: Persistence) -> Sender<LogMsg> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let log = p.storage.log().clone();
+    std::thread::Builder::new()
+        .name("zkd-log".into())
+        .spawn(move || log_thread(shared, log, p, rx))
+        .expect("spawn log thread");
+    tx
+}
+
+fn log_thread(shared: Arc<Shared>, log: TxnLog, p: Persistence, rx: Receiver<LogMsg>) {
+    let snapshotting = Arc::new(AtomicBool::new(false));
+    let mut trigger = SnapTrigger::roll(&p);
+    let (mut since_count, mut since_bytes) = (0u64, 0i64);
+    if p.purge_interval_ms > 0 {
+        start_purge_timer(p.storage.clone(), p.retain, p.purge_interval_ms);
+    }
+    while let Ok(first) = rx.recv() {
+        let mut batch_bytes = 0usize;
+        let mut next = Some(first);
+        while let Some(LogMsg::Append { zxid, txn }) = next.take() {
+            if let Err(e) = log.append(zxid, &txn) {
+                fatal(&format!("appending txn 0x{zxid:x}"), e);
+            }
+            batch_bytes += txn.len();
+            since_count += 1;
+            since_bytes += txn.len() as i64;
+            if batch_bytes < GROUP_COMMIT_BYTES {
+                next = rx.try_recv().ok();
+            }
+        }
+        match log.sync() {
+            Ok(Some(zxid)) => shared.with_core(|c| c.synced(zxid, now_ms())),
+            Ok(None) => {}
+            Err(e) => fatal("syncing the txn log", e),
+        }
+        if (since_count >= trigger.count || since_bytes >= trigger.bytes)
+            && !snapshotting.swap(true, Ordering::SeqCst)
+        {
+            since_count = 0;
+            since_bytes = 0;
+            trigger = SnapTrigger::roll(&p);
+            if let Err(e) = log.roll() {
+                fatal("rolling the txn log", e);
+            }
+            let shared = shared.clone();
+            let storage = p.storage.clone();
+            let flag = snapshotting.clone();
+            std::thread::Builder::new()
+                .name("zkd-snapshot".into())
+                .spawn(move || {
+                    take_snapshot(&shared, storage.snapshots());
+                    flag.store(false, Ordering::SeqCst);
+                })
+                .expect("spawn snapshot thread");
+        }
+    }
+}
+
+/// Serialises the tree and sessions under the core lock, then writes them outside it.
+pub fn take_snapshot(shared: &Shared, snaps: &SnapStore) {
+    let started = std::time::Instant::now();
+    let (zxid, bytes) = shared.with_core(|c| {
+        let sessions: Vec<SnapshotSession> = c
+            .session_table()
+            .into_iter()
+            .map(|(id, timeout_ms)| SnapshotSession { id, timeout_ms })
+            .collect();
+        let mut out = Vec::with_capacity(c.tree.approximate_data_size() as usize + 1024);
+        c.tree.serialize_snapshot(&sessions, &mut out);
+        (c.tree.last_processed_zxid, out)
+    });
+    let serialised = started.elapsed();
+    match snaps.write(zxid, &bytes) {
+        Ok(info) => tracing::info!(
+            "snapshot 0x{zxid:x}: {} bytes to {} (serialised in {serialised:?}, total {:?})",
+            bytes.len(),
+            info.path.display(),
+            started.elapsed()
+        ),
+        // The log still holds everything, so a failed snapshot costs only restart time.
+        Err(e) => tracing::error!("snapshot 0x{zxid:x} failed: {e}"),
+    }
+}
+
+fn start_purge_timer(storage: Arc<Storage>, retain: usize, interval_ms: u64) {
+    std::thread::Builder::new()
+        .name("zkd-purge".into())
+        .spawn(move || loop {
+            std::thread::sleep(std::time::Duration::from_millis(interval_ms));
+            match storage.purge(retain) {
+                Ok(r) => tracing::info!(
+                    "autopurge: removed {} snapshots and {} log segments",
+                    r.snapshots.len(),
+                    r.segments.len()
+                ),
+                Err(e) => tracing::warn!("autopurge failed: {e}"),
+            }
+        })
+        .expect("spawn purge thread");
+}

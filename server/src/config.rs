@@ -977,14 +977,7 @@ const WHY_ENSEMBLE: &str = "only applies to ensembles, which zkd does not implem
 /// Settings zkd parses and validates (so a file stays portable and typos are caught) but
 /// whose feature has not landed yet; start-up says so rather than pretend.
 const NOT_YET_IN_EFFECT: &[(&str, &str)] = &[
-    ("snapCount", WHY_STORAGE),
-    ("snapSizeLimitInKb", WHY_STORAGE),
-    ("preAllocSize", WHY_STORAGE),
-    ("forceSync", WHY_STORAGE),
     ("fsync.warningthresholdms", WHY_STORAGE),
-    ("autopurge.snapRetainCount", WHY_STORAGE),
-    ("autopurge.purgeInterval", WHY_STORAGE),
-    ("dataLogDir", WHY_STORAGE),
     ("initLimit", WHY_ENSEMBLE_NOW),
     ("syncLimit", WHY_ENSEMBLE_NOW),
     (
@@ -1017,7 +1010,7 @@ const NOT_YET_IN_EFFECT: &[(&str, &str)] = &[
     ),
     ("digest.enabled", "the tree digest is not implemented yet"),
 ];
-const WHY_STORAGE: &str = "zkd keeps its data in memory only until durable storage lands";
+const WHY_STORAGE: &str = "not implemented by zkd's storage yet";
 const WHY_ENSEMBLE_NOW: &str = "ensembles are not implemented yet";
 
 const WHY_TLS: &str = "TLS is not implemented by zkd";

@@ -130,6 +130,36 @@ impl ZkdProcess {
         }
     }
 
+    /// Kills the server and starts it again expecting it to refuse to start; returns its
+    /// exit status and everything it wrote to stderr.
+    pub fn kill9_and_expect_exit(&mut self) -> (std::process::ExitStatus, String) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let err_path = self.dir.join("refused.log");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_zkd"))
+            .arg(self.dir.join("zoo.cfg"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(
+                fs::File::create(&err_path).expect("refused.log"),
+            ))
+            .spawn()
+            .expect("run zkd");
+        // A server that wrongly starts must fail the test, not hang it.
+        let deadline = Instant::now() + START_TIMEOUT;
+        let status = loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                break child.wait().expect("wait zkd");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        (status, fs::read_to_string(&err_path).unwrap_or_default())
+    }
+
     /// The client address (127.0.0.1:port).
     pub fn addr(&self) -> SocketAddr {
         self.addr

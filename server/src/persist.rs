@@ -8,11 +8,12 @@
 //! before it is durable. Never retries a failed write or fsync: the page cache may have
 //! dropped the data, so the server stops (PostgreSQL's fsyncgate lesson).
 //!
-//! Group commit: the log thread blocks for one txn, then takes every txn already queued
-//! (up to a byte cap) before it fsyncs once; while it fsyncs, the core keeps preparing
-//! and queueing, so the next fsync covers all of those. Snapshots are serialised under the
-//! core lock (so they are exact, not fuzzy) and written by their own thread, one at a
-//! time, after the log rolled to a new segment, as ZooKeeper does.
+//! Group commit, two threads: the appender writes each txn into the log as it arrives;
+//! the syncer fsyncs whatever has been appended, then tells the core. While an fsync is
+//! in flight the appender keeps appending, so the next fsync covers every txn that
+//! arrived meanwhile: the busier the server, the more txns share one fsync. Snapshots are
+//! serialised under the core lock (so they are exact, not fuzzy) and written by their own
+//! thread, one at a time, after the log rolled to a new segment, as ZooKeeper does.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
@@ -31,9 +32,6 @@ use crate::tree::snapshot::{deserialize_snapshot, SnapshotSession};
 pub enum LogMsg {
     Append { zxid: i64, txn: Vec<u8> },
 }
-
-/// Most bytes one group commit gathers before it fsyncs.
-const GROUP_COMMIT_BYTES: usize = 4 << 20;
 
 /// The opened storage, ready to be handed to the log thread.
 pub struct Persistence {
@@ -151,43 +149,58 @@ impl SnapTrigger {
     }
 }
 
-/// Starts the log thread (and the purge timer); returns the sender the core's Persist
-/// outputs go to.
+/// Starts the appender and syncer threads (and the purge timer); returns the sender the
+/// core's Persist outputs go to.
 pub fn start(shared: Arc<Shared>, p: Persistence) -> Sender<LogMsg> {
     let (tx, rx) = std::sync::mpsc::channel();
+    let appended = Arc::new(Appended::default());
+    {
+        let log = p.storage.log().clone();
+        let shared = shared.clone();
+        let appended = appended.clone();
+        std::thread::Builder::new()
+            .name("zkd-log-sync".into())
+            .spawn(move || sync_thread(shared, log, appended))
+            .expect("spawn log sync thread");
+    }
     let log = p.storage.log().clone();
     std::thread::Builder::new()
-        .name("zkd-log".into())
-        .spawn(move || log_thread(shared, log, p, rx))
-        .expect("spawn log thread");
+        .name("zkd-log-append".into())
+        .spawn(move || append_thread(shared, log, p, rx, appended))
+        .expect("spawn log append thread");
     tx
 }
 
-fn log_thread(shared: Arc<Shared>, log: TxnLog, p: Persistence, rx: Receiver<LogMsg>) {
+/// The newest zxid appended but perhaps not yet synced, and a condvar to wake the syncer.
+#[derive(Default)]
+struct Appended {
+    zxid: parking_lot::Mutex<i64>,
+    wake: parking_lot::Condvar,
+}
+
+fn append_thread(
+    shared: Arc<Shared>,
+    log: TxnLog,
+    p: Persistence,
+    rx: Receiver<LogMsg>,
+    appended: Arc<Appended>,
+) {
     let snapshotting = Arc::new(AtomicBool::new(false));
     let mut trigger = SnapTrigger::roll(&p);
     let (mut since_count, mut since_bytes) = (0u64, 0i64);
     if p.purge_interval_ms > 0 {
         start_purge_timer(p.storage.clone(), p.retain, p.purge_interval_ms);
     }
-    while let Ok(first) = rx.recv() {
-        let mut batch_bytes = 0usize;
-        let mut next = Some(first);
-        while let Some(LogMsg::Append { zxid, txn }) = next.take() {
-            if let Err(e) = log.append(zxid, &txn) {
-                fatal(&format!("appending txn 0x{zxid:x}"), e);
-            }
-            batch_bytes += txn.len();
-            since_count += 1;
-            since_bytes += txn.len() as i64;
-            if batch_bytes < GROUP_COMMIT_BYTES {
-                next = rx.try_recv().ok();
-            }
+    while let Ok(LogMsg::Append { zxid, txn }) = rx.recv() {
+        if let Err(e) = log.append(zxid, &txn) {
+            fatal(&format!("appending txn 0x{zxid:x}"), e);
         }
-        match log.sync() {
-            Ok(Some(zxid)) => shared.with_core(|c| c.synced(zxid, now_ms())),
-            Ok(None) => {}
-            Err(e) => fatal("syncing the txn log", e),
+        since_count += 1;
+        since_bytes += txn.len() as i64;
+        {
+            let mut last = appended.zxid.lock();
+            *last = zxid;
+            appended.wake.notify_one();
         }
         if (since_count >= trigger.count || since_bytes >= trigger.bytes)
             && !snapshotting.swap(true, Ordering::SeqCst)
@@ -212,6 +225,27 @@ fn log_thread(shared: Arc<Shared>, log: TxnLog, p: Persistence, rx: Receiver<Log
     }
 }
 
+fn sync_thread(shared: Arc<Shared>, log: TxnLog, appended: Arc<Appended>) {
+    let mut synced = i64::MIN;
+    loop {
+        let target = {
+            let mut last = appended.zxid.lock();
+            while *last <= synced {
+                appended.wake.wait(&mut last);
+            }
+            *last
+        };
+        match log.sync() {
+            Ok(Some(zxid)) => {
+                synced = zxid;
+                shared.with_core(|c| c.synced(zxid, now_ms()));
+            }
+            // Nothing new to make durable: what was appended already is.
+            Ok(None) => synced = target,
+            Err(e) => fatal("syncing the txn log", e),
+        }
+    }
+}
 /// Serialises the tree and sessions under the core lock, then writes them outside it.
 pub fn take_snapshot(shared: &Shared, snaps: &SnapStore) {
     let started = std::time::Instant::now();

@@ -223,3 +223,55 @@ async fn corruption_in_the_middle_of_the_log_stops_start_up_naming_file_and_offs
         out.1
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_from_snapshots_plus_log_tail() {
+    // snapCount=20: a snapshot every 10..20 txns, so the restart reads a snapshot and
+    // replays only the txns after it.
+    let mut z = ZkdProcess::start("snapCount=20\n");
+    let open = Acl::open_unsafe();
+    let c = connect(&z).await;
+    let mut stats = Vec::new();
+    for i in 0..150 {
+        let p = format!("/s{}", i % 50);
+        let st = if i < 50 {
+            c.create(&p, b"a", &open, CreateMode::Persistent)
+                .await
+                .unwrap();
+            c.exists(&p, false).await.unwrap().unwrap()
+        } else {
+            c.set_data(&p, format!("v{i}").as_bytes(), -1)
+                .await
+                .unwrap()
+        };
+        stats.push((p, st));
+    }
+    let snap_dir = z.dir().join("data").join("zkd-v1");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let snapshots = loop {
+        let n = std::fs::read_dir(&snap_dir)
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                let n = e.file_name().to_string_lossy().to_string();
+                n.starts_with("snapshot.") && !n.ends_with(".tmp")
+            })
+            .count();
+        if n >= 3 || std::time::Instant::now() > deadline {
+            break n;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        snapshots >= 3,
+        "only {snapshots} snapshots after 150 txns with snapCount=20"
+    );
+    let last: HashMap<String, Stat> = stats.into_iter().collect();
+    drop(c);
+    z.kill9_and_restart();
+    let c = connect(&z).await;
+    for (p, st) in &last {
+        assert_eq!(c.exists(p, false).await.unwrap().as_ref(), Some(st), "{p}");
+    }
+    assert!(z.log().contains("loaded snapshot"), "{}", z.log());
+}

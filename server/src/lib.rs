@@ -8,5 +8,6 @@ pub mod net;
 pub mod persist;
 pub mod prep;
 pub mod session;
+pub mod tools;
 pub mod tree;
 pub mod watch;

@@ -1,0 +1,570 @@
+//! `load`: drives a ZooKeeper-compatible server through its wire protocol with zkd-client
+//! (so it works the same against zkd and Apache ZooKeeper) and reports throughput and
+//! latency percentiles.
+//!
+//! Sessions are separate TCP connections (one `Client` each). Closed loop (default): each
+//! session runs `pipeline` workers, each with one request in flight, so a session keeps
+//! `pipeline` requests pipelined on its connection; a worker sends its next request when
+//! the previous reply arrives. Open loop (`--rate`): each session's dispatcher sends at
+//! fixed intended times (rate / sessions per second, sessions phase-shifted), whether or
+//! not earlier replies came back, and latency runs from the *intended* send time, so a
+//! stalled server is charged for every request it delayed (no coordinated omission); at
+//! most `pipeline` requests per session are in flight (0 = unbounded), and time spent
+//! waiting for that cap counts as latency too.
+//!
+//! Accounting, identical in both modes: the latency histogram holds every request whose
+//! (intended) start lies in the measured window [warmup, warmup + duration), including
+//! replies that arrive after it; ops/s counts successful replies that arrive inside the
+//! window. Errors are requests of the window that failed.
+//!
+//! Every znode lives under a root unique to the run (`/zkd-bench-<pid>-<ms>`): `create`
+//! makes fresh children; `set`, `get` and `mixed` first create `keys` znodes of `size`
+//! bytes and hit them uniformly at random. Afterwards everything is deleted with `multi`
+//! batches (unless `--keep`).
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use zkd_client::{op, Acl, Client, CreateMode, Error};
+
+use crate::stats::{self, Hist};
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Workload {
+    /// create of new znodes (a write txn each).
+    Create,
+    /// setData on existing znodes (a write txn each).
+    Set,
+    /// getData on existing znodes (reads).
+    Get,
+    /// getData with --read-pct probability, else setData.
+    Mixed,
+}
+
+impl Workload {
+    fn name(self) -> &'static str {
+        match self {
+            Workload::Create => "create",
+            Workload::Set => "set",
+            Workload::Get => "get",
+            Workload::Mixed => "mixed",
+        }
+    }
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct LoadArgs {
+    /// host:port of the server.
+    #[arg(long)]
+    pub server: String,
+    #[arg(long, value_enum, default_value_t = Workload::Create)]
+    pub workload: Workload,
+    /// Concurrent sessions (TCP connections).
+    #[arg(long, default_value_t = 1)]
+    pub sessions: usize,
+    /// Requests in flight per session (closed loop); with --rate, the cap per session
+    /// (0 = unbounded).
+    #[arg(long, default_value_t = 1)]
+    pub pipeline: usize,
+    /// Bytes of data per create/set (and of the znodes get reads).
+    #[arg(long, default_value_t = 100)]
+    pub size: usize,
+    /// Seconds measured.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Seconds run before measuring.
+    #[arg(long, default_value_t = 2.0)]
+    pub warmup: f64,
+    /// Open loop: total intended requests per second over all sessions.
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Share of reads in the mixed workload, in percent.
+    #[arg(long, default_value_t = 80)]
+    pub read_pct: u32,
+    /// Znodes the set/get/mixed workloads spread over.
+    #[arg(long, default_value_t = 1000)]
+    pub keys: usize,
+    /// Session timeout requested, in milliseconds.
+    #[arg(long, default_value_t = 30_000)]
+    pub session_timeout_ms: u64,
+    /// Leave the run's znodes in place (no cleanup).
+    #[arg(long)]
+    pub keep: bool,
+}
+
+impl LoadArgs {
+    /// The settings `group-commit` uses: create, 100 B, pipeline 1, closed loop.
+    pub fn for_group_commit(server: String, sessions: usize, duration: f64, warmup: f64) -> Self {
+        LoadArgs {
+            server,
+            workload: Workload::Create,
+            sessions,
+            pipeline: 1,
+            size: 100,
+            duration,
+            warmup,
+            rate: None,
+            read_pct: 80,
+            keys: 1000,
+            session_timeout_ms: 30_000,
+            keep: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct LoadResult {
+    pub args: LoadArgs,
+    /// Successful replies inside the window.
+    pub ops: u64,
+    pub ops_per_s: f64,
+    pub hist: Hist,
+    pub errors: u64,
+    pub first_error: Option<String>,
+    /// Znodes the run created (create workload) and whether cleanup removed them.
+    pub created: usize,
+    pub cleanup: String,
+}
+
+impl LoadResult {
+    pub fn p50_us(&self) -> f64 {
+        stats::q_us(&self.hist, 0.5)
+    }
+    pub fn p99_us(&self) -> f64 {
+        stats::q_us(&self.hist, 0.99)
+    }
+    pub fn p999_us(&self) -> f64 {
+        stats::q_us(&self.hist, 0.999)
+    }
+
+    fn mode(&self) -> String {
+        match self.args.rate {
+            None => "closed".into(),
+            Some(r) => format!("open@{r:.0}/s"),
+        }
+    }
+
+    pub fn table(&self) -> String {
+        format!(
+            "load {:<6} {:<12} sessions={:<3} pipeline={:<3} size={:<5} ops/s={:>9.0}  p50={:>7} p99={:>7} p99.9={:>7} max={:>7} errors={}",
+            self.args.workload.name(),
+            self.mode(),
+            self.args.sessions,
+            self.args.pipeline,
+            self.args.size,
+            self.ops_per_s,
+            stats::fmt_us(self.p50_us()),
+            stats::fmt_us(self.p99_us()),
+            stats::fmt_us(self.p999_us()),
+            stats::fmt_us(stats::max_us(&self.hist)),
+            self.errors,
+        )
+    }
+
+    pub fn json(&self) -> String {
+        format!(
+            "{{\"bench\":\"load\",\"server\":\"{}\",\"workload\":\"{}\",\"mode\":\"{}\",\"sessions\":{},\"pipeline\":{},\
+             \"size\":{},\"duration_s\":{},\"warmup_s\":{},\"rate\":{},\"ops\":{},\"ops_per_s\":{:.1},\
+             \"p50_us\":{:.1},\"p99_us\":{:.1},\"p999_us\":{:.1},\"max_us\":{:.1},\"mean_us\":{:.1},\
+             \"errors\":{},\"created\":{},\"cleanup\":\"{}\"}}",
+            self.args.server,
+            self.args.workload.name(),
+            self.mode(),
+            self.args.sessions,
+            self.args.pipeline,
+            self.args.size,
+            self.args.duration,
+            self.args.warmup,
+            self.args
+                .rate
+                .map_or("null".to_string(), |r| format!("{r:.1}")),
+            self.ops,
+            self.ops_per_s,
+            self.p50_us(),
+            self.p99_us(),
+            self.p999_us(),
+            stats::max_us(&self.hist),
+            if self.hist.is_empty() {
+                0.0
+            } else {
+                self.hist.mean() / 1000.0
+            },
+            self.errors,
+            self.created,
+            self.cleanup.replace('"', "'"),
+        )
+    }
+}
+
+/// One request to send.
+enum Op {
+    Create(String),
+    Set(String),
+    Get(String),
+}
+
+/// Picks the requests of one worker (or one open-loop session).
+struct OpGen {
+    workload: Workload,
+    root: Arc<str>,
+    tag: String,
+    keys: usize,
+    read_pct: u32,
+    rng: u64,
+}
+
+impl OpGen {
+    fn new(args: &LoadArgs, root: &Arc<str>, session: usize, worker: usize) -> OpGen {
+        OpGen {
+            workload: args.workload,
+            root: root.clone(),
+            tag: format!("c{session}-{worker}-"),
+            keys: args.keys.max(1),
+            read_pct: args.read_pct.min(100),
+            rng: 0x9e37_79b9_7f4a_7c15 ^ (((session as u64) << 32) | (worker as u64 + 1)),
+        }
+    }
+
+    fn rand(&mut self) -> u64 {
+        // xorshift64*
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn key(&mut self) -> String {
+        let k = self.rand() % self.keys as u64;
+        format!("{}/k{k}", self.root)
+    }
+
+    fn next(&mut self, seq: u64) -> Op {
+        match self.workload {
+            Workload::Create => Op::Create(format!("{}/{}{seq}", self.root, self.tag)),
+            Workload::Set => Op::Set(self.key()),
+            Workload::Get => Op::Get(self.key()),
+            Workload::Mixed => {
+                if self.rand() % 100 < u64::from(self.read_pct) {
+                    Op::Get(self.key())
+                } else {
+                    Op::Set(self.key())
+                }
+            }
+        }
+    }
+}
+
+/// Sends `op`; returns the created path for a create.
+async fn run_op(c: &Client, op: Op, data: &[u8]) -> Result<Option<String>, Error> {
+    match op {
+        Op::Create(p) => c
+            .create(&p, data, &Acl::open_unsafe(), CreateMode::Persistent)
+            .await
+            .map(Some),
+        Op::Set(p) => c.set_data(&p, data, -1).await.map(|_| None),
+        Op::Get(p) => c.get_data(&p, false).await.map(|_| None),
+    }
+}
+
+/// What a worker (or an open-loop session) gathered.
+struct Acc {
+    hist: Hist,
+    ok_in_window: u64,
+    errors: u64,
+    first_error: Option<String>,
+    created: Vec<String>,
+}
+
+impl Acc {
+    fn new() -> Acc {
+        Acc {
+            hist: stats::new_hist(),
+            ok_in_window: 0,
+            errors: 0,
+            first_error: None,
+            created: Vec::new(),
+        }
+    }
+
+    fn merge(&mut self, o: Acc) {
+        self.hist.add(&o.hist).expect("same histogram bounds");
+        self.ok_in_window += o.ok_in_window;
+        self.errors += o.errors;
+        if self.first_error.is_none() {
+            self.first_error = o.first_error;
+        }
+        self.created.extend(o.created);
+    }
+
+    /// Accounts one finished request started (or meant to start) at `start`.
+    fn finish(
+        &mut self,
+        w: &Window,
+        start: Instant,
+        done: Instant,
+        r: Result<Option<String>, Error>,
+    ) {
+        let in_window = start >= w.measure_start && start < w.end;
+        match r {
+            Ok(created) => {
+                if let Some(p) = created {
+                    self.created.push(p);
+                }
+                if in_window {
+                    stats::record(&mut self.hist, done - start);
+                }
+                if done >= w.measure_start && done < w.end {
+                    self.ok_in_window += 1;
+                }
+            }
+            Err(e) => {
+                if in_window {
+                    stats::record(&mut self.hist, done - start);
+                    self.errors += 1;
+                    if self.first_error.is_none() {
+                        self.first_error = Some(e.to_string());
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Window {
+    start: Instant,
+    measure_start: Instant,
+    end: Instant,
+}
+
+async fn closed_worker(c: Client, mut gen: OpGen, data: Arc<Vec<u8>>, w: Window) -> Acc {
+    let mut acc = Acc::new();
+    let mut seq = 0u64;
+    loop {
+        let t0 = Instant::now();
+        if t0 >= w.end {
+            break;
+        }
+        let op = gen.next(seq);
+        seq += 1;
+        let r = run_op(&c, op, &data).await;
+        acc.finish(&w, t0, Instant::now(), r);
+    }
+    acc
+}
+
+async fn open_session(
+    c: Client,
+    mut gen: OpGen,
+    data: Arc<Vec<u8>>,
+    w: Window,
+    per_session_rate: f64,
+    phase: f64,
+    cap: usize,
+) -> Acc {
+    let acc = Arc::new(Mutex::new(Acc::new()));
+    let sem = (cap > 0).then(|| Arc::new(Semaphore::new(cap)));
+    let interval = 1.0 / per_session_rate;
+    let mut tasks = JoinSet::new();
+    let mut k = 0u64;
+    loop {
+        let intended = w.start + Duration::from_secs_f64((k as f64 + phase) * interval);
+        if intended >= w.end {
+            break;
+        }
+        tokio::time::sleep_until(intended.into()).await;
+        let permit = match &sem {
+            Some(s) => Some(s.clone().acquire_owned().await.expect("semaphore open")),
+            None => None,
+        };
+        let op = gen.next(k);
+        k += 1;
+        let (c, data, acc) = (c.clone(), data.clone(), acc.clone());
+        tasks.spawn(async move {
+            let r = run_op(&c, op, &data).await;
+            let done = Instant::now();
+            drop(permit);
+            acc.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .finish(&w, intended, done, r);
+        });
+        while tasks.try_join_next().is_some() {}
+    }
+    while tasks.join_next().await.is_some() {}
+    let acc = Arc::try_unwrap(acc).unwrap_or_else(|_| panic!("all request tasks joined"));
+    acc.into_inner().unwrap_or_else(|e| e.into_inner())
+}
+
+fn unique_root() -> String {
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    format!("/zkd-bench-{}-{ms}", std::process::id())
+}
+
+/// Creates `paths` with `data`, up to `window` requests in flight on `c`.
+async fn create_all(
+    c: &Client,
+    paths: Vec<String>,
+    data: Arc<Vec<u8>>,
+    window: usize,
+) -> Result<(), String> {
+    let mut set = JoinSet::new();
+    for p in paths {
+        if set.len() >= window {
+            if let Some(r) = set.join_next().await {
+                r.map_err(|e| e.to_string())??;
+            }
+        }
+        let (c, data) = (c.clone(), data.clone());
+        set.spawn(async move {
+            c.create(&p, &data, &Acl::open_unsafe(), CreateMode::Persistent)
+                .await
+                .map(|_| ())
+                .map_err(|e| format!("create {p}: {e}"))
+        });
+    }
+    while let Some(r) = set.join_next().await {
+        r.map_err(|e| e.to_string())??;
+    }
+    Ok(())
+}
+
+/// Deletes `paths` (leaves, in any order) then `root`, in multi batches; returns a note.
+async fn cleanup(c: &Client, paths: Vec<String>, root: &str) -> String {
+    const BATCH: usize = 1000;
+    const IN_FLIGHT: usize = 8;
+    let started = Instant::now();
+    let n = paths.len();
+    let mut failed = 0usize;
+    let mut set: JoinSet<usize> = JoinSet::new();
+    for chunk in paths.chunks(BATCH) {
+        if set.len() >= IN_FLIGHT {
+            failed += set.join_next().await.and_then(|r| r.ok()).unwrap_or(0);
+        }
+        let c = c.clone();
+        let chunk: Vec<String> = chunk.to_vec();
+        set.spawn(async move {
+            let ops = chunk.iter().map(|p| op::delete(p, -1)).collect();
+            if c.multi(ops).await.is_ok() {
+                return 0;
+            }
+            // One bad path fails the whole multi: fall back to single deletes.
+            let mut bad = 0;
+            for p in &chunk {
+                if c.delete(p, -1).await.is_err() {
+                    bad += 1;
+                }
+            }
+            bad
+        });
+    }
+    while let Some(r) = set.join_next().await {
+        failed += r.unwrap_or(0);
+    }
+    let root_gone = c.delete(root, -1).await.is_ok();
+    let t = started.elapsed().as_secs_f64();
+    if failed == 0 && root_gone {
+        format!("deleted {n} znodes and {root} in {t:.1}s")
+    } else {
+        format!("cleanup incomplete: {failed} of {n} deletes failed, root deleted: {root_gone}; leftovers under {root}")
+    }
+}
+
+/// Runs one load measurement. Prints nothing; see [`LoadResult::table`] and `json`.
+pub async fn run(args: &LoadArgs) -> Result<LoadResult, String> {
+    if args.sessions == 0 {
+        return Err("--sessions must be at least 1".into());
+    }
+    if args.rate.is_none() && args.pipeline == 0 {
+        return Err("--pipeline must be at least 1 in closed loop".into());
+    }
+    if let Some(r) = args.rate {
+        if r.is_nan() || r <= 0.0 {
+            return Err("--rate must be positive".into());
+        }
+    }
+    let timeout = Duration::from_millis(args.session_timeout_ms);
+    let mut clients = Vec::with_capacity(args.sessions);
+    for _ in 0..args.sessions {
+        let c = Client::connect(&args.server, timeout)
+            .await
+            .map_err(|e| format!("connect {}: {e}", args.server))?;
+        clients.push(c);
+    }
+    let admin = clients[0].clone();
+    let root: Arc<str> = unique_root().into();
+    admin
+        .create(&root, b"", &Acl::open_unsafe(), CreateMode::Persistent)
+        .await
+        .map_err(|e| format!("create {root}: {e}"))?;
+    let data = Arc::new(vec![b'x'; args.size]);
+    let mut key_paths = Vec::new();
+    if args.workload != Workload::Create {
+        key_paths = (0..args.keys.max(1))
+            .map(|k| format!("{root}/k{k}"))
+            .collect();
+        create_all(&admin, key_paths.clone(), data.clone(), 64).await?;
+    }
+
+    let start = Instant::now();
+    let measure_start = start + Duration::from_secs_f64(args.warmup.max(0.0));
+    let w = Window {
+        start,
+        measure_start,
+        end: measure_start + Duration::from_secs_f64(args.duration.max(0.001)),
+    };
+    let mut set = JoinSet::new();
+    for (s, c) in clients.iter().enumerate() {
+        match args.rate {
+            None => {
+                for wk in 0..args.pipeline {
+                    let gen = OpGen::new(args, &root, s, wk);
+                    set.spawn(closed_worker(c.clone(), gen, data.clone(), w));
+                }
+            }
+            Some(rate) => {
+                let gen = OpGen::new(args, &root, s, 0);
+                let per = rate / args.sessions as f64;
+                let phase = s as f64 / args.sessions as f64;
+                set.spawn(open_session(
+                    c.clone(),
+                    gen,
+                    data.clone(),
+                    w,
+                    per,
+                    phase,
+                    args.pipeline,
+                ));
+            }
+        }
+    }
+    let mut acc = Acc::new();
+    while let Some(r) = set.join_next().await {
+        acc.merge(r.map_err(|e| format!("worker failed: {e}"))?);
+    }
+
+    let created = acc.created.len();
+    let cleanup_note = if args.keep {
+        format!("kept under {root}")
+    } else {
+        let mut paths = std::mem::take(&mut acc.created);
+        paths.extend(key_paths);
+        cleanup(&admin, paths, &root).await
+    };
+    for c in &clients {
+        let _ = c.close().await;
+    }
+    Ok(LoadResult {
+        args: args.clone(),
+        ops: acc.ok_in_window,
+        ops_per_s: acc.ok_in_window as f64 / (w.end - w.measure_start).as_secs_f64(),
+        hist: acc.hist,
+        errors: acc.errors,
+        first_error: acc.first_error,
+        created,
+        cleanup: cleanup_note,
+    })
+}

@@ -326,7 +326,7 @@ pub mod codec {
 macro_rules! jute_record {
     ($(#[$m:meta])* pub struct $name:ident { $($(#[$fm:meta])* pub $field:ident : $ty:ty = $codec:ident),* $(,)? }) => {
         $(#[$m])*
-        #[derive(Debug, Clone, PartialEq, Eq, Default)]
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
         pub struct $name { $($(#[$fm])* pub $field: $ty),* }
         impl $crate::jute::Record for $name {
             #[allow(unused_variables)]

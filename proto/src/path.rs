@@ -36,22 +36,32 @@ pub fn validate_path(path: &str) -> Result<(), InvalidPath> {
     if path.ends_with('/') {
         return Err(InvalidPath("Path must not end with / character".into()));
     }
-    let units: Vec<u16> = path.encode_utf16().collect();
+    // ASCII paths (nearly all) are their own UTF-16: check the bytes without converting.
+    if path.is_ascii() {
+        check_units(path, path.as_bytes())
+    } else {
+        let units: Vec<u16> = path.encode_utf16().collect();
+        check_units(path, &units)
+    }
+}
+
+fn check_units<T: Copy + Into<u16>>(path: &str, units: &[T]) -> Result<(), InvalidPath> {
+    let unit = |i: usize| -> u16 { units[i].into() };
     let mut reason = None;
     let mut last = b'/' as u16;
     for i in 1..units.len() {
-        let c = units[i];
-        let next_is_end_or_slash = i + 1 == units.len() || units[i + 1] == b'/' as u16;
+        let c = unit(i);
+        let next_is_end_or_slash = i + 1 == units.len() || unit(i + 1) == b'/' as u16;
         if c == 0 {
             reason = Some(format!("null character not allowed @{i}"));
         } else if c == b'/' as u16 && last == b'/' as u16 {
             reason = Some(format!("empty node name specified @{i}"));
         } else if c == b'.' as u16 && last == b'.' as u16 {
-            if units[i - 2] == b'/' as u16 && next_is_end_or_slash {
+            if unit(i - 2) == b'/' as u16 && next_is_end_or_slash {
                 reason = Some(format!("relative paths not allowed @{i}"));
             }
         } else if c == b'.' as u16 {
-            if units[i - 1] == b'/' as u16 && next_is_end_or_slash {
+            if unit(i - 1) == b'/' as u16 && next_is_end_or_slash {
                 reason = Some(format!("relative paths not allowed @{i}"));
             }
         } else if (c > 0 && c <= 0x1f)

@@ -10,6 +10,12 @@
 //! child delete raises the visible cversion. pzxid moves on child create and delete.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
+
+/// Hash maps on the hot path (node lookups, children sets) use foldhash: several times
+/// faster than SipHash for short paths and still seeded per process, so clients cannot
+/// choose colliding paths ahead of time.
+pub type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+pub type FastSet<K> = HashSet<K, foldhash::fast::RandomState>;
 use std::sync::Arc;
 
 use zkd_proto::records::{Acl, Stat, WatcherEvent};
@@ -90,7 +96,7 @@ pub struct Node {
     pub data: Option<Vec<u8>>,
     pub acl: Arc<Vec<Acl>>,
     pub stat: NodeStat,
-    pub children: HashSet<String>,
+    pub children: FastSet<String>,
 }
 
 impl Node {
@@ -148,7 +154,10 @@ pub const QUOTA_ZOOKEEPER: &str = "/zookeeper/quota";
 pub const CONFIG_ZOOKEEPER: &str = "/zookeeper/config";
 
 pub struct DataTree {
-    nodes: HashMap<String, Node>,
+    nodes: FastMap<String, Node>,
+    /// Distinct ACL lists, shared by every node that has one (ZooKeeper's
+    /// ReferenceCountedACLCache without the counts: lists are few and small).
+    acls: FastMap<Vec<Acl>, Arc<Vec<Acl>>>,
     ephemerals: HashMap<i64, BTreeSet<String>>,
     containers: BTreeSet<String>,
     ttls: BTreeSet<String>,
@@ -232,7 +241,7 @@ impl DataTree {
             stat: NodeStat::default(),
             children: children.iter().map(|s| s.to_string()).collect(),
         };
-        let mut nodes = HashMap::new();
+        let mut nodes = FastMap::default();
         nodes.insert(ROOT.to_string(), mk(&["zookeeper"], &open));
         nodes.insert(PROC_ZOOKEEPER.to_string(), mk(&["quota", "config"], &open));
         nodes.insert(QUOTA_ZOOKEEPER.to_string(), mk(&[], &open));
@@ -243,6 +252,7 @@ impl DataTree {
         nodes.insert(CONFIG_ZOOKEEPER.to_string(), config);
         DataTree {
             nodes,
+            acls: FastMap::default(),
             ephemerals: HashMap::new(),
             containers: BTreeSet::new(),
             ttls: BTreeSet::new(),
@@ -447,13 +457,13 @@ impl DataTree {
         }
         parent.children.insert(child_name);
         let parent_acl = parent.acl.clone();
-        let acl = Arc::new(acl);
+        let acl = self.intern_acl(acl);
         let data_len = data.as_ref().map_or(0, |d| d.len() as i64);
         let node = Node {
             data,
             acl: acl.clone(),
             stat: NodeStat::new(zxid, time, ephemeral_owner),
-            children: HashSet::new(),
+            children: FastSet::default(),
         };
         let stat = node.client_stat();
         self.nodes.insert(path.to_string(), node);
@@ -609,12 +619,23 @@ impl DataTree {
         Ok(stat)
     }
 
+    /// The shared copy of an ACL list.
+    pub fn intern_acl(&mut self, acl: Vec<Acl>) -> Arc<Vec<Acl>> {
+        if let Some(a) = self.acls.get(&acl) {
+            return a.clone();
+        }
+        let a = Arc::new(acl.clone());
+        self.acls.insert(acl, a.clone());
+        a
+    }
+
     fn set_acl(&mut self, path: &str, acl: Vec<Acl>, version: i32) -> Result<Stat, ErrorCode> {
+        let acl = self.intern_acl(acl);
         let Some(n) = self.nodes.get_mut(path) else {
             return Err(ErrorCode::NoNode);
         };
         n.stat.aversion = version;
-        n.acl = Arc::new(acl);
+        n.acl = acl;
         Ok(n.client_stat())
     }
 

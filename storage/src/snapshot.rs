@@ -119,6 +119,28 @@ pub fn parse_header(data: &[u8]) -> std::result::Result<SnapshotHeader, String> 
 
 /// Verifies a whole snapshot file and returns its header and (decompressed) payload.
 pub fn decode(data: &[u8]) -> std::result::Result<(SnapshotHeader, Vec<u8>), String> {
+    let (header, body_end) = verify(data)?;
+    let payload = &data[HEADER_LEN..body_end];
+    if header.flags & FLAG_LZ4 != 0 {
+        return decompress(payload).map(|p| (header, p));
+    }
+    Ok((header, payload.to_vec()))
+}
+
+/// [`decode`] that reuses the file's buffer for an uncompressed payload: recovery reads
+/// snapshots of hundreds of MiB, and a second copy costs both time and peak memory.
+pub fn decode_owned(mut data: Vec<u8>) -> std::result::Result<(SnapshotHeader, Vec<u8>), String> {
+    let (header, body_end) = verify(&data)?;
+    if header.flags & FLAG_LZ4 != 0 {
+        return decompress(&data[HEADER_LEN..body_end]).map(|p| (header, p));
+    }
+    data.truncate(body_end);
+    data.drain(..HEADER_LEN);
+    Ok((header, data))
+}
+
+/// Checks length, CRC and flags; returns the header and where the payload ends.
+fn verify(data: &[u8]) -> std::result::Result<(SnapshotHeader, usize), String> {
     let header = parse_header(data)?;
     let expected_len = (HEADER_LEN as u64)
         .checked_add(header.payload_len)
@@ -138,11 +160,7 @@ pub fn decode(data: &[u8]) -> std::result::Result<(SnapshotHeader, Vec<u8>), Str
     if header.flags & !FLAG_LZ4 != 0 {
         return Err(format!("unknown flags {:#x}", header.flags));
     }
-    let payload = &data[HEADER_LEN..body_end];
-    if header.flags & FLAG_LZ4 != 0 {
-        return decompress(payload).map(|p| (header, p));
-    }
-    Ok((header, payload.to_vec()))
+    Ok((header, body_end))
 }
 
 #[cfg(feature = "lz4")]
@@ -395,7 +413,7 @@ pub fn read_snapshot(backend: &dyn Backend, info: &SnapshotInfo) -> Result<Vec<u
         path: info.path.clone(),
         reason,
     };
-    let (header, payload) = decode(&data).map_err(corrupt)?;
+    let (header, payload) = decode_owned(data).map_err(corrupt)?;
     if header.zxid != info.zxid {
         return Err(corrupt(format!(
             "file name says zxid {:#x} but the header says {:#x}",

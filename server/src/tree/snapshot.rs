@@ -308,7 +308,13 @@ fn read_nodes(
 ) -> Result<DataTree, SnapshotError> {
     let mut tree = DataTree::new();
     tree.nodes.clear();
-    let open = Arc::new(Acl::open_unsafe());
+    // A znode takes at least ~60 bytes in the file (path, data length, ACL index, stat):
+    // reserving for that many avoids rehashing a million keys while the map grows.
+    tree.nodes.reserve(p.remaining() / 192);
+    let open = tree.intern_acl(Acl::open_unsafe());
+    for list in acls.values() {
+        tree.acls.insert(list.as_ref().clone(), list.clone());
+    }
     loop {
         let off = p.pos();
         let Some(path) = p.string("node path")? else {
@@ -363,9 +369,6 @@ fn read_nodes(
         if let Err(e) = zkd_proto::path::validate_path(&path) {
             return Err(corrupt(off, format!("invalid node path: {e}")));
         }
-        if tree.nodes.contains_key(&path) {
-            return Err(corrupt(off, format!("node {path:?} appears twice")));
-        }
         let parent = zkd_proto::path::parent(&path);
         let name = zkd_proto::path::basename(&path).to_string();
         let Some(parent_node) = tree.nodes.get_mut(parent) else {
@@ -374,7 +377,9 @@ fn read_nodes(
                 format!("node {path:?} comes before its parent {parent:?}"),
             ));
         };
-        parent_node.children.insert(name);
+        if !parent_node.children.insert(name) {
+            return Err(corrupt(off, format!("node {path:?} appears twice")));
+        }
         let owner = node.stat.ephemeral_owner;
         match ephemeral_type(owner) {
             EphemeralType::Container => {
@@ -407,6 +412,7 @@ fn corrupt(offset: usize, what: String) -> SnapshotError {
 struct Input<'a> {
     bytes: &'a [u8],
     r: Reader<'a>,
+    adler: RunningAdler32,
 }
 
 impl<'a> Input<'a> {
@@ -414,6 +420,7 @@ impl<'a> Input<'a> {
         Input {
             bytes,
             r: Reader::new(bytes),
+            adler: RunningAdler32::default(),
         }
     }
 
@@ -462,7 +469,7 @@ impl<'a> Input<'a> {
     /// that ZooKeeper reads and ignores (it writes "/").
     fn seal(&mut self) -> Result<(), SnapshotError> {
         let offset = self.pos();
-        let computed = adler32(&self.bytes[..offset]);
+        let computed = self.adler.advance_to(self.bytes, offset);
         let stored = self.long("checksum")?;
         self.string("checksum seal")?;
         if stored != i64::from(computed) {
@@ -495,6 +502,7 @@ impl DataTree {
         let mut w = Writer {
             buf: std::mem::take(out),
         };
+        let mut adler = RunningAdler32::default();
         w.write_i32(SNAP_MAGIC);
         w.write_i32(SNAP_VERSION);
         w.write_i64(SNAP_DBID);
@@ -518,18 +526,18 @@ impl DataTree {
 
         self.write_nodes(&mut w, &index_of);
         w.write_ustring(ROOT);
-        seal(&mut w, start);
+        seal(&mut w, start, &mut adler);
 
         if options.digest {
             let d = self.zxid_digest();
             w.write_i64(d.zxid);
             w.write_i32(d.digest_version);
             w.write_i64(d.digest);
-            seal(&mut w, start);
+            seal(&mut w, start, &mut adler);
         }
         if options.last_processed_zxid {
             w.write_i64(self.last_processed_zxid);
-            seal(&mut w, start);
+            seal(&mut w, start, &mut adler);
         }
         *out = w.buf;
     }
@@ -586,26 +594,49 @@ impl DataTree {
         }
     }
 
-    /// The ACL cache to write, by index, and the index of each distinct list.
+    /// The ACL cache to write, by index, and the index of each ACL list (keyed by the
+    /// shared list's address, so a million nodes cost a million pointer lookups rather
+    /// than a million encodings). Indexes follow the first use of each distinct list in
+    /// (czxid, path) order, which is how ZooKeeper numbers a freshly built cache.
     #[allow(clippy::type_complexity)]
-    fn acl_cache(&self) -> (Vec<(i64, Arc<Vec<Acl>>)>, HashMap<Vec<u8>, i64>) {
-        let mut users: Vec<(&NodeStat, &String, &Node)> = self
-            .nodes
-            .iter()
-            .filter(|(path, node)| !uses_open_index(path, node))
-            .map(|(path, node)| (&node.stat, path, node))
-            .collect();
-        users.sort_by(|a, b| (a.0.czxid, a.1).cmp(&(b.0.czxid, b.1)));
-        let mut cache = Vec::new();
-        let mut index_of = HashMap::new();
-        for (_, _, node) in users {
-            let key = acl_key(&node.acl);
-            if let std::collections::hash_map::Entry::Vacant(e) = index_of.entry(key) {
-                let index = cache.len() as i64 + 1;
-                e.insert(index);
-                cache.push((index, node.acl.clone()));
+    fn acl_cache(&self) -> (Vec<(i64, Arc<Vec<Acl>>)>, HashMap<*const Vec<Acl>, i64>) {
+        let mut distinct_of: HashMap<*const Vec<Acl>, usize> = HashMap::new();
+        let mut by_content: HashMap<Vec<u8>, usize> = HashMap::new();
+        // (first use, the list) per distinct content.
+        let mut distinct: Vec<((i64, &String), Arc<Vec<Acl>>)> = Vec::new();
+        for (path, node) in &self.nodes {
+            if uses_open_index(path, node) {
+                continue;
+            }
+            let ptr = Arc::as_ptr(&node.acl);
+            let d = match distinct_of.get(&ptr) {
+                Some(d) => *d,
+                None => {
+                    let d = *by_content.entry(acl_key(&node.acl)).or_insert_with(|| {
+                        distinct.push(((node.stat.czxid, path), node.acl.clone()));
+                        distinct.len() - 1
+                    });
+                    distinct_of.insert(ptr, d);
+                    d
+                }
+            };
+            let first = &mut distinct[d].0;
+            if (node.stat.czxid, path) < *first {
+                *first = (node.stat.czxid, path);
             }
         }
+        let mut order: Vec<usize> = (0..distinct.len()).collect();
+        order.sort_by(|a, b| distinct[*a].0.cmp(&distinct[*b].0));
+        let mut index_by_distinct = vec![0i64; distinct.len()];
+        let mut cache = Vec::with_capacity(distinct.len());
+        for (i, d) in order.into_iter().enumerate() {
+            index_by_distinct[d] = i as i64 + 1;
+            cache.push((i as i64 + 1, distinct[d].1.clone()));
+        }
+        let index_of = distinct_of
+            .into_iter()
+            .map(|(ptr, d)| (ptr, index_by_distinct[d]))
+            .collect();
         // new HashMap<>(longKeyMap) iteration order.
         let cap = java_copy_capacity(cache.len());
         cache.sort_by_key(|(index, _)| (java_bucket(java_long_hash(*index), cap), *index));
@@ -613,7 +644,7 @@ impl DataTree {
     }
 
     /// DataTree.serializeNode: depth-first pre-order, children in Java HashSet order.
-    fn write_nodes(&self, w: &mut Writer, index_of: &HashMap<Vec<u8>, i64>) {
+    fn write_nodes(&self, w: &mut Writer, index_of: &HashMap<*const Vec<Acl>, i64>) {
         let mut stack: Vec<String> = vec![ROOT.to_string()];
         while let Some(path) = stack.pop() {
             let Some(node) = self.nodes.get(&path) else {
@@ -625,7 +656,7 @@ impl DataTree {
                 OPEN_ACL_UNSAFE_INDEX
             } else {
                 index_of
-                    .get(&acl_key(&node.acl))
+                    .get(&Arc::as_ptr(&node.acl))
                     .copied()
                     .unwrap_or(OPEN_ACL_UNSAFE_INDEX)
             };
@@ -675,8 +706,9 @@ fn acl_key(acl: &[Acl]) -> Vec<u8> {
     w.buf
 }
 
-fn seal(w: &mut Writer, start: usize) {
-    let sum = adler32(&w.buf[start..]);
+fn seal(w: &mut Writer, start: usize, adler: &mut RunningAdler32) {
+    let end = w.buf.len();
+    let sum = adler.advance_to(&w.buf[start..], end - start);
     w.write_i64(i64::from(sum));
     w.write_ustring(ROOT);
 }
@@ -684,7 +716,7 @@ fn seal(w: &mut Writer, start: usize) {
 /// DigestCalculator.calculateDigest for one node.
 fn node_digest(path: &str, node: &Node) -> u32 {
     let s = &node.stat;
-    let mut crc = Crc32::new();
+    let mut crc = crc32fast::Hasher::new();
     crc.update(if path == ROOT { b"" } else { path.as_bytes() });
     if let Some(d) = &node.data {
         crc.update(d);
@@ -696,7 +728,7 @@ fn node_digest(path: &str, node: &Node) -> u32 {
         crc.update(&v.to_be_bytes());
     }
     crc.update(&s.ephemeral_owner.to_be_bytes());
-    crc.finish()
+    crc.finalize()
 }
 
 /// Sessions as `new HashMap<>(sessionsWithTimeouts)` iterates them (one entry per id).
@@ -758,56 +790,56 @@ fn java_long_hash(v: i64) -> i32 {
 
 /// java.util.zip.Adler32 of `data`.
 pub fn adler32(data: &[u8]) -> u32 {
-    const MOD: u32 = 65521;
-    let (mut a, mut b) = (1u32, 0u32);
-    // 5552 bytes is the most that can be summed before b could overflow a u32.
-    for chunk in data.chunks(5552) {
-        for &x in chunk {
-            a += u32::from(x);
-            b += a;
-        }
-        a %= MOD;
-        b %= MOD;
-    }
-    (b << 16) | a
+    let mut r = RunningAdler32::default();
+    r.update(data);
+    r.value()
 }
 
-/// java.util.zip.CRC32 (IEEE 802.3, reflected).
-struct Crc32(u32);
+/// An Adler32 over a growing stream: ZooKeeper's seals are cumulative (each covers every
+/// byte before it), so each seal only adds the bytes since the previous one instead of
+/// re-reading hundreds of MiB.
+#[derive(Debug, Clone, Copy)]
+pub struct RunningAdler32 {
+    a: u32,
+    b: u32,
+    /// How many bytes of the stream are summed.
+    pub upto: usize,
+}
 
-const CRC_TABLE: [u32; 256] = {
-    let mut t = [0u32; 256];
-    let mut i = 0;
-    while i < 256 {
-        let mut c = i as u32;
-        let mut k = 0;
-        while k < 8 {
-            c = if c & 1 != 0 {
-                0xedb8_8320 ^ (c >> 1)
-            } else {
-                c >> 1
-            };
-            k += 1;
-        }
-        t[i] = c;
-        i += 1;
-    }
-    t
-};
-
-impl Crc32 {
-    fn new() -> Self {
-        Crc32(0xffff_ffff)
-    }
-
-    fn update(&mut self, data: &[u8]) {
-        for &b in data {
-            self.0 = CRC_TABLE[((self.0 ^ u32::from(b)) & 0xff) as usize] ^ (self.0 >> 8);
+impl Default for RunningAdler32 {
+    fn default() -> Self {
+        RunningAdler32 {
+            a: 1,
+            b: 0,
+            upto: 0,
         }
     }
+}
 
-    fn finish(&self) -> u32 {
-        !self.0
+impl RunningAdler32 {
+    pub fn update(&mut self, data: &[u8]) {
+        const MOD: u32 = 65521;
+        // 5552 bytes is the most that can be summed before b could overflow a u32.
+        for chunk in data.chunks(5552) {
+            for &x in chunk {
+                self.a += u32::from(x);
+                self.b += self.a;
+            }
+            self.a %= MOD;
+            self.b %= MOD;
+        }
+        self.upto += data.len();
+    }
+
+    /// Sums `stream[upto..end]` so the checksum covers `stream[..end]`.
+    pub fn advance_to(&mut self, stream: &[u8], end: usize) -> u32 {
+        let from = self.upto;
+        self.update(&stream[from..end]);
+        self.value()
+    }
+
+    pub fn value(&self) -> u32 {
+        (self.b << 16) | self.a
     }
 }
 

@@ -11,9 +11,12 @@
 //! Group commit, two threads: the appender writes each txn into the log as it arrives;
 //! the syncer fsyncs whatever has been appended, then tells the core. While an fsync is
 //! in flight the appender keeps appending, so the next fsync covers every txn that
-//! arrived meanwhile: the busier the server, the more txns share one fsync. Snapshots are
-//! serialised under the core lock (so they are exact, not fuzzy) and written by their own
-//! thread, one at a time, after the log rolled to a new segment, as ZooKeeper does.
+//! arrived meanwhile: the busier the server, the more txns share one fsync.
+//!
+//! Snapshots are fuzzy, as ZooKeeper's: written a few thousand nodes per hold of the core
+//! lock while writes go on in between, by their own thread, one at a time, after the log
+//! rolled to a new segment. Recovery replays the log after the snapshot's zxid, which
+//! makes the state exact (see `tree::snapshot::FuzzySnapshot`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
@@ -26,7 +29,7 @@ use zkd_storage::{FileBackend, LogOptions, SnapStore, Storage, StorageOptions, T
 use crate::config::Config;
 use crate::core::{Core, RestoredSnapshot};
 use crate::net::{now_ms, Shared};
-use crate::tree::snapshot::{deserialize_snapshot, SnapshotSession};
+use crate::tree::snapshot::{deserialize_snapshot, FuzzySnapshot, SnapshotSession};
 
 /// A txn for the log thread.
 pub enum LogMsg {
@@ -246,25 +249,36 @@ fn sync_thread(shared: Arc<Shared>, log: TxnLog, appended: Arc<Appended>) {
         }
     }
 }
-/// Serialises the tree and sessions under the core lock, then writes them outside it.
+/// Nodes written per hold of the core lock: a few milliseconds of work, so writes wait at
+/// most that long behind a snapshot.
+const SNAPSHOT_STEP_NODES: usize = 2000;
+
+/// Takes a fuzzy snapshot a step at a time, releasing the core lock between steps, then
+/// writes it. Recovery replays the log after the snapshot's zxid, which makes it exact.
 pub fn take_snapshot(shared: &Shared, snaps: &SnapStore) {
     let started = std::time::Instant::now();
-    let (zxid, bytes) = shared.with_core(|c| {
+    let mut snap = shared.with_core(|c| {
         let sessions: Vec<SnapshotSession> = c
             .session_table()
             .into_iter()
             .map(|(id, timeout_ms)| SnapshotSession { id, timeout_ms })
             .collect();
-        let mut out = Vec::with_capacity(c.tree.approximate_data_size() as usize + 1024);
-        c.tree.serialize_snapshot(&sessions, &mut out);
-        (c.tree.last_processed_zxid, out)
+        FuzzySnapshot::begin(&c.tree, sessions)
     });
+    let mut steps = 0u64;
+    while !shared.with_core(|c| snap.step(&c.tree, SNAPSHOT_STEP_NODES)) {
+        steps += 1;
+    }
+    let zxid = snap.zxid();
+    let mut bytes = Vec::new();
+    snap.finish(&mut bytes);
     let serialised = started.elapsed();
     match snaps.write(zxid, &bytes) {
         Ok(info) => tracing::info!(
-            "snapshot 0x{zxid:x}: {} bytes to {} (serialised in {serialised:?}, total {:?})",
+            "snapshot 0x{zxid:x}: {} bytes to {} (serialised in {serialised:?} over {} lock holds, total {:?})",
             bytes.len(),
             info.path.display(),
+            steps + 1,
             started.elapsed()
         ),
         // The log still holds everything, so a failed snapshot costs only restart time.

@@ -442,6 +442,15 @@ impl DataTree {
             return Err(ErrorCode::NoNode);
         }
         if self.nodes.contains_key(path) {
+            // Only a replay over a fuzzy snapshot gets here (prep never logs a create of an
+            // existing node): the child is already in the snapshot, the parent may predate
+            // it. Move the parent's cversion/pzxid forward as the create did (ZooKeeper's
+            // setCversionPzxid, which it does for op 1 only; every create kind needs it).
+            let parent = self.nodes.get_mut(&parent_name).expect("checked above");
+            if parent_cversion > parent.stat.cversion {
+                parent.stat.cversion = parent_cversion;
+                parent.stat.pzxid = zxid;
+            }
             return Err(ErrorCode::NodeExists);
         }
         let parent = self.nodes.get_mut(&parent_name).expect("checked above");
@@ -516,9 +525,18 @@ impl DataTree {
     ) -> Result<(), ErrorCode> {
         let parent_name = zkd_proto::path::parent(path).to_string();
         let child_name = zkd_proto::path::basename(path);
+        // Replaying over a fuzzy snapshot, the node at `path` may be a later incarnation
+        // (created after this delete): it is not the one this txn deleted.
+        let later = self.nodes.get(path).is_some_and(|n| n.stat.czxid > zxid);
         let Some(parent) = self.nodes.get_mut(&parent_name) else {
             return Err(ErrorCode::NoNode);
         };
+        if later {
+            if zxid > parent.stat.pzxid {
+                parent.stat.pzxid = zxid;
+            }
+            return Ok(());
+        }
         parent.children.remove(child_name);
         if zxid > parent.stat.pzxid {
             parent.stat.pzxid = zxid;
@@ -596,6 +614,10 @@ impl DataTree {
         let Some(n) = self.nodes.get_mut(path) else {
             return Err(ErrorCode::NoNode);
         };
+        // A later incarnation of the path (fuzzy snapshot replay): not this txn's node.
+        if n.stat.czxid > zxid {
+            return Ok(n.client_stat());
+        }
         let bytes_diff = data.as_ref().map_or(0, |d| d.len() as i64)
             - n.data.as_ref().map_or(0, |d| d.len() as i64);
         n.data = data;
@@ -629,20 +651,41 @@ impl DataTree {
         a
     }
 
-    fn set_acl(&mut self, path: &str, acl: Vec<Acl>, version: i32) -> Result<Stat, ErrorCode> {
+    fn set_acl(
+        &mut self,
+        path: &str,
+        acl: Vec<Acl>,
+        version: i32,
+        zxid: i64,
+    ) -> Result<Stat, ErrorCode> {
         let acl = self.intern_acl(acl);
         let Some(n) = self.nodes.get_mut(path) else {
             return Err(ErrorCode::NoNode);
         };
+        // A later incarnation of the path (fuzzy snapshot replay): not this txn's node.
+        if n.stat.czxid > zxid {
+            return Ok(n.client_stat());
+        }
         n.stat.aversion = version;
         n.acl = acl;
         Ok(n.client_stat())
     }
 
-    /// Deletes a closed session's ephemerals (DataTree.killSession).
-    fn kill_session(&mut self, session: i64, zxid: i64, out: &mut Vec<Notification>) {
-        let paths = self.ephemerals.remove(&session).unwrap_or_default();
-        for p in paths {
+    /// Deletes a closed session's ephemerals (DataTree.killSession): the paths the txn
+    /// lists first, then any the local index still has. Deleting a listed path that is
+    /// already gone still moves its parent's pzxid, which a fuzzy snapshot's replay needs.
+    fn kill_session(
+        &mut self,
+        session: i64,
+        listed: &[String],
+        zxid: i64,
+        out: &mut Vec<Notification>,
+    ) {
+        for p in listed {
+            let _ = self.delete_node(p, zxid, out);
+        }
+        let rest = self.ephemerals.remove(&session).unwrap_or_default();
+        for p in rest {
             let _ = self.delete_node(&p, zxid, out);
         }
     }
@@ -690,21 +733,6 @@ impl DataTree {
                     out,
                 )
                 .map(|s| rc.stat = Some(s))
-                .inspect_err(|e| {
-                    // Replaying a fuzzy snapshot: the child may already be in it while the
-                    // parent was serialised before its create. ZooKeeper then still moves
-                    // the parent's cversion/pzxid forward (setCversionPzxid), for create
-                    // (op 1) txns only.
-                    if *e == ErrorCode::NodeExists && matches!(body, TxnBody::Create(_)) {
-                        let parent = zkd_proto::path::parent(&t.path).to_string();
-                        if let Some(p) = self.nodes.get_mut(&parent) {
-                            if t.parent_cversion > p.stat.cversion {
-                                p.stat.cversion = t.parent_cversion;
-                                p.stat.pzxid = zxid;
-                            }
-                        }
-                    }
-                })
             }
             TxnBody::CreateTtl(t) => {
                 rc.path = t.path.clone();
@@ -745,11 +773,11 @@ impl DataTree {
             }
             TxnBody::SetAcl(t) => {
                 rc.path = t.path.clone();
-                self.set_acl(&t.path, t.acl.clone(), t.version)
+                self.set_acl(&t.path, t.acl.clone(), t.version, zxid)
                     .map(|s| rc.stat = Some(s))
             }
-            TxnBody::CloseSession(_) => {
-                self.kill_session(header.client_id, zxid, out);
+            TxnBody::CloseSession(t) => {
+                self.kill_session(header.client_id, &t.paths_to_delete, zxid, out);
                 Ok(())
             }
             TxnBody::CreateSession(_) => Ok(()),

@@ -93,7 +93,9 @@ async fn restart_keeps_tree_stats_and_sessions() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_writes_survive_repeated_sigkill() {
-    let mut z = ZkdProcess::start("");
+    // snapCount=200: fuzzy snapshots are taken while the writers run, so restarts load
+    // snapshots written under load and replay the log after them.
+    let mut z = ZkdProcess::start("snapCount=200\n");
     let addr = z.addr().to_string();
     let open = Acl::open_unsafe();
     {
@@ -183,6 +185,11 @@ async fn acknowledged_writes_survive_repeated_sigkill() {
     let total = acks.load(std::sync::atomic::Ordering::Relaxed);
     eprintln!("{total} acknowledged writes checked across 6 kills");
     assert!(total > 200, "too few writes to mean anything: {total}");
+    assert!(
+        z.log().contains("loaded snapshot"),
+        "no restart loaded a snapshot: {}",
+        z.log()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

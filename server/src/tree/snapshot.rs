@@ -650,8 +650,6 @@ impl DataTree {
             let Some(node) = self.nodes.get(&path) else {
                 continue;
             };
-            w.write_ustring(if path == ROOT { "" } else { &path });
-            w.write_buffer_opt(node.data.as_deref());
             let index = if uses_open_index(&path, node) {
                 OPEN_ACL_UNSAFE_INDEX
             } else {
@@ -660,33 +658,158 @@ impl DataTree {
                     .copied()
                     .unwrap_or(OPEN_ACL_UNSAFE_INDEX)
             };
-            w.write_i64(index);
-            let s = &node.stat;
-            StatPersisted {
-                czxid: s.czxid,
-                mzxid: s.mzxid,
-                ctime: s.ctime,
-                mtime: s.mtime,
-                version: s.version,
-                cversion: s.cversion,
-                aversion: s.aversion,
-                ephemeral_owner: s.ephemeral_owner,
-                pzxid: s.pzxid,
-            }
-            .write(w);
-            let cap = java_hashset_capacity(node.children.len());
-            let mut children: Vec<(u32, i64, String)> = node
-                .children
-                .iter()
-                .map(|c| {
-                    let p = child_path(&path, c);
-                    let czxid = self.nodes.get(&p).map_or(0, |n| n.stat.czxid);
-                    (java_bucket(java_string_hash(c), cap), czxid, p)
-                })
-                .collect();
-            children.sort();
-            stack.extend(children.into_iter().rev().map(|(_, _, p)| p));
+            write_node(w, &path, node, index);
+            self.push_children(&path, node, &mut stack);
         }
+    }
+
+    /// Pushes a node's children so they pop in Java HashSet iteration order.
+    fn push_children(&self, path: &str, node: &Node, stack: &mut Vec<String>) {
+        let cap = java_hashset_capacity(node.children.len());
+        let mut children: Vec<(u32, i64, String)> = node
+            .children
+            .iter()
+            .map(|c| {
+                let p = child_path(path, c);
+                let czxid = self.nodes.get(&p).map_or(0, |n| n.stat.czxid);
+                (java_bucket(java_string_hash(c), cap), czxid, p)
+            })
+            .collect();
+        children.sort();
+        stack.extend(children.into_iter().rev().map(|(_, _, p)| p));
+    }
+}
+
+/// One node record: path (the root as ""), data, ACL index, StatPersisted.
+fn write_node(w: &mut Writer, path: &str, node: &Node, acl_index: i64) {
+    w.write_ustring(if path == ROOT { "" } else { path });
+    w.write_buffer_opt(node.data.as_deref());
+    w.write_i64(acl_index);
+    let s = &node.stat;
+    StatPersisted {
+        czxid: s.czxid,
+        mzxid: s.mzxid,
+        ctime: s.ctime,
+        mtime: s.mtime,
+        version: s.version,
+        cversion: s.cversion,
+        aversion: s.aversion,
+        ephemeral_owner: s.ephemeral_owner,
+        pzxid: s.pzxid,
+    }
+    .write(w);
+}
+
+/// A snapshot written a bounded number of nodes at a time, while the tree keeps
+/// changing in between: ZooKeeper's fuzzy snapshot. Each node is written as it is when
+/// its turn comes, so the file mixes states from `zxid()` onwards; replaying the log from
+/// `zxid() + 1` (which recovery does) brings it to an exact state, because every txn
+/// replays idempotently over a state that already contains it (a create of an existing
+/// node only moves the parent's cversion forward, a delete of a missing node is a no-op,
+/// setData and setACL carry their resulting version).
+///
+/// The server takes a step under its lock and releases it in between, so writes wait at
+/// most one step instead of the whole snapshot. No digest trailer is written: a fuzzy
+/// tree has no single digest to vouch for.
+pub struct FuzzySnapshot {
+    zxid: i64,
+    sessions: Vec<SnapshotSession>,
+    stack: Vec<String>,
+    nodes: Writer,
+    /// ACL lists met so far, by the address of the tree's shared list. The Arcs are kept
+    /// so that an address cannot be reused by another list while the snapshot runs.
+    acl_index: HashMap<*const Vec<Acl>, i64>,
+    acl_by_content: HashMap<Vec<u8>, i64>,
+    acl_lists: Vec<(i64, Arc<Vec<Acl>>)>,
+}
+
+impl FuzzySnapshot {
+    /// Starts a snapshot of `tree` as of its last applied zxid.
+    pub fn begin(tree: &DataTree, sessions: Vec<SnapshotSession>) -> FuzzySnapshot {
+        FuzzySnapshot {
+            zxid: tree.last_processed_zxid,
+            sessions,
+            stack: vec![ROOT.to_string()],
+            nodes: Writer::new(),
+            acl_index: HashMap::new(),
+            acl_by_content: HashMap::new(),
+            acl_lists: Vec::new(),
+        }
+    }
+
+    /// The zxid the log must be replayed after.
+    pub fn zxid(&self) -> i64 {
+        self.zxid
+    }
+
+    /// Writes up to `budget` more nodes; true once every node has been written.
+    pub fn step(&mut self, tree: &DataTree, budget: usize) -> bool {
+        let mut written = 0;
+        while written < budget {
+            let Some(path) = self.stack.pop() else {
+                return true;
+            };
+            // Deleted since its parent was written: the log replays the delete anyway.
+            let Some(node) = tree.nodes.get(&path) else {
+                continue;
+            };
+            let index = self.acl_index_of(&path, node);
+            write_node(&mut self.nodes, &path, node, index);
+            tree.push_children(&path, node, &mut self.stack);
+            written += 1;
+        }
+        self.stack.is_empty()
+    }
+
+    fn acl_index_of(&mut self, path: &str, node: &Node) -> i64 {
+        if uses_open_index(path, node) {
+            return OPEN_ACL_UNSAFE_INDEX;
+        }
+        let ptr = Arc::as_ptr(&node.acl);
+        if let Some(i) = self.acl_index.get(&ptr) {
+            return *i;
+        }
+        let next = self.acl_lists.len() as i64 + 1;
+        let index = *self
+            .acl_by_content
+            .entry(acl_key(&node.acl))
+            .or_insert(next);
+        if index == next {
+            self.acl_lists.push((index, node.acl.clone()));
+        }
+        self.acl_index.insert(ptr, index);
+        index
+    }
+
+    /// The whole snapshot file: header, sessions, the ACL cache met while walking, the
+    /// nodes, and the seal.
+    pub fn finish(self, out: &mut Vec<u8>) {
+        let start = out.len();
+        let mut w = Writer {
+            buf: std::mem::take(out),
+        };
+        let mut adler = RunningAdler32::default();
+        w.write_i32(SNAP_MAGIC);
+        w.write_i32(SNAP_VERSION);
+        w.write_i64(SNAP_DBID);
+        let sessions = java_session_order(&self.sessions);
+        w.write_i32(sessions.len() as i32);
+        for s in &sessions {
+            w.write_i64(s.id);
+            w.write_i32(s.timeout_ms);
+        }
+        w.write_i32(self.acl_lists.len() as i32);
+        for (index, list) in &self.acl_lists {
+            w.write_i64(*index);
+            w.write_i32(list.len() as i32);
+            for acl in list.iter() {
+                acl.write(&mut w);
+            }
+        }
+        w.buf.extend_from_slice(&self.nodes.buf);
+        w.write_ustring(ROOT);
+        seal(&mut w, start, &mut adler);
+        *out = w.buf;
     }
 }
 
@@ -855,6 +978,8 @@ mod tests {
     struct Txns {
         tree: DataTree,
         zxid: i64,
+        /// Every txn applied, for replay tests.
+        log: Vec<(TxnHeader, TxnBody)>,
     }
 
     impl Txns {
@@ -862,6 +987,7 @@ mod tests {
             Txns {
                 tree: DataTree::new(),
                 zxid: 0,
+                log: Vec::new(),
             }
         }
 
@@ -875,10 +1001,17 @@ mod tests {
                 txn_type: ty as i32,
             };
             self.tree.process_txn(&header, &body, &mut Vec::new());
+            self.log.push((header, body));
         }
 
         fn create(&mut self, path: &str, data: Option<&[u8]>, acl: Vec<Acl>, owner: i64) {
             let data = data.map(<[u8]>::to_vec);
+            // An explicit parent cversion, as the prep stage writes into every logged
+            // create: that is what makes a replayed create idempotent.
+            let parent_cversion = self
+                .tree
+                .get(zkd_proto::path::parent(path))
+                .map_or(-1, |p| p.stat.cversion.wrapping_add(1));
             let path = path.to_string();
             match ephemeral_type(owner) {
                 EphemeralType::Container => self.apply(
@@ -888,7 +1021,7 @@ mod tests {
                         path,
                         data,
                         acl,
-                        parent_cversion: -1,
+                        parent_cversion,
                     }),
                 ),
                 EphemeralType::Ttl => self.apply(
@@ -898,7 +1031,7 @@ mod tests {
                         path,
                         data,
                         acl,
-                        parent_cversion: -1,
+                        parent_cversion,
                         ttl: ttl_of_owner(owner),
                     }),
                 ),
@@ -910,7 +1043,7 @@ mod tests {
                         data,
                         acl,
                         ephemeral: t == EphemeralType::Normal,
-                        parent_cversion: -1,
+                        parent_cversion,
                     }),
                 ),
             }
@@ -1131,6 +1264,11 @@ mod tests {
     }
 
     fn build(ops: &[Op]) -> DataTree {
+        build_with(ops, |_| {}).tree
+    }
+
+    /// Applies `ops`, calling `between` after each one.
+    fn build_with(ops: &[Op], mut between: impl FnMut(&mut Txns)) -> Txns {
         let mut x = Txns::new();
         // A quota on /q, so that quota bookkeeping is part of every case.
         let open = Acl::open_unsafe();
@@ -1149,6 +1287,8 @@ mod tests {
             0,
         );
         let session_id = |s: i64| 0x0100_0000_0000_0000 | s;
+        // Session ids are never reused: a closed session creates nothing more.
+        let mut closed = std::collections::HashSet::new();
         for op in ops {
             let user: Vec<String> = x
                 .tree
@@ -1175,6 +1315,9 @@ mod tests {
                     } else {
                         format!("n{name}")
                     };
+                    if *kind == 2 && closed.contains(session) {
+                        continue;
+                    }
                     let owner = match kind {
                         0 | 1 => 0,
                         2 => session_id(*session),
@@ -1182,12 +1325,13 @@ mod tests {
                         4 => ttl_owner(60_000),
                         _ => 0,
                     };
-                    x.create(
-                        &child_path(&parent, &name),
-                        data.as_deref(),
-                        acl_choice(*acl),
-                        owner,
-                    );
+                    let path = child_path(&parent, &name);
+                    // The prep stage turns a create of an existing node into an ErrorTxn:
+                    // no create txn for it ever reaches the tree or the log.
+                    if x.tree.get(&path).is_some() {
+                        continue;
+                    }
+                    x.create(&path, data.as_deref(), acl_choice(*acl), owner);
                 }
                 Op::SetData { target, data } => {
                     let path = pick(*target);
@@ -1223,23 +1367,74 @@ mod tests {
                     x.apply(OpCode::Delete, 1, TxnBody::Delete(DeleteTxn { path }));
                 }
                 Op::Close { session } => {
+                    closed.insert(*session);
+                    // As the prep stage does: the txn lists the session's ephemerals.
+                    let paths_to_delete = x.tree.ephemerals_of(session_id(*session));
                     x.apply(
                         OpCode::CloseSession,
                         session_id(*session),
-                        TxnBody::CloseSession(CloseSessionTxn {
-                            paths_to_delete: vec![],
-                        }),
+                        TxnBody::CloseSession(CloseSessionTxn { paths_to_delete }),
                     );
                 }
             }
+            between(&mut x);
         }
-        x.tree
+        x
     }
 
     const CONTAINER_EPHEMERAL_OWNER_FOR_TESTS: i64 = crate::tree::CONTAINER_EPHEMERAL_OWNER;
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// A fuzzy snapshot taken a few nodes at a time while txns keep coming, loaded and
+        /// replayed from its zxid, equals the tree as it ended.
+        #[test]
+        fn fuzzy_snapshot_plus_replay_is_exact(
+            before in proptest::collection::vec(op(), 0..40),
+            during in proptest::collection::vec(op(), 0..60),
+            budget in 1usize..4,
+        ) {
+            let all: Vec<Op> = before.iter().chain(during.iter()).cloned().collect();
+            let mut fuzzy: Option<FuzzySnapshot> = None;
+            let mut done = false;
+            let mut applied = 0usize;
+            let x = build_with(&all, |x| {
+                applied += 1;
+                if applied == before.len() {
+                    fuzzy = Some(FuzzySnapshot::begin(&x.tree, vec![]));
+                } else if let Some(f) = fuzzy.as_mut() {
+                    if !done {
+                        done = f.step(&x.tree, budget);
+                    }
+                }
+            });
+            let mut f = fuzzy.unwrap_or_else(|| FuzzySnapshot::begin(&x.tree, vec![]));
+            while !f.step(&x.tree, budget) {}
+            let zxid = f.zxid();
+            let mut bytes = Vec::new();
+            f.finish(&mut bytes);
+            let (mut back, _) = deserialize_snapshot(&bytes).unwrap();
+            let debug = std::env::var("FZ_DEBUG").is_ok();
+            if debug {
+                eprintln!("=== snapshot zxid {zxid}: {:?}", back.paths());
+            }
+            back.last_processed_zxid = zxid;
+            for (h, b) in x.log.iter().filter(|(h, _)| h.zxid > zxid) {
+                if debug {
+                    eprintln!("replay {} {:?}", h.zxid, b);
+                }
+                back.process_txn(h, b, &mut Vec::new());
+            }
+            if debug && contents(&back) != contents(&x.tree) {
+                eprintln!("MISMATCH real {:?}", x.tree.paths());
+                for (h, b) in x.log.iter().filter(|(h, _)| h.zxid <= zxid) {
+                    eprintln!("before {} {:?}", h.zxid, b);
+                }
+            }
+            prop_assert_eq!(contents(&back), contents(&x.tree));
+            prop_assert_eq!(back.last_processed_zxid, x.tree.last_processed_zxid);
+        }
 
         #[test]
         fn random_trees_round_trip(

@@ -3,6 +3,8 @@
 # Usage: start-apache-zk.sh DIR
 # Prints "PORT PID" on stdout once the server opens (and closes) a session.
 # Server log: DIR/zk-<port>/server.log ; stop with stop-apache-zk.sh PID.
+# ZK_SEED_SNAPSHOT=FILE: start from that snapshot file (copied into version-2/ under its
+# own name, which must be snapshot.<zxid in hex>), e.g. one written by zkd.
 set -euo pipefail
 DIR=${1:?usage: start-apache-zk.sh DIR}
 mkdir -p "$DIR"
@@ -16,6 +18,10 @@ free_port() {
 PORT=$(free_port)
 ZDIR=$(mktemp -d "$DIR/zk-$PORT.XXXXXX")
 mkdir -p "$ZDIR/data"
+if [ -n "${ZK_SEED_SNAPSHOT:-}" ]; then
+  mkdir -p "$ZDIR/data/version-2"
+  cp "$ZK_SEED_SNAPSHOT" "$ZDIR/data/version-2/"
+fi
 cat > "$ZDIR/zoo.cfg" <<CFG
 tickTime=2000
 dataDir=$ZDIR/data

@@ -19,7 +19,7 @@
 //! session reads its own writes and never sees a later write before an earlier reply.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 use zkd_proto::records::*;
 use zkd_proto::request::{encode_multi_results, MultiOp, MultiResult};
@@ -333,10 +333,6 @@ impl Core {
         }
     }
 
-    fn ctx_time(now_ms: i64) -> i64 {
-        now_ms
-    }
-
     /// The handshake (ZooKeeperServer.processConnectRequest).
     pub fn connect(&mut self, conn: ConnId, req: &ConnectRequest, now_ms: i64) {
         self.stats.packets_received += 1;
@@ -360,15 +356,7 @@ impl Core {
             if let Some(c) = self.conns.get_mut(&conn) {
                 c.session_id = id;
             }
-            let ctx = PrepContext {
-                session_id: id,
-                cxid: 0,
-                auth: &[],
-                time_ms: Self::ctx_time(now_ms),
-                extended_types_enabled: self.config.extended_types_enabled,
-                enforce_quota: self.config.enforce_quota,
-                skip_acl: self.config.skip_acl,
-            };
+            let ctx = self.prep_ctx(id, 0, &[], now_ms);
             let txn = self.prep.create_session(&ctx, timeout);
             if let Some(c) = self.conns.get_mut(&conn) {
                 c.outstanding_writes += 1;
@@ -1252,10 +1240,6 @@ impl Core {
             // ErrorTxn like any failed write, keeping the zxid sequence gap-free.
             self.propose(txn, Origin::Reaper);
         }
-    }
-
-    pub fn client_ip_count(&self, ip: IpAddr) -> usize {
-        self.conns.values().filter(|c| c.addr.ip() == ip).count()
     }
 }
 

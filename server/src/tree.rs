@@ -719,43 +719,19 @@ impl DataTree {
         let zxid = header.zxid;
         let time = header.time;
         let res: Result<(), ErrorCode> = match body {
-            TxnBody::Create(t) | TxnBody::Create2(t) => {
-                rc.path = t.path.clone();
-                let owner = if t.ephemeral { header.client_id } else { 0 };
+            TxnBody::Create(_)
+            | TxnBody::Create2(_)
+            | TxnBody::CreateTtl(_)
+            | TxnBody::CreateContainer(_) => {
+                let (path, data, acl, owner, parent_cversion) =
+                    create_fields(body, header.client_id).expect("a create txn");
+                rc.path = path.clone();
                 self.create_node(
-                    &t.path,
-                    t.data.clone(),
-                    t.acl.clone(),
+                    path,
+                    data.clone(),
+                    acl.clone(),
                     owner,
-                    t.parent_cversion,
-                    zxid,
-                    time,
-                    out,
-                )
-                .map(|s| rc.stat = Some(s))
-            }
-            TxnBody::CreateTtl(t) => {
-                rc.path = t.path.clone();
-                self.create_node(
-                    &t.path,
-                    t.data.clone(),
-                    t.acl.clone(),
-                    ttl_owner(t.ttl),
-                    t.parent_cversion,
-                    zxid,
-                    time,
-                    out,
-                )
-                .map(|s| rc.stat = Some(s))
-            }
-            TxnBody::CreateContainer(t) => {
-                rc.path = t.path.clone();
-                self.create_node(
-                    &t.path,
-                    t.data.clone(),
-                    t.acl.clone(),
-                    CONTAINER_EPHEMERAL_OWNER,
-                    t.parent_cversion,
+                    parent_cversion,
                     zxid,
                     time,
                     out,
@@ -943,6 +919,36 @@ impl DataTree {
         v.sort();
         v
     }
+}
+
+/// What the four create txns share: path, data, ACL, the ephemeralOwner they give the
+/// node, and the parent's new create count.
+#[allow(clippy::type_complexity)]
+fn create_fields(
+    body: &TxnBody,
+    client_id: i64,
+) -> Option<(&String, &Option<Vec<u8>>, &Vec<Acl>, i64, i32)> {
+    Some(match body {
+        TxnBody::Create(t) | TxnBody::Create2(t) => {
+            let owner = if t.ephemeral { client_id } else { 0 };
+            (&t.path, &t.data, &t.acl, owner, t.parent_cversion)
+        }
+        TxnBody::CreateTtl(t) => (
+            &t.path,
+            &t.data,
+            &t.acl,
+            ttl_owner(t.ttl),
+            t.parent_cversion,
+        ),
+        TxnBody::CreateContainer(t) => (
+            &t.path,
+            &t.data,
+            &t.acl,
+            CONTAINER_EPHEMERAL_OWNER,
+            t.parent_cversion,
+        ),
+        _ => return None,
+    })
 }
 
 pub fn child_path(parent: &str, child: &str) -> String {

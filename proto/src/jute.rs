@@ -123,6 +123,24 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// [`Reader::read_buffer_opt`] without the copy: the bytes borrowed from the input.
+    pub fn read_buffer_opt_ref(&mut self) -> Result<Option<&'a [u8]>, DecodeError> {
+        match self.read_len(1)? {
+            None => Ok(None),
+            Some(n) => Ok(Some(self.take(n)?)),
+        }
+    }
+
+    /// [`Reader::read_ustring_opt`] that borrows from the input when it is valid UTF-8.
+    pub fn read_ustring_opt_ref(
+        &mut self,
+    ) -> Result<Option<std::borrow::Cow<'a, str>>, DecodeError> {
+        match self.read_len(1)? {
+            None => Ok(None),
+            Some(n) => Ok(Some(String::from_utf8_lossy(self.take(n)?))),
+        }
+    }
+
     /// Reads a vector count; null reads as 0 elements.
     pub fn read_vec_len(&mut self, min_elem_size: usize) -> Result<Option<usize>, DecodeError> {
         self.read_len(min_elem_size)

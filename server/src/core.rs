@@ -956,7 +956,7 @@ impl Core {
         let n = self.tree.get(path).ok_or(ErrorCode::NoNode)?;
         check_acl(&n.acl, perms::READ, auth, self.config.skip_acl)?;
         let rsp = GetDataResponse {
-            data: n.data.clone(),
+            data: n.data().map(<[u8]>::to_vec),
             stat: n.client_stat(),
         };
         if watch {
@@ -976,7 +976,7 @@ impl Core {
     ) -> Result<(Vec<String>, Stat), ErrorCode> {
         let n = self.tree.get(path).ok_or(ErrorCode::NoNode)?;
         check_acl(&n.acl, perms::READ, auth, self.config.skip_acl)?;
-        let children: Vec<String> = n.children.iter().cloned().collect();
+        let children: Vec<String> = self.tree.child_names(n).map(str::to_string).collect();
         let stat = n.client_stat();
         if watch {
             self.tree
@@ -1203,7 +1203,7 @@ impl Core {
                 // cversion > 0: it once had a child. A container that never had one is
                 // kept, unless znode.container.maxNeverUsedIntervalMs (0 = off) passed.
                 let never_used_limit = self.config.container_max_never_used_interval_ms as i64;
-                if n.children.is_empty()
+                if n.num_children() == 0
                     && (n.stat.cversion > 0
                         || (never_used_limit != 0 && now_ms - n.stat.mtime > never_used_limit))
                 {
@@ -1213,7 +1213,7 @@ impl Core {
         }
         for p in self.tree.ttls() {
             if let Some(n) = self.tree.get(p) {
-                if n.children.is_empty()
+                if n.num_children() == 0
                     && ephemeral_type(n.stat.ephemeral_owner) == EphemeralType::Ttl
                 {
                     let ttl = ttl_of_owner(n.stat.ephemeral_owner);

@@ -95,7 +95,7 @@ impl Prep {
             Some(n) => Ok(ChangeRecord {
                 zxid: -1,
                 stat: Some(n.stat),
-                child_count: n.children.len() as i32,
+                child_count: n.num_children() as i32,
                 acl: n.acl.clone(),
             }),
             None => Err(ErrorCode::NoNode),
@@ -525,7 +525,7 @@ impl Prep {
         validate_path(path).map_err(|_| ErrorCode::BadArguments)?;
         let node = self.record(tree, path)?;
         check_acl(&node.acl, perms::WRITE, ctx.auth, ctx.skip_acl)?;
-        let last_len = tree.get(path).map_or(0, |n| data_len(&n.data));
+        let last_len = tree.get(path).map_or(0, |n| n.data_len() as i64);
         check_quota(tree, ctx, path, last_len, data_len(data), 0)?;
         let new_version = check_and_inc_version(node.stat.expect("exists").version, version)?;
         let mut nr = node;
@@ -623,7 +623,7 @@ fn check_quota(
     let Some(limit_node) = tree.get(&limit_path) else {
         return Ok(());
     };
-    let limits = StatsTrack::parse(limit_node.data.as_deref());
+    let limits = StatsTrack::parse(limit_node.data());
     let check_count =
         count_diff != 0 && (limits.get("count") > -1 || limits.get("countHardLimit") > -1);
     let check_bytes =
@@ -634,7 +634,7 @@ fn check_quota(
     let Some(stat_node) = tree.get(&stat_path) else {
         return Ok(());
     };
-    let current = StatsTrack::parse(stat_node.data.as_deref());
+    let current = StatsTrack::parse(stat_node.data());
     if check_count {
         check_limit(
             &prefix,

@@ -696,7 +696,7 @@ fn walk(tree: &DataTree) -> Vec<String> {
         let Some(node) = tree.get(&path) else {
             continue;
         };
-        let mut children: Vec<&String> = node.children.iter().collect();
+        let mut children: Vec<&str> = tree.child_names(node).collect();
         children.sort();
         for c in children.into_iter().rev() {
             stack.push(if path == ROOT {
@@ -797,9 +797,9 @@ pub fn dump_snapshot(path: &Path, json: bool, out: &mut dyn Write) -> Result<(),
                 .num("cversion", st.cversion)
                 .num("aversion", st.aversion)
                 .id("ephemeral_owner", st.ephemeral_owner)
-                .num("num_children", n.children.len())
-                .num("data_length", n.data.as_ref().map_or(0, |d| d.len()))
-                .data(n.data.as_deref())
+                .num("num_children", n.num_children())
+                .num("data_length", n.data_len())
+                .data(n.data())
                 .acl(&n.acl);
             writeln!(out, "{}", j.finish())?;
         }
@@ -854,12 +854,8 @@ pub fn dump_snapshot(path: &Path, json: bool, out: &mut dyn Write) -> Result<(),
         writeln!(out, "  dataVersion = {}", st.version)?;
         writeln!(out, "  aclVersion = {}", st.aversion)?;
         writeln!(out, "  ephemeralOwner = {:#016x}", st.ephemeral_owner)?;
-        writeln!(
-            out,
-            "  dataLength = {}",
-            n.data.as_ref().map_or(0, |d| d.len())
-        )?;
-        writeln!(out, "  data = {}", data_preview(n.data.as_deref()))?;
+        writeln!(out, "  dataLength = {}", n.data_len())?;
+        writeln!(out, "  data = {}", data_preview(n.data()))?;
         let acl: Vec<String> = n
             .acl
             .iter()

@@ -91,42 +91,7 @@ impl NodeStat {
     }
 }
 
-#[derive(Debug, Clone)]
-pub struct Node {
-    pub data: Option<Vec<u8>>,
-    pub acl: Arc<Vec<Acl>>,
-    pub stat: NodeStat,
-    pub children: FastSet<String>,
-}
-
-impl Node {
-    /// The Stat a client sees (DataNode.copyStat).
-    pub fn client_stat(&self) -> Stat {
-        let num_children = self.children.len() as i32;
-        let owner = self.stat.ephemeral_owner;
-        Stat {
-            czxid: self.stat.czxid,
-            mzxid: self.stat.mzxid,
-            ctime: self.stat.ctime,
-            mtime: self.stat.mtime,
-            version: self.stat.version,
-            cversion: self
-                .stat
-                .cversion
-                .wrapping_mul(2)
-                .wrapping_sub(num_children),
-            aversion: self.stat.aversion,
-            ephemeral_owner: if ephemeral_type(owner) == EphemeralType::Normal {
-                owner
-            } else {
-                0
-            },
-            data_length: self.data.as_ref().map_or(0, |d| d.len() as i32),
-            num_children,
-            pzxid: self.stat.pzxid,
-        }
-    }
-}
+pub use nodes::{Node, NodeId, NodeTable};
 
 /// A notification to deliver to one connection, with the ACL of the node it concerns so
 /// that the sender can withhold it from a watcher that may not read the node.
@@ -154,7 +119,7 @@ pub const QUOTA_ZOOKEEPER: &str = "/zookeeper/quota";
 pub const CONFIG_ZOOKEEPER: &str = "/zookeeper/config";
 
 pub struct DataTree {
-    nodes: FastMap<String, Node>,
+    nodes: NodeTable,
     /// Distinct ACL lists, shared by every node that has one (ZooKeeper's
     /// ReferenceCountedACLCache without the counts: lists are few and small).
     acls: FastMap<Vec<Acl>, Arc<Vec<Acl>>>,
@@ -235,21 +200,18 @@ impl DataTree {
     /// zeroed Stats, as ZooKeeper's DataTree constructor builds them.
     pub fn new() -> DataTree {
         let open = Arc::new(Acl::open_unsafe());
-        let mk = |children: &[&str], acl: &Arc<Vec<Acl>>| Node {
-            data: Some(Vec::new()),
-            acl: acl.clone(),
-            stat: NodeStat::default(),
-            children: children.iter().map(|s| s.to_string()).collect(),
+        let mut nodes = NodeTable::new(Some(b""), open.clone(), NodeStat::default());
+        let mut add = |parent: NodeId, name: &str, acl: &Arc<Vec<Acl>>| {
+            nodes
+                .insert_child(parent, name, Some(b""), acl.clone(), NodeStat::default())
+                .expect("a fresh tree")
         };
-        let mut nodes = FastMap::default();
-        nodes.insert(ROOT.to_string(), mk(&["zookeeper"], &open));
-        nodes.insert(PROC_ZOOKEEPER.to_string(), mk(&["quota", "config"], &open));
-        nodes.insert(QUOTA_ZOOKEEPER.to_string(), mk(&[], &open));
+        let proc = add(nodes::ROOT_ID, "zookeeper", &open);
+        let config = add(proc, "config", &Arc::new(Acl::read_unsafe()));
+        add(proc, "quota", &open);
         // addConfigNode sets its ACL with setACL(..., version -1), and that -1 is stored
         // as the aversion: ZooKeeper serves aversion -1 for /zookeeper/config.
-        let mut config = mk(&[], &Arc::new(Acl::read_unsafe()));
-        config.stat.aversion = -1;
-        nodes.insert(CONFIG_ZOOKEEPER.to_string(), config);
+        nodes.get_mut(config).stat.aversion = -1;
         DataTree {
             nodes,
             acls: FastMap::default(),
@@ -273,10 +235,26 @@ impl DataTree {
     /// The node at `path`. ZooKeeper stores the root under both "" and "/", so reads of
     /// the empty path see the root; so do ours.
     pub fn get(&self, path: &str) -> Option<&Node> {
-        if path.is_empty() {
-            return self.nodes.get(ROOT);
-        }
-        self.nodes.get(path)
+        self.nodes.lookup(path).map(|id| self.nodes.get(id))
+    }
+
+    fn get_mut(&mut self, path: &str) -> Option<&mut Node> {
+        let id = self.nodes.lookup(path)?;
+        Some(self.nodes.get_mut(id))
+    }
+
+    fn contains(&self, path: &str) -> bool {
+        self.nodes.lookup(path).is_some()
+    }
+
+    /// The names of a node's children (in no promised order, as in ZooKeeper).
+    pub fn child_names<'a>(&'a self, node: &Node) -> impl Iterator<Item = &'a str> + 'a {
+        self.nodes.children_of(node).map(|(_, c)| c.name())
+    }
+
+    /// The node storage, for walks that need ids (snapshots).
+    pub fn node_table(&self) -> &NodeTable {
+        &self.nodes
     }
 
     pub fn node_count(&self) -> usize {
@@ -314,10 +292,10 @@ impl DataTree {
 
     /// Total bytes of data plus path lengths (ZooKeeper's approximate data size for mntr).
     pub fn approximate_data_size(&self) -> u64 {
+        let mut total = 0u64;
         self.nodes
-            .iter()
-            .map(|(p, n)| p.len() as u64 + n.data.as_ref().map_or(0, |d| d.len() as u64))
-            .sum()
+            .for_each(|p, _, n| total += p.len() as u64 + n.data_len() as u64);
+        total
     }
 
     /// The longest path with a quota that is `path` or an ancestor of it
@@ -340,33 +318,30 @@ impl DataTree {
 
     fn update_quota_stat(&mut self, prefix: &str, bytes_diff: i64, count_diff: i64) {
         let stat_path = format!("{QUOTA_ZOOKEEPER}{prefix}/{QUOTA_STAT_NODE}");
-        if let Some(n) = self.nodes.get_mut(&stat_path) {
-            let mut t = StatsTrack::parse(n.data.as_deref());
+        if let Some(n) = self.get_mut(&stat_path) {
+            let mut t = StatsTrack::parse(n.data());
             t.set("count", t.get("count") + count_diff);
             t.set("bytes", t.get("bytes") + bytes_diff);
-            n.data = Some(t.to_text().into_bytes());
+            n.set_data(Some(t.to_text().as_bytes()));
         }
     }
 
     /// Recomputes a quota's usage from the subtree (DataTree.updateQuotaForPath).
     fn update_quota_for_path(&mut self, path: &str) {
         let (mut count, mut bytes) = (0i64, 0i64);
-        let mut stack = vec![path.to_string()];
-        while let Some(p) = stack.pop() {
-            if let Some(n) = self.nodes.get(&p) {
-                count += 1;
-                bytes += n.data.as_ref().map_or(0, |d| d.len() as i64);
-                for c in &n.children {
-                    stack.push(child_path(&p, c));
-                }
-            }
+        let mut stack: Vec<NodeId> = self.nodes.lookup(path).into_iter().collect();
+        while let Some(id) = stack.pop() {
+            let n = self.nodes.get(id);
+            count += 1;
+            bytes += n.data_len() as i64;
+            stack.extend(self.nodes.children(id).map(|(c, _)| c));
         }
         let mut t = StatsTrack::default();
         t.set("count", count);
         t.set("bytes", bytes);
         let stat_path = format!("{QUOTA_ZOOKEEPER}{path}/{QUOTA_STAT_NODE}");
-        if let Some(n) = self.nodes.get_mut(&stat_path) {
-            n.data = Some(t.to_text().into_bytes());
+        if let Some(n) = self.get_mut(&stat_path) {
+            n.set_data(Some(t.to_text().as_bytes()));
         }
     }
 
@@ -378,13 +353,11 @@ impl DataTree {
             return self.all_children_number(ROOT) + 1;
         }
         let mut count = 0i64;
-        let mut stack = vec![path.to_string()];
-        while let Some(p) = stack.pop() {
-            if let Some(n) = self.nodes.get(&p) {
-                for c in &n.children {
-                    count += 1;
-                    stack.push(child_path(&p, c));
-                }
+        let mut stack: Vec<NodeId> = self.nodes.lookup(path).into_iter().collect();
+        while let Some(id) = stack.pop() {
+            for (c, _) in self.nodes.children(id) {
+                count += 1;
+                stack.push(c);
             }
         }
         count as i32
@@ -428,7 +401,7 @@ impl DataTree {
     fn create_node(
         &mut self,
         path: &str,
-        data: Option<Vec<u8>>,
+        data: Option<&[u8]>,
         acl: Vec<Acl>,
         ephemeral_owner: i64,
         parent_cversion: i32,
@@ -436,24 +409,25 @@ impl DataTree {
         time: i64,
         out: &mut Vec<Notification>,
     ) -> Result<Stat, ErrorCode> {
-        let parent_name = zkd_proto::path::parent(path).to_string();
-        let child_name = zkd_proto::path::basename(path).to_string();
-        if !self.nodes.contains_key(&parent_name) {
+        let parent_name = zkd_proto::path::parent(path);
+        let child_name = zkd_proto::path::basename(path);
+        let Some(parent_id) = self.nodes.lookup(parent_name) else {
             return Err(ErrorCode::NoNode);
-        }
-        if self.nodes.contains_key(path) {
+        };
+        if self.nodes.child(parent_id, child_name).is_some() {
             // Only a replay over a fuzzy snapshot gets here (prep never logs a create of an
             // existing node): the child is already in the snapshot, the parent may predate
             // it. Move the parent's cversion/pzxid forward as the create did (ZooKeeper's
             // setCversionPzxid, which it does for op 1 only; every create kind needs it).
-            let parent = self.nodes.get_mut(&parent_name).expect("checked above");
+            let parent = self.nodes.get_mut(parent_id);
             if parent_cversion > parent.stat.cversion {
                 parent.stat.cversion = parent_cversion;
                 parent.stat.pzxid = zxid;
             }
             return Err(ErrorCode::NodeExists);
         }
-        let parent = self.nodes.get_mut(&parent_name).expect("checked above");
+        let acl = self.intern_acl(acl);
+        let parent = self.nodes.get_mut(parent_id);
         let parent_cversion = if parent_cversion == -1 {
             parent.stat.cversion.wrapping_add(1)
         } else {
@@ -464,18 +438,19 @@ impl DataTree {
             parent.stat.cversion = parent_cversion;
             parent.stat.pzxid = zxid;
         }
-        parent.children.insert(child_name);
         let parent_acl = parent.acl.clone();
-        let acl = self.intern_acl(acl);
-        let data_len = data.as_ref().map_or(0, |d| d.len() as i64);
-        let node = Node {
-            data,
-            acl: acl.clone(),
-            stat: NodeStat::new(zxid, time, ephemeral_owner),
-            children: FastSet::default(),
-        };
-        let stat = node.client_stat();
-        self.nodes.insert(path.to_string(), node);
+        let data_len = data.map_or(0, |d| d.len() as i64);
+        let id = self
+            .nodes
+            .insert_child(
+                parent_id,
+                child_name,
+                data,
+                acl.clone(),
+                NodeStat::new(zxid, time, ephemeral_owner),
+            )
+            .expect("checked absent above");
+        let stat = self.nodes.get(id).client_stat();
         match ephemeral_type(ephemeral_owner) {
             EphemeralType::Container => {
                 self.containers.insert(path.to_string());
@@ -493,7 +468,6 @@ impl DataTree {
         }
         if let Some(quota_path) = parent_name.strip_prefix(QUOTA_ZOOKEEPER) {
             let quota_path = quota_path.to_string();
-            let child_name = zkd_proto::path::basename(path);
             if child_name == QUOTA_LIMIT_NODE {
                 self.quota_paths.insert(quota_path.clone());
             }
@@ -507,7 +481,7 @@ impl DataTree {
         self.notify(false, path, event_type::NODE_CREATED, zxid, &acl, None, out);
         self.notify(
             true,
-            &parent_name,
+            parent_name,
             event_type::NODE_CHILDREN_CHANGED,
             zxid,
             &parent_acl,
@@ -517,35 +491,8 @@ impl DataTree {
         Ok(stat)
     }
 
-    fn delete_node(
-        &mut self,
-        path: &str,
-        zxid: i64,
-        out: &mut Vec<Notification>,
-    ) -> Result<(), ErrorCode> {
-        let parent_name = zkd_proto::path::parent(path).to_string();
-        let child_name = zkd_proto::path::basename(path);
-        // Replaying over a fuzzy snapshot, the node at `path` may be a later incarnation
-        // (created after this delete): it is not the one this txn deleted.
-        let later = self.nodes.get(path).is_some_and(|n| n.stat.czxid > zxid);
-        let Some(parent) = self.nodes.get_mut(&parent_name) else {
-            return Err(ErrorCode::NoNode);
-        };
-        if later {
-            if zxid > parent.stat.pzxid {
-                parent.stat.pzxid = zxid;
-            }
-            return Ok(());
-        }
-        parent.children.remove(child_name);
-        if zxid > parent.stat.pzxid {
-            parent.stat.pzxid = zxid;
-        }
-        let parent_acl = parent.acl.clone();
-        let Some(node) = self.nodes.remove(path) else {
-            return Err(ErrorCode::NoNode);
-        };
-        let owner = node.stat.ephemeral_owner;
+    /// Drops a node from the ephemeral/container/TTL indexes.
+    fn unindex(&mut self, path: &str, owner: i64) {
         match ephemeral_type(owner) {
             EphemeralType::Container => {
                 self.containers.remove(path);
@@ -563,13 +510,62 @@ impl DataTree {
             }
             EphemeralType::Void => {}
         }
+    }
+
+    /// Removes whatever is below `id` (only an inconsistent replay leaves a deleted
+    /// node with children; ZooKeeper would keep them as unreachable map entries).
+    fn remove_descendants(&mut self, id: NodeId) {
+        let mut doomed: Vec<(NodeId, String)> = Vec::new();
+        let mut stack: Vec<NodeId> = self.nodes.children(id).map(|(c, _)| c).collect();
+        while let Some(c) = stack.pop() {
+            doomed.push((c, self.nodes.path_of(c)));
+            stack.extend(self.nodes.children(c).map(|(g, _)| g));
+        }
+        // Deepest first, so each removal is of a leaf.
+        for (c, path) in doomed.into_iter().rev() {
+            let n = self.nodes.remove_leaf(c);
+            self.unindex(&path, n.stat.ephemeral_owner);
+        }
+    }
+
+    fn delete_node(
+        &mut self,
+        path: &str,
+        zxid: i64,
+        out: &mut Vec<Notification>,
+    ) -> Result<(), ErrorCode> {
+        let parent_name = zkd_proto::path::parent(path);
+        let child_name = zkd_proto::path::basename(path);
+        let Some(parent_id) = self.nodes.lookup(parent_name) else {
+            return Err(ErrorCode::NoNode);
+        };
+        let id = self.nodes.child(parent_id, child_name);
+        // Replaying over a fuzzy snapshot, the node at `path` may be a later incarnation
+        // (created after this delete): it is not the one this txn deleted.
+        let later = id.is_some_and(|id| self.nodes.get(id).stat.czxid > zxid);
+        let parent = self.nodes.get_mut(parent_id);
+        if zxid > parent.stat.pzxid {
+            parent.stat.pzxid = zxid;
+        }
+        let parent_acl = parent.acl.clone();
+        if later {
+            return Ok(());
+        }
+        let Some(id) = id else {
+            return Err(ErrorCode::NoNode);
+        };
+        if self.nodes.get(id).num_children() > 0 {
+            self.remove_descendants(id);
+        }
+        let node = self.nodes.remove_leaf(id);
+        self.unindex(path, node.stat.ephemeral_owner);
         if parent_name.starts_with(PROC_ZOOKEEPER) && child_name == QUOTA_LIMIT_NODE {
             if let Some(q) = parent_name.strip_prefix(QUOTA_ZOOKEEPER) {
                 self.quota_paths.remove(q);
             }
         }
         if let Some(prefix) = self.max_prefix_with_quota(path) {
-            let bytes = node.data.as_ref().map_or(0, |d| d.len() as i64);
+            let bytes = node.data_len() as i64;
             self.update_quota_stat(&prefix, -bytes, -1);
         }
         let processed = self.notify(
@@ -592,7 +588,7 @@ impl DataTree {
         );
         self.notify(
             true,
-            &parent_name,
+            parent_name,
             event_type::NODE_CHILDREN_CHANGED,
             zxid,
             &parent_acl,
@@ -605,22 +601,21 @@ impl DataTree {
     fn set_data(
         &mut self,
         path: &str,
-        data: Option<Vec<u8>>,
+        data: Option<&[u8]>,
         version: i32,
         zxid: i64,
         time: i64,
         out: &mut Vec<Notification>,
     ) -> Result<Stat, ErrorCode> {
-        let Some(n) = self.nodes.get_mut(path) else {
+        let Some(n) = self.get_mut(path) else {
             return Err(ErrorCode::NoNode);
         };
         // A later incarnation of the path (fuzzy snapshot replay): not this txn's node.
         if n.stat.czxid > zxid {
             return Ok(n.client_stat());
         }
-        let bytes_diff = data.as_ref().map_or(0, |d| d.len() as i64)
-            - n.data.as_ref().map_or(0, |d| d.len() as i64);
-        n.data = data;
+        let bytes_diff = data.map_or(0, |d| d.len() as i64) - n.data_len() as i64;
+        n.set_data(data);
         n.stat.mtime = time;
         n.stat.mzxid = zxid;
         n.stat.version = version;
@@ -659,7 +654,7 @@ impl DataTree {
         zxid: i64,
     ) -> Result<Stat, ErrorCode> {
         let acl = self.intern_acl(acl);
-        let Some(n) = self.nodes.get_mut(path) else {
+        let Some(n) = self.get_mut(path) else {
             return Err(ErrorCode::NoNode);
         };
         // A later incarnation of the path (fuzzy snapshot replay): not this txn's node.
@@ -728,7 +723,7 @@ impl DataTree {
                 rc.path = path.clone();
                 self.create_node(
                     path,
-                    data.clone(),
+                    data.as_deref(),
                     acl.clone(),
                     owner,
                     parent_cversion,
@@ -744,7 +739,7 @@ impl DataTree {
             }
             TxnBody::SetData(t) => {
                 rc.path = t.path.clone();
-                self.set_data(&t.path, t.data.clone(), t.version, zxid, time, out)
+                self.set_data(&t.path, t.data.as_deref(), t.version, zxid, time, out)
                     .map(|s| rc.stat = Some(s))
             }
             TxnBody::SetAcl(t) => {
@@ -830,7 +825,7 @@ impl DataTree {
             acl: None,
         };
         for p in data_watches {
-            match self.nodes.get(p) {
+            match self.get(p) {
                 None => out.push(ev(event_type::NODE_DELETED, p)),
                 Some(n) if n.stat.mzxid > relative_zxid => {
                     out.push(ev(event_type::NODE_DATA_CHANGED, p))
@@ -841,14 +836,14 @@ impl DataTree {
             }
         }
         for p in exist_watches {
-            if self.nodes.contains_key(p) {
+            if self.contains(p) {
                 out.push(ev(event_type::NODE_CREATED, p));
             } else {
                 self.data_watches.add_watch(p, conn, WatchMode::Standard);
             }
         }
         for p in child_watches {
-            match self.nodes.get(p) {
+            match self.get(p) {
                 None => out.push(ev(event_type::NODE_DELETED, p)),
                 Some(n) if n.stat.pzxid > relative_zxid => {
                     out.push(ev(event_type::NODE_CHILDREN_CHANGED, p))
@@ -915,7 +910,8 @@ impl DataTree {
 
     /// Sorted snapshot of all paths, for tests and dumps.
     pub fn paths(&self) -> Vec<String> {
-        let mut v: Vec<_> = self.nodes.keys().cloned().collect();
+        let mut v = Vec::with_capacity(self.nodes.len());
+        self.nodes.for_each(|p, _, _| v.push(p.to_string()));
         v.sort();
         v
     }
@@ -959,6 +955,7 @@ pub fn child_path(parent: &str, child: &str) -> String {
     }
 }
 
+mod nodes;
 pub mod snapshot;
 
 #[cfg(test)]

@@ -964,7 +964,7 @@ mod model {
                 let node = core.tree.get(path).expect("model node in tree");
                 let stat = node.client_stat();
                 if path != "/" {
-                    prop_assert_eq!(node.data.clone(), Some(n.data.clone()));
+                    prop_assert_eq!(node.data().map(<[u8]>::to_vec), Some(n.data.clone()));
                     prop_assert_eq!(stat.version, n.version);
                     prop_assert_eq!(node.stat.cversion, n.creates);
                     prop_assert_eq!(stat.cversion, 2 * n.creates - children(&m, path) as i32);

@@ -86,8 +86,8 @@ use zkd_proto::jute::{DecodeError, Reader, Record, Writer};
 use zkd_proto::records::{Acl, StatPersisted};
 
 use super::{
-    child_path, ephemeral_type, DataTree, EphemeralType, Node, NodeStat, PROC_ZOOKEEPER,
-    QUOTA_LIMIT_NODE, QUOTA_ZOOKEEPER, ROOT,
+    child_path, ephemeral_type, nodes, DataTree, EphemeralType, Node, NodeId, NodeStat, NodeTable,
+    PROC_ZOOKEEPER, QUOTA_LIMIT_NODE, QUOTA_ZOOKEEPER, ROOT,
 };
 
 /// FileSnap.SNAP_MAGIC: "ZKSN" as a big-endian int.
@@ -307,101 +307,134 @@ fn read_nodes(
     acls: &HashMap<i64, Arc<Vec<Acl>>>,
 ) -> Result<DataTree, SnapshotError> {
     let mut tree = DataTree::new();
-    tree.nodes.clear();
-    // A znode takes at least ~60 bytes in the file (path, data length, ACL index, stat):
-    // reserving for that many avoids rehashing a million keys while the map grows.
-    tree.nodes.reserve(p.remaining() / 192);
     let open = tree.intern_acl(Acl::open_unsafe());
     for list in acls.values() {
         tree.acls.insert(list.as_ref().clone(), list.clone());
     }
+    // The root record comes first and replaces the fresh tree's root Stat and data.
+    let off = p.pos();
+    let Some(root_path) = p.str("node path")? else {
+        return Err(corrupt(off, "null node path".into()));
+    };
+    if !root_path.is_empty() {
+        return Err(corrupt(
+            off,
+            format!("first node is {root_path:?}, not the root"),
+        ));
+    }
+    let (data, acl, stat) = read_node_body(p, acls, &open, "")?;
+    // The special nodes come back from the file like any other node.
+    let mut nodes = NodeTable::new(data, acl, stat);
+    // A znode takes at least ~60 bytes in the file (path, data length, ACL index, stat):
+    // reserving for that many avoids rehashing a million keys while the table grows.
+    nodes.reserve(p.remaining() / 160);
+    // Ancestors of the node just read, as (path length, id): a snapshot lists nodes
+    // depth first, so a node's parent is almost always on this stack and no lookup by
+    // path is needed.
+    let mut ancestors: Vec<(usize, NodeId)> = vec![(0, nodes::ROOT_ID)];
+    let mut last_path = String::new();
     loop {
         let off = p.pos();
-        let Some(path) = p.string("node path")? else {
+        let Some(path) = p.str("node path")? else {
             return Err(corrupt(off, "null node path".into()));
         };
+        let path: &str = &path;
         if path == ROOT {
             break;
         }
-        let data = p.buffer("node data")?;
-        let acl_off = p.pos();
-        let acl_index = p.long("node ACL index")?;
-        let stat = p.record::<StatPersisted>("node stat")?;
-        let acl = if acl_index == OPEN_ACL_UNSAFE_INDEX {
-            open.clone()
-        } else {
-            acls.get(&acl_index).cloned().ok_or_else(|| {
-                corrupt(
-                    acl_off,
-                    format!("node {path:?} uses ACL index {acl_index}, absent from the ACL cache"),
-                )
-            })?
-        };
-        let node = Node {
-            data,
-            acl,
-            stat: NodeStat {
-                czxid: stat.czxid,
-                mzxid: stat.mzxid,
-                ctime: stat.ctime,
-                mtime: stat.mtime,
-                version: stat.version,
-                cversion: stat.cversion,
-                aversion: stat.aversion,
-                ephemeral_owner: stat.ephemeral_owner,
-                pzxid: stat.pzxid,
-            },
-            children: Default::default(),
-        };
         if path.is_empty() {
-            if !tree.nodes.is_empty() {
-                return Err(corrupt(off, "root node after other nodes".into()));
-            }
-            tree.nodes.insert(ROOT.to_string(), node);
-            continue;
+            return Err(corrupt(off, "root node after other nodes".into()));
         }
-        if tree.nodes.is_empty() {
-            return Err(corrupt(
-                off,
-                format!("first node is {path:?}, not the root"),
-            ));
-        }
-        if let Err(e) = zkd_proto::path::validate_path(&path) {
+        if let Err(e) = zkd_proto::path::validate_path(path) {
             return Err(corrupt(off, format!("invalid node path: {e}")));
         }
-        let parent = zkd_proto::path::parent(&path);
-        let name = zkd_proto::path::basename(&path).to_string();
-        let Some(parent_node) = tree.nodes.get_mut(parent) else {
-            return Err(corrupt(
-                off,
-                format!("node {path:?} comes before its parent {parent:?}"),
-            ));
-        };
-        if !parent_node.children.insert(name) {
-            return Err(corrupt(off, format!("node {path:?} appears twice")));
+        let parent = zkd_proto::path::parent(path);
+        let name = zkd_proto::path::basename(path);
+        let parent_len = if parent == ROOT { 0 } else { parent.len() };
+        // Pop to the deepest ancestor of the previous node that is this node's parent.
+        while let Some(&(len, _)) = ancestors.last() {
+            if len <= parent_len && last_path.as_bytes().get(..len) == path.as_bytes().get(..len) {
+                break;
+            }
+            ancestors.pop();
         }
-        let owner = node.stat.ephemeral_owner;
+        let parent_id = match ancestors.last() {
+            Some(&(len, id)) if len == parent_len => id,
+            _ => nodes.lookup(parent).ok_or_else(|| {
+                corrupt(
+                    off,
+                    format!("node {path:?} comes before its parent {parent:?}"),
+                )
+            })?,
+        };
+        let (data, acl, stat) = read_node_body(p, acls, &open, path)?;
+        let owner = stat.ephemeral_owner;
+        let id = nodes
+            .insert_child(parent_id, name, data, acl, stat)
+            .map_err(|_| corrupt(off, format!("node {path:?} appears twice")))?;
         match ephemeral_type(owner) {
             EphemeralType::Container => {
-                tree.containers.insert(path.clone());
+                tree.containers.insert(path.to_string());
             }
             EphemeralType::Ttl => {
-                tree.ttls.insert(path.clone());
+                tree.ttls.insert(path.to_string());
             }
             EphemeralType::Normal => {
                 tree.ephemerals
                     .entry(owner)
                     .or_default()
-                    .insert(path.clone());
+                    .insert(path.to_string());
             }
             EphemeralType::Void => {}
         }
-        tree.nodes.insert(path, node);
+        if ancestors.last().map(|a| a.1) != Some(parent_id) {
+            // Found by lookup: start the chain again from the root.
+            ancestors.truncate(1);
+        }
+        ancestors.push((path.len(), id));
+        last_path.clear();
+        last_path.push_str(path);
     }
-    if tree.nodes.is_empty() {
-        return Err(corrupt(p.pos(), "snapshot has no root node".into()));
-    }
+    tree.nodes = nodes;
     Ok(tree)
+}
+
+/// A node record's data, ACL and Stat, borrowing the data from the file.
+type NodeBody<'a> = (Option<&'a [u8]>, Arc<Vec<Acl>>, NodeStat);
+
+/// A node record after its path: data, ACL index (resolved) and StatPersisted.
+fn read_node_body<'a>(
+    p: &mut Input<'a>,
+    acls: &HashMap<i64, Arc<Vec<Acl>>>,
+    open: &Arc<Vec<Acl>>,
+    path: &str,
+) -> Result<NodeBody<'a>, SnapshotError> {
+    let data = p.bytes("node data")?;
+    let acl_off = p.pos();
+    let acl_index = p.long("node ACL index")?;
+    let stat = p.record::<StatPersisted>("node stat")?;
+    let acl = if acl_index == OPEN_ACL_UNSAFE_INDEX {
+        open.clone()
+    } else {
+        acls.get(&acl_index).cloned().ok_or_else(|| {
+            corrupt(
+                acl_off,
+                format!("node {path:?} uses ACL index {acl_index}, absent from the ACL cache"),
+            )
+        })?
+    };
+    let stat = NodeStat {
+        czxid: stat.czxid,
+        mzxid: stat.mzxid,
+        ctime: stat.ctime,
+        mtime: stat.mtime,
+        version: stat.version,
+        cversion: stat.cversion,
+        aversion: stat.aversion,
+        ephemeral_owner: stat.ephemeral_owner,
+        pzxid: stat.pzxid,
+    };
+    Ok((data, acl, stat))
 }
 
 fn corrupt(offset: usize, what: String) -> SnapshotError {
@@ -457,8 +490,15 @@ impl<'a> Input<'a> {
         self.at(what, |r| r.read_ustring_opt())
     }
 
-    fn buffer(&mut self, what: &'static str) -> Result<Option<Vec<u8>>, SnapshotError> {
-        self.at(what, |r| r.read_buffer_opt())
+    fn bytes(&mut self, what: &'static str) -> Result<Option<&'a [u8]>, SnapshotError> {
+        self.at(what, |r| r.read_buffer_opt_ref())
+    }
+
+    fn str(
+        &mut self,
+        what: &'static str,
+    ) -> Result<Option<std::borrow::Cow<'a, str>>, SnapshotError> {
+        self.at(what, |r| r.read_ustring_opt_ref())
     }
 
     fn record<T: Record>(&mut self, what: &'static str) -> Result<T, SnapshotError> {
@@ -544,12 +584,13 @@ impl DataTree {
 
     /// ZooKeeper's tree digest (DigestCalculator version 2 summed by AdHash).
     pub fn zk_tree_digest(&self) -> i64 {
-        self.nodes
-            .iter()
-            .filter(|(path, _)| !path.starts_with("/zookeeper/"))
-            .fold(0i64, |sum, (path, node)| {
-                sum.wrapping_add(i64::from(node_digest(path, node)))
-            })
+        let mut sum = 0i64;
+        self.nodes.for_each(|path, _, node| {
+            if !path.starts_with("/zookeeper/") {
+                sum = sum.wrapping_add(i64::from(node_digest(path, node)));
+            }
+        });
+        sum
     }
 
     /// The digest trailer this tree writes: ZooKeeper's empty digest before any txn.
@@ -574,19 +615,18 @@ impl DataTree {
     fn setup_quota(&mut self) {
         let suffix = format!("/{QUOTA_LIMIT_NODE}");
         let mut found = Vec::new();
-        let mut stack = vec![QUOTA_ZOOKEEPER.to_string()];
-        while let Some(p) = stack.pop() {
-            let Some(n) = self.nodes.get(&p) else {
-                continue;
-            };
-            if n.children.is_empty() {
+        let mut stack: Vec<NodeId> = self.nodes.lookup(QUOTA_ZOOKEEPER).into_iter().collect();
+        while let Some(id) = stack.pop() {
+            let n = self.nodes.get(id);
+            if n.num_children() == 0 {
+                let p = self.nodes.path_of(id);
                 if let Some(end) = p.find(&suffix) {
                     if p.ends_with(&suffix) && end >= QUOTA_ZOOKEEPER.len() {
                         found.push(p[QUOTA_ZOOKEEPER.len()..end].to_string());
                     }
                 }
             }
-            stack.extend(n.children.iter().map(|c| child_path(&p, c)));
+            stack.extend(self.nodes.children(id).map(|(c, _)| c));
         }
         for real in found {
             self.update_quota_for_path(&real);
@@ -603,17 +643,17 @@ impl DataTree {
         let mut distinct_of: HashMap<*const Vec<Acl>, usize> = HashMap::new();
         let mut by_content: HashMap<Vec<u8>, usize> = HashMap::new();
         // (first use, the list) per distinct content.
-        let mut distinct: Vec<((i64, &String), Arc<Vec<Acl>>)> = Vec::new();
-        for (path, node) in &self.nodes {
+        let mut distinct: Vec<((i64, String), Arc<Vec<Acl>>)> = Vec::new();
+        self.nodes.for_each(|path, _, node| {
             if uses_open_index(path, node) {
-                continue;
+                return;
             }
             let ptr = Arc::as_ptr(&node.acl);
             let d = match distinct_of.get(&ptr) {
                 Some(d) => *d,
                 None => {
                     let d = *by_content.entry(acl_key(&node.acl)).or_insert_with(|| {
-                        distinct.push(((node.stat.czxid, path), node.acl.clone()));
+                        distinct.push(((node.stat.czxid, path.to_string()), node.acl.clone()));
                         distinct.len() - 1
                     });
                     distinct_of.insert(ptr, d);
@@ -621,10 +661,10 @@ impl DataTree {
                 }
             };
             let first = &mut distinct[d].0;
-            if (node.stat.czxid, path) < *first {
-                *first = (node.stat.czxid, path);
+            if (node.stat.czxid, path) < (first.0, first.1.as_str()) {
+                *first = (node.stat.czxid, path.to_string());
             }
-        }
+        });
         let mut order: Vec<usize> = (0..distinct.len()).collect();
         order.sort_by(|a, b| distinct[*a].0.cmp(&distinct[*b].0));
         let mut index_by_distinct = vec![0i64; distinct.len()];
@@ -647,7 +687,7 @@ impl DataTree {
     fn write_nodes(&self, w: &mut Writer, index_of: &HashMap<*const Vec<Acl>, i64>) {
         let mut stack: Vec<String> = vec![ROOT.to_string()];
         while let Some(path) = stack.pop() {
-            let Some(node) = self.nodes.get(&path) else {
+            let Some(node) = self.get(&path) else {
                 continue;
             };
             let index = if uses_open_index(&path, node) {
@@ -665,14 +705,17 @@ impl DataTree {
 
     /// Pushes a node's children so they pop in Java HashSet iteration order.
     fn push_children(&self, path: &str, node: &Node, stack: &mut Vec<String>) {
-        let cap = java_hashset_capacity(node.children.len());
-        let mut children: Vec<(u32, i64, String)> = node
-            .children
-            .iter()
-            .map(|c| {
-                let p = child_path(path, c);
-                let czxid = self.nodes.get(&p).map_or(0, |n| n.stat.czxid);
-                (java_bucket(java_string_hash(c), cap), czxid, p)
+        let cap = java_hashset_capacity(node.num_children());
+        let mut children: Vec<(u32, i64, String)> = self
+            .nodes
+            .children_of(node)
+            .map(|(_, c)| {
+                let name = c.name();
+                (
+                    java_bucket(java_string_hash(name), cap),
+                    c.stat.czxid,
+                    child_path(path, name),
+                )
             })
             .collect();
         children.sort();
@@ -683,7 +726,7 @@ impl DataTree {
 /// One node record: path (the root as ""), data, ACL index, StatPersisted.
 fn write_node(w: &mut Writer, path: &str, node: &Node, acl_index: i64) {
     w.write_ustring(if path == ROOT { "" } else { path });
-    w.write_buffer_opt(node.data.as_deref());
+    w.write_buffer_opt(node.data());
     w.write_i64(acl_index);
     let s = &node.stat;
     StatPersisted {
@@ -750,7 +793,7 @@ impl FuzzySnapshot {
                 return true;
             };
             // Deleted since its parent was written: the log replays the delete anyway.
-            let Some(node) = tree.nodes.get(&path) else {
+            let Some(node) = tree.get(&path) else {
                 continue;
             };
             let index = self.acl_index_of(&path, node);
@@ -841,7 +884,7 @@ fn node_digest(path: &str, node: &Node) -> u32 {
     let s = &node.stat;
     let mut crc = crc32fast::Hasher::new();
     crc.update(if path == ROOT { b"" } else { path.as_bytes() });
-    if let Some(d) = &node.data {
+    if let Some(d) = node.data() {
         crc.update(d);
     }
     for v in [s.czxid, s.mzxid, s.pzxid, s.ctime, s.mtime] {
@@ -1078,9 +1121,15 @@ mod tests {
             .into_iter()
             .map(|p| {
                 let n = t.get(&p).unwrap();
-                let mut children: Vec<String> = n.children.iter().cloned().collect();
+                let mut children: Vec<String> = t.child_names(n).map(str::to_string).collect();
                 children.sort();
-                (p, n.data.clone(), n.stat, n.acl.to_vec(), children)
+                (
+                    p,
+                    n.data().map(<[u8]>::to_vec),
+                    n.stat,
+                    n.acl.to_vec(),
+                    children,
+                )
             })
             .collect();
         (
@@ -1193,15 +1242,17 @@ mod tests {
         let stats = format!("/zookeeper/quota/q/{QUOTA_STAT_NODE}");
         x.create(&stats, Some(b"count=0,bytes=0"), open(), 0);
         let want = Some(b"count=2,bytes=5".to_vec());
-        assert_eq!(x.tree.get(&stats).unwrap().data, want);
+        assert_eq!(x.tree.get(&stats).unwrap().data(), want.as_deref());
         let mut bytes = Vec::new();
         // Corrupt the stat node's text before writing: loading recomputes it.
         let mut t = DataTree::new();
         std::mem::swap(&mut t, &mut x.tree);
-        t.nodes.get_mut(&stats).unwrap().data = Some(b"count=9,bytes=9".to_vec());
+        t.get_mut(&stats)
+            .unwrap()
+            .set_data(Some(b"count=9,bytes=9"));
         t.serialize_snapshot(&[], &mut bytes);
         let (back, _) = deserialize_snapshot(&bytes).unwrap();
-        assert_eq!(back.get(&stats).unwrap().data, want);
+        assert_eq!(back.get(&stats).unwrap().data(), want.as_deref());
         assert_eq!(back.max_prefix_with_quota("/q/c").as_deref(), Some("/q"));
     }
 
@@ -1361,7 +1412,7 @@ mod tests {
                 }
                 Op::Delete { target } => {
                     let path = pick(*target);
-                    if path == ROOT || !x.tree.get(&path).unwrap().children.is_empty() {
+                    if path == ROOT || x.tree.get(&path).unwrap().num_children() > 0 {
                         continue;
                     }
                     x.apply(OpCode::Delete, 1, TxnBody::Delete(DeleteTxn { path }));

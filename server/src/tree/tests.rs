@@ -155,9 +155,9 @@ fn quota_stats_follow_the_subtree() {
         String::from_utf8(
             t.get("/zookeeper/quota/q/zookeeper_stats")
                 .unwrap()
-                .data
-                .clone()
-                .unwrap(),
+                .data()
+                .unwrap()
+                .to_vec(),
         )
         .unwrap()
     };
@@ -210,7 +210,7 @@ fn replayed_create_of_an_existing_child_still_moves_the_parent_forward() {
     let mut t = DataTree::new();
     create(&mut t, 1, "/p", false, 1);
     create(&mut t, 2, "/p/c", false, 1);
-    t.nodes.get_mut("/p").unwrap().stat.cversion = 0;
+    t.get_mut("/p").unwrap().stat.cversion = 0;
     let rc = create(&mut t, 2, "/p/c", false, 1);
     assert_eq!(rc.err, ErrorCode::NodeExists.code());
     let p = t.get("/p").unwrap();

@@ -29,6 +29,31 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+/// A whole file's bytes: owned, or mapped read-only from the page cache (recovery reads
+/// snapshots of hundreds of MiB: mapping them costs neither a copy nor fresh memory).
+#[derive(Clone)]
+pub enum FileBytes {
+    Owned(Vec<u8>),
+    Mapped(Arc<memmap2::Mmap>),
+}
+
+impl std::ops::Deref for FileBytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            FileBytes::Owned(v) => v,
+            FileBytes::Mapped(m) => m,
+        }
+    }
+}
+
+impl std::fmt::Debug for FileBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FileBytes({} bytes)", self.len())
+    }
+}
+
 /// Byte-level file system operations. See the module header for the durability contract.
 pub trait Backend: Send + Sync + std::fmt::Debug {
     /// Creates an empty file, truncating an existing one with the same name.
@@ -37,6 +62,10 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     fn write_at(&self, path: &Path, offset: u64, data: &[u8]) -> io::Result<()>;
     /// Writes `data` at the current end of the file; returns the offset it was written at.
     fn append(&self, path: &Path, data: &[u8]) -> io::Result<u64>;
+    /// Reads the whole file, mapped where the medium allows it.
+    fn read_whole(&self, path: &Path) -> io::Result<FileBytes> {
+        self.read(path).map(FileBytes::Owned)
+    }
     /// Reads the whole file.
     fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
     /// Reads up to `len` bytes at `offset` (fewer at the end of the file).
@@ -117,6 +146,20 @@ impl Backend for FileBackend {
 
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
         std::fs::read(path)
+    }
+
+    fn read_whole(&self, path: &Path) -> io::Result<FileBytes> {
+        let file = File::open(path)?;
+        if file.metadata()?.len() == 0 {
+            return Ok(FileBytes::Owned(Vec::new()));
+        }
+        // SAFETY: the map is read-only and only ever made of files zkd wrote, synced and
+        // renamed into place (snapshots are never modified after the rename). A process
+        // outside zkd truncating the file meanwhile could fault the read; that is the
+        // one hazard of mapping, accepted for snapshots, which nobody else writes.
+        // `populate` fills the page tables in one call instead of a fault per page.
+        let map = unsafe { memmap2::MmapOptions::new().populate().map(&file)? };
+        Ok(FileBytes::Mapped(Arc::new(map)))
     }
 
     fn read_range(&self, path: &Path, offset: u64, len: usize) -> io::Result<Vec<u8>> {

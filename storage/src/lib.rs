@@ -27,11 +27,11 @@ pub mod tools;
 pub mod txnlog;
 pub mod zxid;
 
-pub use backend::{Backend, FileBackend, MemBackend};
+pub use backend::{Backend, FileBackend, FileBytes, MemBackend};
 pub use error::{Result, StorageError};
 pub use faulty::FaultyBackend;
 pub use purge::{purge, PurgeReport};
-pub use snapshot::{SnapStore, SnapshotInfo};
+pub use snapshot::{SnapStore, SnapshotInfo, SnapshotPayload};
 pub use storage::{Recovered, Storage, StorageOptions};
 pub use txnlog::{LogOptions, RecoveredLog, SegmentInfo, TxnLog};
 

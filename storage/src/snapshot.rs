@@ -42,7 +42,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::backend::Backend;
+use crate::backend::{Backend, FileBytes};
 use crate::error::{Result, StorageError};
 use crate::txnlog::ensure_dir;
 use crate::zxid;
@@ -127,16 +127,75 @@ pub fn decode(data: &[u8]) -> std::result::Result<(SnapshotHeader, Vec<u8>), Str
     Ok((header, payload.to_vec()))
 }
 
-/// [`decode`] that reuses the file's buffer for an uncompressed payload: recovery reads
-/// snapshots of hundreds of MiB, and a second copy costs both time and peak memory.
-pub fn decode_owned(mut data: Vec<u8>) -> std::result::Result<(SnapshotHeader, Vec<u8>), String> {
+/// A verified snapshot's payload. Uncompressed payloads stay where the file's bytes are
+/// (mapped, for real files): recovery reads snapshots of hundreds of MiB, and a copy
+/// costs both time and peak memory.
+#[derive(Clone)]
+pub struct SnapshotPayload {
+    bytes: FileBytes,
+    start: usize,
+    end: usize,
+}
+
+impl SnapshotPayload {
+    pub fn to_vec(&self) -> Vec<u8> {
+        self.as_ref().to_vec()
+    }
+}
+
+impl From<Vec<u8>> for SnapshotPayload {
+    fn from(v: Vec<u8>) -> Self {
+        let end = v.len();
+        SnapshotPayload {
+            bytes: FileBytes::Owned(v),
+            start: 0,
+            end,
+        }
+    }
+}
+
+impl std::ops::Deref for SnapshotPayload {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.bytes[self.start..self.end]
+    }
+}
+
+impl AsRef<[u8]> for SnapshotPayload {
+    fn as_ref(&self) -> &[u8] {
+        self
+    }
+}
+
+impl PartialEq for SnapshotPayload {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl std::fmt::Debug for SnapshotPayload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SnapshotPayload({} bytes)", self.len())
+    }
+}
+
+/// [`decode`] over a whole file's bytes, keeping an uncompressed payload in place.
+pub fn decode_in_place(
+    data: FileBytes,
+) -> std::result::Result<(SnapshotHeader, SnapshotPayload), String> {
     let (header, body_end) = verify(&data)?;
     if header.flags & FLAG_LZ4 != 0 {
-        return decompress(&data[HEADER_LEN..body_end]).map(|p| (header, p));
+        return decompress(&data[HEADER_LEN..body_end]).map(|p| (header, p.into()));
     }
-    data.truncate(body_end);
-    data.drain(..HEADER_LEN);
-    Ok((header, data))
+    Ok((
+        header,
+        SnapshotPayload {
+            bytes: data,
+            start: HEADER_LEN,
+            end: body_end,
+        },
+    ))
 }
 
 /// Checks length, CRC and flags; returns the header and where the payload ends.
@@ -364,12 +423,12 @@ impl SnapStore {
     }
 
     /// Reads and verifies one snapshot; returns its payload.
-    pub fn read(&self, info: &SnapshotInfo) -> Result<Vec<u8>> {
+    pub fn read(&self, info: &SnapshotInfo) -> Result<SnapshotPayload> {
         read_snapshot(&*self.backend, info)
     }
 
     /// The newest snapshot that verifies, skipping (with a warning) damaged ones.
-    pub fn latest_valid(&self) -> Result<Option<(i64, Vec<u8>)>> {
+    pub fn latest_valid(&self) -> Result<Option<(i64, SnapshotPayload)>> {
         for info in self.list()?.iter().rev() {
             match self.read(info) {
                 Ok(payload) => return Ok(Some((info.zxid, payload))),
@@ -405,15 +464,15 @@ pub fn list_snapshots(backend: &dyn Backend, dir: &Path) -> Result<Vec<SnapshotI
 }
 
 /// Reads and verifies a snapshot, including that the header's zxid matches the name.
-pub fn read_snapshot(backend: &dyn Backend, info: &SnapshotInfo) -> Result<Vec<u8>> {
+pub fn read_snapshot(backend: &dyn Backend, info: &SnapshotInfo) -> Result<SnapshotPayload> {
     let data = backend
-        .read(&info.path)
+        .read_whole(&info.path)
         .map_err(|e| StorageError::io("read", &info.path, e))?;
     let corrupt = |reason: String| StorageError::CorruptSnapshot {
         path: info.path.clone(),
         reason,
     };
-    let (header, payload) = decode_owned(data).map_err(corrupt)?;
+    let (header, payload) = decode_in_place(data).map_err(corrupt)?;
     if header.zxid != info.zxid {
         return Err(corrupt(format!(
             "file name says zxid {:#x} but the header says {:#x}",
@@ -425,6 +484,10 @@ pub fn read_snapshot(backend: &dyn Backend, info: &SnapshotInfo) -> Result<Vec<u
 
 #[cfg(test)]
 mod tests {
+    fn latest(s: &SnapStore) -> Option<(i64, Vec<u8>)> {
+        s.latest_valid().unwrap().map(|(z, p)| (z, p.to_vec()))
+    }
+
     use super::*;
     use crate::{FaultyBackend, MemBackend};
 
@@ -442,11 +505,8 @@ mod tests {
             list.iter().map(|i| i.zxid).collect::<Vec<_>>(),
             vec![5, 0x1_0000_0003]
         );
-        assert_eq!(s.read(&list[0]).unwrap(), b"five");
-        assert_eq!(
-            s.latest_valid().unwrap(),
-            Some((0x1_0000_0003, b"epoch one".to_vec()))
-        );
+        assert_eq!(s.read(&list[0]).unwrap().to_vec(), b"five");
+        assert_eq!(latest(&s), Some((0x1_0000_0003, b"epoch one".to_vec())));
     }
 
     #[test]
@@ -461,7 +521,7 @@ mod tests {
                 Ok(())
             })
             .unwrap();
-        assert_eq!(s.read(&info).unwrap(), payload);
+        assert_eq!(s.read(&info).unwrap().to_vec(), payload);
     }
 
     #[cfg(feature = "lz4")]
@@ -474,10 +534,10 @@ mod tests {
         assert!(backend.file_len(&info.path).unwrap() < 10_000);
         let header = parse_header(&backend.read(&info.path).unwrap()).unwrap();
         assert_eq!(header.flags, FLAG_LZ4);
-        assert_eq!(s.read(&info).unwrap(), payload);
+        assert_eq!(s.read(&info).unwrap().to_vec(), payload);
         // Streaming with compression buffers and compresses too.
         let info = s.write_with(4, &mut |w| w.write_all(&payload)).unwrap();
-        assert_eq!(s.read(&info).unwrap(), payload);
+        assert_eq!(s.read(&info).unwrap().to_vec(), payload);
     }
 
     #[test]
@@ -493,7 +553,7 @@ mod tests {
             err.to_string().contains("snapshot.0000000000000002"),
             "{err}"
         );
-        assert_eq!(s.latest_valid().unwrap(), Some((1, b"old state".to_vec())));
+        assert_eq!(latest(&s), Some((1, b"old state".to_vec())));
 
         backend.set_len(&old.path, 20).unwrap();
         assert!(s
@@ -501,7 +561,7 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("shorter than the header"));
-        assert_eq!(s.latest_valid().unwrap(), None);
+        assert_eq!(latest(&s), None);
     }
 
     #[test]
@@ -533,7 +593,7 @@ mod tests {
         assert_eq!(s.list().unwrap().len(), 1);
         let s = store(backend.clone(), false);
         assert!(!backend.exists(&tmp).unwrap());
-        assert_eq!(s.latest_valid().unwrap(), Some((1, b"good".to_vec())));
+        assert_eq!(latest(&s), Some((1, b"good".to_vec())));
     }
 
     #[test]
@@ -553,7 +613,7 @@ mod tests {
             backend.crash();
             let s = store(backend.clone(), false);
             let (zxid, payload) = s.latest_valid().unwrap().unwrap();
-            assert!(zxid == 1 && payload == b"old" || zxid == 2 && payload == b"new");
+            assert!(zxid == 1 && *payload == b"old"[..] || zxid == 2 && *payload == b"new"[..]);
             for info in s.list().unwrap() {
                 s.read(&info).unwrap();
             }
@@ -570,6 +630,6 @@ mod tests {
         assert!(!err.is_fatal(), "{err}");
         backend.crash();
         let s = store(backend.clone(), false);
-        assert_eq!(s.latest_valid().unwrap(), Some((1, b"old".to_vec())));
+        assert_eq!(latest(&s), Some((1, b"old".to_vec())));
     }
 }

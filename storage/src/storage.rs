@@ -27,7 +27,7 @@ use std::sync::Arc;
 use crate::backend::Backend;
 use crate::error::{Result, StorageError};
 use crate::purge::{purge_with, PurgeReport};
-use crate::snapshot::{SnapStore, SnapshotInfo};
+use crate::snapshot::{SnapStore, SnapshotInfo, SnapshotPayload};
 use crate::txnlog::{check_contiguous_after, LogOptions, RecoveredLog, TxnLog};
 
 /// Options for [`Storage::open`].
@@ -42,7 +42,7 @@ pub struct StorageOptions {
 #[derive(Debug, Clone, Default)]
 pub struct Recovered {
     /// The snapshot started from: its zxid and payload.
-    pub snapshot: Option<(i64, Vec<u8>)>,
+    pub snapshot: Option<(i64, SnapshotPayload)>,
     /// Every txn with a zxid above the snapshot's (all of them when there is none), in
     /// order.
     pub txns: Vec<(i64, Vec<u8>)>,

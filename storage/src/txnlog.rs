@@ -324,7 +324,10 @@ impl SegmentScan {
 }
 
 fn all_zero(bytes: &[u8]) -> bool {
-    bytes.iter().all(|&b| b == 0)
+    // OR-folding a block vectorises; a preallocated 64 MiB tail is checked at memory speed.
+    bytes
+        .chunks(4096)
+        .all(|block| block.iter().fold(0u8, |acc, &b| acc | b) == 0)
 }
 
 fn be_u32(b: &[u8]) -> u32 {
@@ -1009,7 +1012,7 @@ fn recover_segments(backend: &dyn Backend, dir: &Path, opts: &LogOptions) -> Res
     for (i, (name_zxid, path)) in files.iter().enumerate() {
         let is_last = i + 1 == files.len();
         let data = backend
-            .read(path)
+            .read_whole(path)
             .map_err(|e| StorageError::io("read", path, e))?;
         let scan = scan_segment(&data, opts.max_record_bytes);
         match &scan.header {

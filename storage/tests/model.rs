@@ -84,7 +84,10 @@ impl Model {
             "recovered snapshot"
         );
         if let Some(s) = snap {
-            assert_eq!(&rec.snapshot.as_ref().unwrap().1, &self.snapshots[&s]);
+            assert_eq!(
+                rec.snapshot.as_ref().unwrap().1.to_vec(),
+                self.snapshots[&s]
+            );
         }
         let floor = self.floor();
         let below = self.txns.iter().take_while(|t| t.0 <= floor).count();

@@ -315,6 +315,8 @@ pub struct Config {
     /// `zookeeper.snapSizeLimitInKb`; <= 0 disables the size trigger.
     pub snap_size_limit_kb: i64,
     pub pre_alloc_size_kb: u64,
+    /// `zookeeper.snapshot.compression.method`: compress snapshot payloads (lz4).
+    pub snapshot_compression: bool,
     pub force_sync: bool,
     pub fsync_warning_threshold_ms: u64,
     pub autopurge_snap_retain_count: u32,
@@ -374,6 +376,7 @@ impl Default for Config {
             container_max_per_minute: 10_000,
             container_max_never_used_interval_ms: 0,
             snap_count: 100_000,
+            snapshot_compression: false,
             snap_size_limit_kb: 4_194_304,
             pre_alloc_size_kb: 65_536,
             force_sync: true,
@@ -964,6 +967,7 @@ const SYSPROP_KEYS: &[&str] = &[
     "forceSync",
     "snapCount",
     "snapSizeLimitInKb",
+    "snapshot.compression.method",
     "preAllocSize",
     "maxCnxns",
     "fsync.warningthresholdms",
@@ -1486,6 +1490,28 @@ impl<'a> Parser<'a> {
                 self.cfg.snap_size_limit_kb = value
                     .parse::<i64>()
                     .map_err(|_| self.bad(key, value, "expected an integer"))?
+            }
+            "snapshot.compression.method" => {
+                self.cfg.snapshot_compression = match value {
+                    "" => false,
+                    "lz4" => true,
+                    // ZooKeeper's methods: zkd's snapshot container compresses with lz4
+                    // instead (its files are zkd's own either way).
+                    "gz" | "snappy" => {
+                        self.warn(
+                            line,
+                            format_args!("{key}={value}: zkd compresses snapshots with lz4"),
+                        );
+                        true
+                    }
+                    _ => {
+                        return Err(self.bad(
+                            key,
+                            value,
+                            "expected lz4, gz, snappy or empty (no compression)",
+                        ))
+                    }
+                }
             }
             "preAllocSize" => {
                 self.cfg.pre_alloc_size_kb = value.parse::<u64>().map_err(|_| {

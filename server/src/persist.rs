@@ -59,7 +59,7 @@ pub fn open(config: &Config, now: i64) -> Result<(Core, Persistence), String> {
             force_sync: config.force_sync,
             ..LogOptions::default()
         },
-        compress_snapshots: false,
+        compress_snapshots: config.snapshot_compression,
     };
     let (storage, recovered) =
         Storage::open(backend, &config.data_dir, &config.data_log_dir, options)

@@ -233,9 +233,18 @@ async fn corruption_in_the_middle_of_the_log_stops_start_up_naming_file_and_offs
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_from_snapshots_plus_log_tail() {
+    restart_from_snapshots("", false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_from_compressed_snapshots() {
+    restart_from_snapshots("snapshot.compression.method=lz4\n", true).await;
+}
+
+async fn restart_from_snapshots(extra_cfg: &str, compressed: bool) {
     // snapCount=20: a snapshot every 10..20 txns, so the restart reads a snapshot and
     // replays only the txns after it.
-    let mut z = ZkdProcess::start("snapCount=20\n");
+    let mut z = ZkdProcess::start(&format!("snapCount=20\n{extra_cfg}"));
     let open = Acl::open_unsafe();
     let c = connect(&z).await;
     let mut stats = Vec::new();
@@ -273,6 +282,15 @@ async fn restart_from_snapshots_plus_log_tail() {
         snapshots >= 3,
         "only {snapshots} snapshots after 150 txns with snapCount=20"
     );
+    // The snapshot container's flags word (offset 16, big-endian) has bit 0 for lz4.
+    for e in std::fs::read_dir(&snap_dir).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        if name.starts_with("snapshot.") && !name.ends_with(".tmp") {
+            let bytes = std::fs::read(e.path()).unwrap();
+            let flags = u32::from_be_bytes(bytes[16..20].try_into().unwrap());
+            assert_eq!(flags & 1 == 1, compressed, "{name} flags {flags:#x}");
+        }
+    }
     let last: HashMap<String, Stat> = stats.into_iter().collect();
     drop(c);
     z.kill9_and_restart();

@@ -243,6 +243,7 @@ fn system_property_keys_accept_both_spellings() {
         ("forceSync", "no"),
         ("snapCount", "9"),
         ("snapSizeLimitInKb", "10"),
+        ("snapshot.compression.method", "lz4"),
         ("preAllocSize", "11"),
         ("maxCnxns", "12"),
         ("fsync.warningthresholdms", "13"),
@@ -332,6 +333,7 @@ fn bad_values_name_key_value_and_file() {
         ("forceSync", "sometimes"),
         ("snapCount", "lots"),
         ("snapSizeLimitInKb", "4G"),
+        ("snapshot.compression.method", "zip"),
         ("preAllocSize", "-1"),
         ("fsync.warningthresholdms", "-1"),
         ("admin.enableServer", "no"),
@@ -862,4 +864,23 @@ fn properties_parser_matches_java() {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     assert_eq!(got, want);
+}
+
+#[test]
+fn snapshot_compression_method() {
+    assert!(!ok(&base("")).0.snapshot_compression);
+    assert!(
+        !ok(&base("snapshot.compression.method="))
+            .0
+            .snapshot_compression
+    );
+    assert!(
+        ok(&base("zookeeper.snapshot.compression.method=lz4"))
+            .0
+            .snapshot_compression
+    );
+    let (c, w) = ok(&base("snapshot.compression.method=snappy"));
+    assert!(c.snapshot_compression);
+    assert!(w.iter().any(|w| w.contains("lz4")), "{w:?}");
+    assert!(err(&base("snapshot.compression.method=zip")).contains("zip"));
 }

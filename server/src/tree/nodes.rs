@@ -230,39 +230,46 @@ impl NodeTable {
     ) -> Result<NodeId, NodeId> {
         assert!(!name.is_empty(), "only the root has an empty name");
         let hash = self.hasher.hash_one((parent, name));
+        // One probe finds the duplicate or the free bucket; the id is filled in below.
         let slots = &self.slots;
-        if let Some(existing) = self.index.find(hash, |id| {
-            let n = slots[*id as usize].as_ref().expect("indexed ids are live");
-            n.parent == parent && n.name() == name
-        }) {
-            return Err(*existing);
-        }
+        let hasher = &self.hasher;
+        let entry = self.index.entry(
+            hash,
+            |id| {
+                let n = slots[*id as usize].as_ref().expect("indexed ids are live");
+                n.parent == parent && n.name() == name
+            },
+            |id| hash_of(hasher, slots, *id),
+        );
+        let vacant = match entry {
+            hashbrown::hash_table::Entry::Occupied(o) => return Err(*o.get()),
+            hashbrown::hash_table::Entry::Vacant(v) => v,
+        };
+        let id = match self.free.last() {
+            Some(&id) => id,
+            None => {
+                let id = NodeId::try_from(slots.len()).expect("fewer than 2^32 znodes");
+                assert!(id != NIL, "fewer than 2^32-1 znodes");
+                id
+            }
+        };
+        vacant.insert(id);
         let mut node = Node::new(name, data, acl, stat);
         node.parent = parent;
         let first = self.get(parent).first_child;
         node.next_sibling = first;
-        let id = match self.free.pop() {
-            Some(id) => {
-                self.slots[id as usize] = Some(node);
-                id
-            }
-            None => {
-                let id = NodeId::try_from(self.slots.len()).expect("fewer than 2^32 znodes");
-                assert!(id != NIL, "fewer than 2^32-1 znodes");
-                self.slots.push(Some(node));
-                id
-            }
-        };
+        if self.free.last() == Some(&id) {
+            self.free.pop();
+            self.slots[id as usize] = Some(node);
+        } else {
+            self.slots.push(Some(node));
+        }
         if first != NIL {
             self.get_mut(first).prev_sibling = id;
         }
         let p = self.get_mut(parent);
         p.first_child = id;
         p.num_children += 1;
-        let slots = &self.slots;
-        let hasher = &self.hasher;
-        self.index
-            .insert_unique(hash, id, |id| hash_of(hasher, slots, *id));
         self.live += 1;
         Ok(id)
     }

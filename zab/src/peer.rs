@@ -318,6 +318,16 @@ impl Zab {
             self.current_epoch = e;
             self.out.push(Output::PersistCurrentEpoch(e));
         }
+        // The vote we report to LOOKING peers names the epoch we are in now, so that every
+        // member of this epoch reports the same (leader, peerEpoch) and a rejoining server
+        // can count them as one quorum (ZooKeeper updates its current vote the same way).
+        if let Some(leader) = self.leader() {
+            self.vote = Vote {
+                leader,
+                zxid: make_zxid(e, 0),
+                peer_epoch: e,
+            };
+        }
     }
 
     fn append_local(&mut self, zxid: Zxid, payload: Vec<u8>) {
@@ -731,7 +741,17 @@ impl Zab {
         let now = self.now;
         let bug = self.cfg.injected_bug;
         let l = self.learner();
-        l.last_heard = now;
+        // Only packets a leader sends prove the leader alive (two servers that each think
+        // the other leads must still time out).
+        if !matches!(
+            msg,
+            Message::FollowerInfo { .. }
+                | Message::AckEpoch { .. }
+                | Message::Ack { .. }
+                | Message::Request { .. }
+        ) {
+            l.last_heard = now;
+        }
         let leader = l.leader;
         let phase = l.phase;
         let proto = |what| ZabError::Protocol { from: leader, what };

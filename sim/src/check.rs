@@ -28,6 +28,8 @@ pub struct Checker {
     leaders: BTreeMap<u32, ServerId>,
     acked: BTreeMap<Zxid, Vec<u8>>,
     violation: Option<(u64, Violation)>,
+    /// Highest zxid any established leader has committed so far.
+    max_committed: Zxid,
 }
 
 fn err<T>(s: String) -> Result<T, Violation> {
@@ -81,10 +83,25 @@ impl Checker {
         }
     }
 
-    /// PrefixConsistency, Agreement, TotalOrder for the txn just applied by `id`.
+    /// Notes how far established leaders have committed (for Integrity).
+    pub fn note_commits(&mut self, nodes: &BTreeMap<ServerId, Node>) {
+        for n in nodes.values() {
+            if let Some(z) = n.zab.as_ref().filter(|z| z.established_epoch().is_some()) {
+                self.max_committed = self.max_committed.max(z.committed_zxid());
+            }
+        }
+    }
+
+    /// Integrity, PrefixConsistency, Agreement, TotalOrder for the txn just applied by `id`.
     pub fn on_apply(&mut self, id: ServerId, rsm: &Rsm) -> Result<(), Violation> {
         let i = rsm.entries.len() - 1;
         let e = &rsm.entries[i];
+        if e.0 > self.max_committed {
+            return err(format!(
+                "Integrity: server {id} delivered {:#x} but no leader has committed past {:#x}",
+                e.0, self.max_committed
+            ));
+        }
         if i > 0 && rsm.entries[i - 1].0 >= e.0 {
             return err(format!(
                 "TotalOrder: server {id} delivered {:#x} after {:#x}",

@@ -88,6 +88,22 @@ pub struct Options {
 }
 
 impl Options {
+    /// No random faults at all (scenarios script their own); the network is lossless.
+    pub fn quiet(seed: u64, voters: usize) -> Self {
+        Options {
+            loss: 0.0,
+            duplicate: 0.0,
+            crash_rate: 0.0,
+            disconnect_rate: 0.0,
+            partition_rate: 0.0,
+            snapshot_rate: 0.0,
+            failpoint_rate: 0.0,
+            client_rate: 0.0,
+            max_zxid_counter: u32::MAX,
+            ..Options::new(seed, voters)
+        }
+    }
+
     /// The defaults the CI seeds run with.
     pub fn new(seed: u64, voters: usize) -> Self {
         Options {
@@ -135,6 +151,8 @@ pub struct Stats {
     pub max_epoch: u32,
     pub truncations: u64,
     pub snapshots_restored: u64,
+    /// COMMITs delivered to a learner after NEWLEADER and before UPTODATE (ZK-4394).
+    pub commits_before_uptodate: u64,
 }
 
 impl Stats {
@@ -155,6 +173,7 @@ impl Stats {
         self.max_epoch = self.max_epoch.max(o.max_epoch);
         self.truncations += o.truncations;
         self.snapshots_restored += o.snapshots_restored;
+        self.commits_before_uptodate += o.commits_before_uptodate;
     }
 
     /// Messages of one type sent.
@@ -466,6 +485,7 @@ impl Sim {
                 self.nodes.get_mut(&id).unwrap().append(zxid, &payload);
             }
             Output::Apply { zxid, payload } => {
+                self.checker.note_commits(&self.nodes);
                 let node = self.nodes.get_mut(&id).unwrap();
                 node.rsm.apply(zxid, &payload);
                 if let Err(v) = self.checker.on_apply(id, &node.rsm) {
@@ -529,6 +549,12 @@ impl Sim {
             };
             if self.trace {
                 eprintln!("t={} {} -> {}: {:?}", self.now, p.from, p.to, p.msg);
+            }
+            if matches!(p.msg, Message::Commit { .. })
+                && !z.is_serving()
+                && z.role() != Role::Looking
+            {
+                self.stats.commits_before_uptodate += 1;
             }
             let r = z.step(p.from, p.msg);
             if self.trace {
@@ -600,6 +626,19 @@ impl Sim {
                     self.break_links_of(id);
                 }
             }
+        }
+    }
+
+    /// Restarts every crashed server.
+    pub fn restart_all_down(&mut self) {
+        let down: Vec<ServerId> = self
+            .nodes
+            .iter()
+            .filter(|(_, n)| !n.is_up())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in down {
+            self.restart(id);
         }
     }
 

@@ -123,6 +123,8 @@ pub struct Node {
     pub armed: BTreeSet<Failpoint>,
     /// (acceptedEpoch, currentEpoch) read at the last start.
     pub started_with: (u32, u32),
+    /// A stalled disk: fsyncs never complete (slow-disk follower in scenarios).
+    pub stall_fsync: bool,
     unsynced: bool,
 }
 
@@ -150,6 +152,7 @@ impl Node {
             rsm: Rsm::default(),
             armed: BTreeSet::new(),
             started_with: (0, 0),
+            stall_fsync: false,
             unsynced: false,
         }
     }
@@ -255,7 +258,7 @@ impl Node {
     }
 
     pub fn needs_sync(&self) -> bool {
-        self.unsynced && self.zab.is_some()
+        self.unsynced && self.zab.is_some() && !self.stall_fsync
     }
 
     /// Group commit: fsync and tell zab how far the log is durable.

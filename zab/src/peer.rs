@@ -101,6 +101,10 @@ struct Handler {
     /// Highest zxid sent to this learner as a PROPOSAL (observers: to choose COMMIT or
     /// INFORM at commit time).
     sent_upto: Zxid,
+    /// Last zxid of the sync stream before NEWLEADER: the learner ACKs NEWLEADER only
+    /// once all of it is durable, so that ACK also acknowledges these proposals.
+    newleader_upto: Zxid,
+    uptodate_sent: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1136,6 +1140,8 @@ impl Zab {
                         acked: 0,
                         last_heard: now,
                         sent_upto: 0,
+                        newleader_upto: 0,
+                        uptodate_sent: false,
                     },
                 );
                 self.leader_progress();
@@ -1167,7 +1173,11 @@ impl Zab {
                 if zxid_counter(zxid) == 0 {
                     if Some(zxid_epoch(zxid)) == epoch && h.phase == HandlerPhase::Synced {
                         h.phase = HandlerPhase::Active;
+                        if !h.observer {
+                            h.acked = h.acked.max(h.newleader_upto);
+                        }
                         self.leader_progress();
+                        self.try_commit();
                         self.send_uptodate_if_ready(from);
                     }
                 } else if h.phase == HandlerPhase::Active && !h.observer {
@@ -1204,10 +1214,14 @@ impl Zab {
     fn send_uptodate_if_ready(&mut self, to: ServerId) {
         let committed = self.committed_zxid;
         let ls = self.ls_mut();
-        if ls.phase == LeaderPhase::Broadcast
-            && ls.learners.get(&to).map(|h| h.phase) == Some(HandlerPhase::Active)
-        {
-            self.send(to, Message::UpToDate { zxid: committed });
+        if ls.phase != LeaderPhase::Broadcast {
+            return;
+        }
+        if let Some(h) = ls.learners.get_mut(&to) {
+            if h.phase == HandlerPhase::Active && !h.uptodate_sent {
+                h.uptodate_sent = true;
+                self.send(to, Message::UpToDate { zxid: committed });
+            }
         }
     }
 
@@ -1366,6 +1380,7 @@ impl Zab {
         if let Some(h) = ls.learners.get_mut(&id) {
             h.phase = HandlerPhase::Synced;
             h.sent_upto = upto;
+            h.newleader_upto = upto;
         }
         for m in msgs {
             self.send(id, m);

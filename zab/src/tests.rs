@@ -391,6 +391,7 @@ struct Cluster {
     forwarded: Vec<(ServerId, Vec<u8>)>,
     pings: Vec<(ServerId, Vec<u8>)>,
     syncs: Vec<(ServerId, u64)>,
+    lookings: usize,
 }
 
 impl Cluster {
@@ -409,6 +410,7 @@ impl Cluster {
             forwarded: Vec::new(),
             pings: Vec::new(),
             syncs: Vec::new(),
+            lookings: 0,
         };
         cl.pump();
         cl
@@ -446,7 +448,10 @@ impl Cluster {
                         Output::RoleChanged {
                             role: Role::Looking,
                             ..
-                        } => self.drop_links(id),
+                        } => {
+                            self.lookings += 1;
+                            self.drop_links(id)
+                        }
                         Output::ForwardedRequest { from, payload } => {
                             self.forwarded.push((from, payload))
                         }
@@ -498,6 +503,12 @@ fn three_servers_elect_establish_and_commit_in_order() {
     c.ticks(5);
     let l = c.leader().expect("a leader");
     assert_eq!(l, 3, "equal zxids: the highest id wins");
+    let lookings = c.lookings;
+    c.ticks(20);
+    assert_eq!(
+        c.lookings, lookings,
+        "a stable ensemble never goes back to LOOKING"
+    );
     assert_eq!(c.peers[&l].established_epoch(), Some(1));
     for i in 1..=5u8 {
         c.peers.get_mut(&l).unwrap().propose(vec![i]).unwrap();

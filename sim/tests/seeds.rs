@@ -97,7 +97,6 @@ fn tiny_zxid_counter_100_seeds() {
         |s| {
             let mut o = Options::new(s, 3);
             o.max_zxid_counter = 5;
-            o.crash_rate = 0.001;
             o
         },
         "--servers 3 --max-zxid-counter 5",
@@ -109,4 +108,13 @@ fn tiny_zxid_counter_100_seeds() {
         t.acked_writes
     );
     assert!(t.max_epoch > 10, "epochs advanced: {}", t.max_epoch);
+}
+
+#[test]
+fn a_seed_replays_exactly() {
+    for seed in [3, 77] {
+        let a = format!("{:?}", run(Options::new(seed, 5)));
+        let b = format!("{:?}", run(Options::new(seed, 5)));
+        assert_eq!(a, b, "seed {seed} is not deterministic");
+    }
 }

@@ -44,7 +44,7 @@
 //! | DIFF 13 / TRUNC 14 | peer's last zxid / truncate-after zxid | none |
 //! | SNAP 15 | snapshot zxid | opaque snapshot |
 //! | LEADERINFO 17 | newEpoch << 32 | i32 protocol version |
-//! | ACKEPOCH 18 | the learner's last logged zxid | i32 currentEpoch |
+//! | ACKEPOCH 18 | the learner's last logged zxid | i32 currentEpoch, or -1: "I had already accepted this epoch" |
 //!
 //! Decoding is strict: a frame longer than its contents, a data length that does not match
 //! the remaining bytes, a data length above the caller's limit, an unknown type or state,
@@ -80,21 +80,61 @@ pub const NOTIFICATION_VERSION: i32 = 2;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
     Notification(Notification),
-    Request { payload: Vec<u8> },
-    Proposal { zxid: Zxid, payload: Vec<u8> },
-    Ack { zxid: Zxid },
-    Commit { zxid: Zxid },
-    Ping { zxid: Zxid, payload: Vec<u8> },
-    Sync { zxid: Zxid, id: u64 },
-    Inform { zxid: Zxid, payload: Vec<u8> },
-    NewLeader { epoch: u32 },
-    FollowerInfo { accepted_epoch: u32, observer: bool },
-    UpToDate { zxid: Zxid },
-    Diff { zxid: Zxid },
-    Trunc { zxid: Zxid },
-    Snap { zxid: Zxid, data: Vec<u8> },
-    LeaderInfo { epoch: u32 },
-    AckEpoch { current_epoch: u32, last_zxid: Zxid },
+    Request {
+        payload: Vec<u8>,
+    },
+    Proposal {
+        zxid: Zxid,
+        payload: Vec<u8>,
+    },
+    Ack {
+        zxid: Zxid,
+    },
+    Commit {
+        zxid: Zxid,
+    },
+    Ping {
+        zxid: Zxid,
+        payload: Vec<u8>,
+    },
+    Sync {
+        zxid: Zxid,
+        id: u64,
+    },
+    Inform {
+        zxid: Zxid,
+        payload: Vec<u8>,
+    },
+    NewLeader {
+        epoch: u32,
+    },
+    FollowerInfo {
+        accepted_epoch: u32,
+        observer: bool,
+    },
+    UpToDate {
+        zxid: Zxid,
+    },
+    Diff {
+        zxid: Zxid,
+    },
+    Trunc {
+        zxid: Zxid,
+    },
+    Snap {
+        zxid: Zxid,
+        data: Vec<u8>,
+    },
+    LeaderInfo {
+        epoch: u32,
+    },
+    /// `current_epoch` is None when the learner had already accepted this epoch before
+    /// (ZooKeeper sends -1): such an ACKEPOCH must not count towards the leader's quorum,
+    /// or two leaders could each gather a quorum for the same epoch number.
+    AckEpoch {
+        current_epoch: Option<u32>,
+        last_zxid: Zxid,
+    },
 }
 
 impl Message {
@@ -238,7 +278,12 @@ pub fn encode(msg: &Message) -> Vec<u8> {
         } => (
             t::ACKEPOCH,
             *last_zxid,
-            Some((*current_epoch as i32).to_be_bytes().to_vec()),
+            Some(
+                current_epoch
+                    .map_or(-1, |e| e as i32)
+                    .to_be_bytes()
+                    .to_vec(),
+            ),
         ),
     };
     let len = data.as_ref().map_or(0, |d| d.len());
@@ -471,7 +516,7 @@ pub fn decode(buf: &[u8], max_data_bytes: usize) -> Result<Message, DecodeError>
                 t::ACKEPOCH => {
                     let e = data_i32("ACKEPOCH", &data)?;
                     Message::AckEpoch {
-                        current_epoch: e as u32,
+                        current_epoch: (e != -1).then_some(e as u32),
                         last_zxid: zxid,
                     }
                 }
@@ -529,7 +574,11 @@ mod tests {
             },
             Message::LeaderInfo { epoch: 8 },
             Message::AckEpoch {
-                current_epoch: 7,
+                current_epoch: Some(7),
+                last_zxid: 0x7_0000_0003,
+            },
+            Message::AckEpoch {
+                current_epoch: None,
                 last_zxid: 0x7_0000_0003,
             },
         ]

@@ -79,8 +79,9 @@ struct LearnerState {
 enum HandlerPhase {
     /// FOLLOWERINFO received.
     Info,
-    /// ACKEPOCH received; not yet synced.
-    EpochAcked { last_zxid: Zxid },
+    /// ACKEPOCH received; not yet synced. `counted`: the learner accepted our epoch
+    /// just now (not earlier, from another leader), so it counts towards the quorum.
+    EpochAcked { last_zxid: Zxid, counted: bool },
     /// Waiting for the host's snapshot to send SNAP.
     AwaitSnapshot,
     /// Sync stream and NEWLEADER sent; in the forwarding set.
@@ -764,13 +765,16 @@ impl Zab {
                 if epoch < self.accepted_epoch {
                     return Err(proto("LEADERINFO epoch below our acceptedEpoch"));
                 }
+                // A promise for this epoch number was already given (maybe to another
+                // leader): say so, so that the leader does not count us twice.
+                let fresh = epoch > self.accepted_epoch;
                 // Persisted (Ready order) before ACKEPOCH leaves.
                 self.set_accepted_epoch(epoch);
                 let l = self.learner();
                 l.epoch = epoch;
                 l.phase = LearnerPhase::Syncing;
                 let ack = Message::AckEpoch {
-                    current_epoch: self.current_epoch,
+                    current_epoch: fresh.then_some(self.current_epoch),
                     last_zxid: self.last_zxid(),
                 };
                 self.send(leader, ack);
@@ -1130,6 +1134,14 @@ impl Zab {
                 if ls.learners.contains_key(&from) {
                     return Ok(());
                 }
+                if ls.epoch.is_some_and(|e| accepted_epoch > e) {
+                    // This learner promised a later epoch to a leader that never made it;
+                    // it can never join us. ZooKeeper leaves it stuck until the next
+                    // election; we start that election now so that the new epoch is
+                    // chosen above its promise.
+                    self.become_looking();
+                    return Ok(());
+                }
                 ls.learners.insert(
                     from,
                     Handler {
@@ -1156,12 +1168,17 @@ impl Zab {
                 if h.phase != HandlerPhase::Info || !h.leaderinfo_sent {
                     return Ok(());
                 }
-                h.phase = HandlerPhase::EpochAcked { last_zxid };
-                if (current_epoch, last_zxid) > (self.current_epoch, self.last_zxid()) {
-                    // A learner has history we lack: we must not lead (ZooKeeper's
-                    // "Follower is ahead of the leader").
-                    self.become_looking();
-                    return Ok(());
+                h.phase = HandlerPhase::EpochAcked {
+                    last_zxid,
+                    counted: current_epoch.is_some(),
+                };
+                if let Some(current_epoch) = current_epoch {
+                    if (current_epoch, last_zxid) > (self.current_epoch, self.last_zxid()) {
+                        // A learner has history we lack: we must not lead (ZooKeeper's
+                        // "Follower is ahead of the leader").
+                        self.become_looking();
+                        return Ok(());
+                    }
                 }
                 self.leader_progress();
             }
@@ -1272,7 +1289,9 @@ impl Zab {
             let acked = 1 + ls
                 .learners
                 .values()
-                .filter(|h| !h.observer && matches!(h.phase, HandlerPhase::EpochAcked { .. }))
+                .filter(|h| {
+                    !h.observer && matches!(h.phase, HandlerPhase::EpochAcked { counted: true, .. })
+                })
                 .count();
             // Our own history must be durable before currentEpoch names it
             // (ZOOKEEPER-4643's lesson applies to the leader too).
@@ -1290,7 +1309,7 @@ impl Zab {
             .learners
             .iter()
             .filter_map(|(id, h)| match h.phase {
-                HandlerPhase::EpochAcked { last_zxid } => Some((*id, last_zxid)),
+                HandlerPhase::EpochAcked { last_zxid, .. } => Some((*id, last_zxid)),
                 _ => None,
             })
             .collect();

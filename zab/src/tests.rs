@@ -99,7 +99,7 @@ fn acceptedepoch_is_persisted_before_ackepoch() {
             Output::Send {
                 to: 1,
                 msg: Message::AckEpoch {
-                    current_epoch: 1,
+                    current_epoch: Some(1),
                     last_zxid: make_zxid(1, 3)
                 }
             }
@@ -614,4 +614,115 @@ fn forwarding_pings_and_sync_go_through_the_leader() {
     assert!(c.syncs.contains(&(f, 42)));
     let applied_at_f = c.applied[&f].last().unwrap().0;
     assert_eq!(applied_at_f, c.peers[&l].last_zxid());
+}
+
+#[test]
+fn equal_epoch_ackepoch_is_marked_and_not_counted() {
+    // Follower side: an epoch promised before is acknowledged with -1 (None).
+    let mut r = restored_epoch1(1);
+    r.accepted_epoch = 2;
+    let mut z = Zab::new(cfg3(2), r, 7).unwrap();
+    z.step(1, looking(1, make_zxid(1, 9), 1, 1)).unwrap();
+    z.step(3, looking(1, make_zxid(1, 9), 1, 1)).unwrap();
+    z.tick();
+    z.ready();
+    z.step(1, Message::LeaderInfo { epoch: 2 }).unwrap();
+    assert_eq!(
+        z.ready(),
+        vec![Output::Send {
+            to: 1,
+            msg: Message::AckEpoch {
+                current_epoch: None,
+                last_zxid: make_zxid(1, 1)
+            }
+        }]
+    );
+
+    // Leader side: such an ACKEPOCH does not complete the quorum.
+    let mut l = Zab::new(cfg3(1), restored_epoch1(1), 3).unwrap();
+    l.step(2, looking(1, make_zxid(1, 1), 1, 1)).unwrap();
+    l.step(3, looking(1, make_zxid(1, 1), 1, 1)).unwrap();
+    l.tick();
+    assert_eq!(l.role(), Role::Leading);
+    l.ready();
+    l.step(
+        2,
+        Message::FollowerInfo {
+            accepted_epoch: 1,
+            observer: false,
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        l.ready(),
+        vec![
+            Output::PersistAcceptedEpoch(2),
+            Output::Send {
+                to: 2,
+                msg: Message::LeaderInfo { epoch: 2 }
+            }
+        ]
+    );
+    l.step(
+        2,
+        Message::AckEpoch {
+            current_epoch: None,
+            last_zxid: make_zxid(1, 1),
+        },
+    )
+    .unwrap();
+    assert!(
+        l.ready().is_empty(),
+        "an uncounted ACKEPOCH must not start sync"
+    );
+    l.step(
+        3,
+        Message::FollowerInfo {
+            accepted_epoch: 1,
+            observer: false,
+        },
+    )
+    .unwrap();
+    l.step(
+        3,
+        Message::AckEpoch {
+            current_epoch: Some(1),
+            last_zxid: make_zxid(1, 1),
+        },
+    )
+    .unwrap();
+    let out = l.ready();
+    assert!(out.contains(&Output::PersistCurrentEpoch(2)), "{out:?}");
+    assert!(out.contains(&Output::Send {
+        to: 2,
+        msg: Message::NewLeader { epoch: 2 }
+    }));
+    assert!(out.contains(&Output::Send {
+        to: 3,
+        msg: Message::NewLeader { epoch: 2 }
+    }));
+}
+
+#[test]
+fn leader_steps_down_for_a_learner_that_promised_a_later_epoch() {
+    let mut c = Cluster::new(&[1, 2, 3], &[], |_| {});
+    c.ticks(5);
+    let l = c.leader().unwrap();
+    let f = if l == 1 { 2 } else { 1 };
+    // f restarts having accepted epoch 7 from a leader that never established.
+    c.down.insert(f);
+    c.drop_links(f);
+    let mut cfg = cfg3(f);
+    cfg.voters = vec![1, 2, 3];
+    let restored = Restored {
+        accepted_epoch: 7,
+        current_epoch: 1,
+        ..Restored::default()
+    };
+    c.peers.insert(f, Zab::new(cfg, restored, 9).unwrap());
+    c.down.remove(&f);
+    c.ticks(30);
+    let l2 = c.leader().expect("a leader again");
+    assert!(c.peers[&l2].established_epoch().unwrap() > 7);
+    assert!(c.peers[&f].is_serving(), "the learner joined");
 }

@@ -392,6 +392,30 @@ struct Cluster {
     pings: Vec<(ServerId, Vec<u8>)>,
     syncs: Vec<(ServerId, u64)>,
     lookings: usize,
+    snaps_restored: usize,
+}
+
+fn encode_list(list: &[(Zxid, Vec<u8>)]) -> Vec<u8> {
+    let mut out = vec![0xAB];
+    for (z, p) in list {
+        out.extend_from_slice(&z.to_be_bytes());
+        out.push(p.len() as u8);
+        out.extend_from_slice(p);
+    }
+    out
+}
+
+fn decode_list(mut b: &[u8]) -> Vec<(Zxid, Vec<u8>)> {
+    assert_eq!(b[0], 0xAB);
+    b = &b[1..];
+    let mut out = Vec::new();
+    while !b.is_empty() {
+        let z = Zxid::from_be_bytes(b[..8].try_into().unwrap());
+        let n = b[8] as usize;
+        out.push((z, b[9..9 + n].to_vec()));
+        b = &b[9 + n..];
+    }
+    out
 }
 
 impl Cluster {
@@ -411,6 +435,7 @@ impl Cluster {
             pings: Vec::new(),
             syncs: Vec::new(),
             lookings: 0,
+            snaps_restored: 0,
         };
         cl.pump();
         cl
@@ -443,8 +468,22 @@ impl Cluster {
                         Output::Apply { zxid, payload } => {
                             self.applied.get_mut(&id).unwrap().push((zxid, payload))
                         }
-                        Output::RestoreSnapshot { .. } => panic!("no snapshots expected"),
-                        Output::TakeSnapshot => panic!("no snapshots expected"),
+                        Output::RestoreSnapshot { zxid, data } => {
+                            let list = decode_list(&data);
+                            assert_eq!(list.last().map_or(0, |e| e.0), zxid);
+                            self.snaps_restored += 1;
+                            self.applied.insert(id, list);
+                        }
+                        Output::TakeSnapshot => {
+                            let list = &self.applied[&id];
+                            let z = list.last().map_or(0, |e| e.0);
+                            let data = encode_list(list);
+                            self.peers
+                                .get_mut(&id)
+                                .unwrap()
+                                .snapshot_ready(z, data)
+                                .unwrap();
+                        }
                         Output::RoleChanged {
                             role: Role::Looking,
                             ..
@@ -725,4 +764,35 @@ fn leader_steps_down_for_a_learner_that_promised_a_later_epoch() {
     let l2 = c.leader().expect("a leader again");
     assert!(c.peers[&l2].established_epoch().unwrap() > 7);
     assert!(c.peers[&f].is_serving(), "the learner joined");
+}
+
+#[test]
+fn a_learner_behind_the_committed_log_window_gets_snap() {
+    let mut c = Cluster::new(&[1, 2, 3], &[], |c| c.committed_log_max = 3);
+    c.ticks(5);
+    let l = c.leader().unwrap();
+    let f = if l == 1 { 2 } else { 1 };
+    c.down.insert(f);
+    c.drop_links(f);
+    for i in 1..=10u8 {
+        c.peers.get_mut(&l).unwrap().propose(vec![i]).unwrap();
+    }
+    c.pump();
+    assert_eq!(
+        c.peers[&l].log_window().count(),
+        3,
+        "window trimmed to committedLog"
+    );
+    // f comes back (same in-memory state, as after a network partition heals).
+    c.down.remove(&f);
+    c.peers.get_mut(&f).unwrap().disconnected(l);
+    c.ticks(15);
+    assert_eq!(c.snaps_restored, 1, "one SNAP");
+    assert!(c.peers[&f].is_serving());
+    assert_eq!(c.applied[&f], c.applied[&l]);
+    assert_eq!(c.applied[&f].len(), 10);
+    // And it keeps up afterwards.
+    c.peers.get_mut(&l).unwrap().propose(vec![11]).unwrap();
+    c.pump();
+    assert_eq!(c.applied[&f].len(), 11);
 }

@@ -42,6 +42,29 @@ pub enum Output {
     Close { conn: ConnId },
     /// Append this txn (TxnEntry bytes) to the log; report back with `synced`.
     Persist { zxid: i64, txn: Vec<u8> },
+    /// Leader: hand this txn to zab (`Zab::propose`, which must assign `zxid`); zab's
+    /// Apply comes back through `committed`.
+    Propose { zxid: i64, txn: Vec<u8> },
+    /// Learner: send this client request to the leader (`Zab::submit_request`).
+    Forward { payload: Vec<u8> },
+    /// Ask zab for a `sync` barrier (`Zab::sync`); answer with `sync_done(id)`.
+    Sync { id: u64 },
+}
+
+/// How this server's writes reach its tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replication {
+    /// One server: txns go to the local log (`Persist`/`synced`), or straight into the
+    /// tree without one.
+    Standalone,
+    /// Leader of an established ensemble: prepares every write (its clients' and those
+    /// learners forward), proposes the txn, applies it when zab commits it.
+    Leader,
+    /// Follower or observer: forwards writes to the leader, applies committed txns,
+    /// serves reads locally. Never prepares a txn or expires a session.
+    Learner,
+    /// No established leader: clients are turned away.
+    Unavailable,
 }
 
 /// A request waiting behind its session's uncommitted writes.
@@ -82,6 +105,8 @@ enum Origin {
         conn: Option<ConnId>,
     },
     Reaper,
+    /// A request a learner forwarded: the learner that holds the session answers.
+    Remote,
 }
 
 #[derive(Debug, Clone)]
@@ -157,6 +182,15 @@ pub struct Core {
     pending: std::collections::VecDeque<PendingTxn>,
     /// Connections whose held requests may run again.
     to_drain: Vec<ConnId>,
+    pub replication: Replication,
+    /// Learner: requests forwarded to the leader, per session in order, each waiting for
+    /// the committed txn with its (session, cxid).
+    forwarded: HashMap<i64, std::collections::VecDeque<(i32, Origin)>>,
+    /// `sync` requests waiting for zab's barrier: id -> (conn, xid, path, received).
+    syncs: HashMap<u64, (ConnId, i32, String, i64)>,
+    next_sync_id: u64,
+    /// Learner: sessions its clients touched since the last PING (id -> timeout).
+    touched: HashMap<i64, i32>,
 }
 
 /// Anything that can follow a ReplyHeader (object-safe, unlike `Record`).
@@ -192,7 +226,14 @@ fn reply_frame(xid: i32, zxid: i64, err: i32, body: Option<&dyn Encode>) -> Vec<
 
 impl Core {
     pub fn new(config: Config, now_ms: i64) -> Core {
-        let sessions = SessionTracker::new(config.tick_time_ms, now_ms, 1);
+        // Standalone ZooKeeper numbers sessions as server 1; in an ensemble each server uses
+        // its myid, so ids minted by different servers never collide.
+        let session_server_id = if config.is_distributed() {
+            config.my_id.unwrap_or(1) as i64
+        } else {
+            1
+        };
+        let sessions = SessionTracker::new(config.tick_time_ms, now_ms, session_server_id);
         Core {
             config,
             tree: DataTree::new(),
@@ -210,7 +251,67 @@ impl Core {
             durable: false,
             pending: std::collections::VecDeque::new(),
             to_drain: Vec::new(),
+            replication: Replication::Standalone,
+            forwarded: HashMap::new(),
+            syncs: HashMap::new(),
+            next_sync_id: 1,
+            touched: HashMap::new(),
         }
+    }
+
+    /// The ensemble role changed (zab's RoleChanged). Like ZooKeeper, which shuts its
+    /// ZooKeeperServer down and starts a new one on every role change, every client
+    /// connection is closed and every request in flight forgotten: clients reconnect and
+    /// resume their sessions, which are global. The tree keeps only committed txns, so it
+    /// stays; the prep stage restarts from it, with zxids from `leader_zxid_base` (the
+    /// new epoch's zxid with counter 0) when leading.
+    pub fn set_replication(&mut self, replication: Replication, leader_zxid_base: i64) {
+        let conns: Vec<ConnId> = self.conns.keys().copied().collect();
+        for c in conns {
+            if let Some(conn) = self.conns.get(&c) {
+                if conn.session_id != 0 {
+                    let sid = conn.session_id;
+                    if self.sessions.get(sid).is_some_and(|s| s.conn == Some(c)) {
+                        self.sessions.set_conn(sid, None);
+                    }
+                }
+            }
+            self.tree.remove_connection(c);
+            self.close(c);
+        }
+        self.conns.clear();
+        self.pending.clear();
+        self.forwarded.clear();
+        self.syncs.clear();
+        self.touched.clear();
+        self.to_drain.clear();
+        let base = match replication {
+            Replication::Leader => leader_zxid_base,
+            _ => self.tree.last_processed_zxid,
+        };
+        self.prep = Prep::new(base);
+        self.replication = replication;
+    }
+
+    /// Learner: the sessions touched since the last call, for the next PING.
+    pub fn take_session_touches(&mut self) -> Vec<(i64, i32)> {
+        let mut v: Vec<_> = self.touched.drain().collect();
+        v.sort();
+        v
+    }
+
+    /// Leader: a learner's PING says these sessions are alive.
+    pub fn touch_sessions(&mut self, touches: &[(i64, i32)], now_ms: i64) {
+        for &(id, timeout) in touches {
+            self.sessions.touch(id, timeout, now_ms);
+        }
+    }
+
+    fn touch_session(&mut self, session_id: i64, timeout_ms: i32, now_ms: i64) -> bool {
+        if self.replication == Replication::Learner {
+            self.touched.insert(session_id, timeout_ms);
+        }
+        self.sessions.touch(session_id, timeout_ms, now_ms)
     }
 
     /// Rebuilds the state from a snapshot (its tree, sessions and zxid) and the logged txns
@@ -340,6 +441,11 @@ impl Core {
             return;
         };
         c.packets_received += 1;
+        if self.replication == Replication::Unavailable {
+            // ZooKeeper does not serve clients while it has no leader.
+            self.close(conn);
+            return;
+        }
         let last_zxid = self.tree.last_processed_zxid;
         if req.last_zxid_seen > last_zxid {
             tracing::info!(
@@ -356,26 +462,37 @@ impl Core {
             if let Some(c) = self.conns.get_mut(&conn) {
                 c.session_id = id;
             }
-            let ctx = self.prep_ctx(id, 0, &[], now_ms);
-            let txn = self.prep.create_session(&ctx, timeout);
             if let Some(c) = self.conns.get_mut(&conn) {
                 c.outstanding_writes += 1;
             }
-            self.propose(
-                txn,
-                Origin::Connect {
-                    conn,
-                    session_id: id,
-                    timeout_ms: timeout,
-                },
-            );
+            let origin = Origin::Connect {
+                conn,
+                session_id: id,
+                timeout_ms: timeout,
+            };
+            if self.replication == Replication::Learner {
+                // The leader logs the createSession; the session is this server's.
+                self.touched.insert(id, timeout);
+                self.forward(
+                    id,
+                    0,
+                    OpCode::CreateSession as i32,
+                    &[],
+                    timeout.to_be_bytes().to_vec(),
+                    origin,
+                );
+                return;
+            }
+            let ctx = self.prep_ctx(id, 0, &[], now_ms);
+            let txn = self.prep.create_session(&ctx, timeout);
+            self.propose(txn, origin);
             self.settle(now_ms);
             return;
         }
         // Resume: the password must be the one this session id generates, and the
         // session must still be alive.
         let valid = req.passwd.as_slice() == session_password(req.session_id)
-            && self.sessions.touch(req.session_id, timeout, now_ms);
+            && self.touch_session(req.session_id, timeout, now_ms);
         if !valid {
             self.finish_session_init(conn, None);
             return;
@@ -426,13 +543,189 @@ impl Core {
 
     /// Sends a prepared txn towards the log (or applies it at once without one).
     fn propose(&mut self, txn: TxnEntry, origin: Origin) {
-        if self.durable {
-            self.out.push(Output::Persist {
+        match self.replication {
+            Replication::Leader => self.out.push(Output::Propose {
                 zxid: txn.header.zxid,
                 txn: txn.to_bytes(),
-            });
+            }),
+            Replication::Standalone if self.durable => self.out.push(Output::Persist {
+                zxid: txn.header.zxid,
+                txn: txn.to_bytes(),
+            }),
+            Replication::Standalone => {}
+            Replication::Learner | Replication::Unavailable => {
+                unreachable!("only a standalone server or a leader prepares txns")
+            }
         }
         self.pending.push_back(PendingTxn { txn, origin });
+    }
+
+    /// Learner: sends a request to the leader and remembers who waits for its txn.
+    fn forward(
+        &mut self,
+        session_id: i64,
+        cxid: i32,
+        op_type: i32,
+        auth: &[Id],
+        body: Vec<u8>,
+        origin: Origin,
+    ) {
+        let payload = crate::forward::ForwardedRequest {
+            session_id,
+            cxid,
+            op_type,
+            auth: auth.to_vec(),
+            body,
+        }
+        .encode();
+        self.forwarded
+            .entry(session_id)
+            .or_default()
+            .push_back((cxid, origin));
+        self.out.push(Output::Forward { payload });
+    }
+
+    /// Leader or learner: zab committed this txn (in zxid order): apply it and answer
+    /// whoever here asked for it.
+    pub fn committed(&mut self, zxid: i64, payload: &[u8], now_ms: i64) -> Result<(), String> {
+        let txn = TxnEntry::from_bytes(payload)
+            .map_err(|e| format!("committed txn 0x{zxid:x} does not decode: {e}"))?;
+        if txn.header.zxid != zxid {
+            return Err(format!(
+                "committed txn 0x{zxid:x} carries zxid 0x{:x}",
+                txn.header.zxid
+            ));
+        }
+        if zxid <= self.tree.last_processed_zxid {
+            tracing::warn!(
+                "zab committed txn 0x{zxid:x} again (tree at 0x{:x}); skipping it",
+                self.tree.last_processed_zxid
+            );
+            return Ok(());
+        }
+        let origin = if self
+            .pending
+            .front()
+            .is_some_and(|p| p.txn.header.zxid == zxid)
+        {
+            self.pending.pop_front().map(|p| p.origin)
+        } else {
+            let sid = txn.header.client_id;
+            let matches = self
+                .forwarded
+                .get(&sid)
+                .and_then(|q| q.front())
+                .is_some_and(|(cxid, o)| {
+                    *cxid == txn.header.cxid
+                        && matches!(o, Origin::Connect { .. })
+                            == matches!(txn.body, TxnBody::CreateSession(_))
+                });
+            if matches {
+                let q = self.forwarded.get_mut(&sid).expect("checked above");
+                let o = q.pop_front().map(|(_, o)| o);
+                if q.is_empty() {
+                    self.forwarded.remove(&sid);
+                }
+                o
+            } else {
+                None
+            }
+        };
+        match &txn.body {
+            TxnBody::CreateSession(c) if self.sessions.get(txn.header.client_id).is_none() => {
+                self.sessions.add(txn.header.client_id, c.time_out, now_ms);
+            }
+            TxnBody::CloseSession(_) if origin.is_none() => {
+                // Expired or closed elsewhere: a connection here still carrying the
+                // session is closed, as the session's owner would close it.
+                if let Some(c) = self.sessions.get(txn.header.client_id).and_then(|s| s.conn) {
+                    if let Some(cs) = self.conns.get_mut(&c) {
+                        cs.session_id = 0;
+                    }
+                    self.close(c);
+                }
+            }
+            _ => {}
+        }
+        let rc = self.apply(&txn);
+        if let Some(origin) = origin {
+            self.finalize(PendingTxn { txn, origin }, rc, now_ms);
+        }
+        self.settle(now_ms);
+        Ok(())
+    }
+
+    /// Leader: a request a learner forwarded (or its own, looped back by zab).
+    pub fn forwarded_request(&mut self, payload: &[u8], now_ms: i64) -> Result<(), String> {
+        if self.replication != Replication::Leader {
+            return Err("a forwarded request reached a server that is not leading".into());
+        }
+        let f = crate::forward::ForwardedRequest::decode(payload)
+            .map_err(|e| format!("forwarded request does not decode: {e}"))?;
+        let ctx_auth = f.auth.clone();
+        if f.op_type == OpCode::CreateSession as i32 {
+            let timeout = i32::from_be_bytes(
+                f.body
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| "createSession body is not a timeout".to_string())?,
+            );
+            self.sessions.add(f.session_id, timeout, now_ms);
+            let ctx = self.prep_ctx(f.session_id, f.cxid, &ctx_auth, now_ms);
+            let txn = self.prep.create_session(&ctx, timeout);
+            self.propose(txn, Origin::Remote);
+            self.settle(now_ms);
+            return Ok(());
+        }
+        let timeout = self.sessions.get(f.session_id).map(|s| s.timeout_ms);
+        let pctx = self.prep_ctx(f.session_id, f.cxid, &ctx_auth, now_ms);
+        let txn = match timeout {
+            None => {
+                // The session expired here first: the learner's client gets the error
+                // from the txn, as ZooKeeper's prep logs an ErrorTxn for it.
+                let mut txn = self.prep.prep_write(&self.tree, &pctx, &Request::Ping);
+                txn.body = TxnBody::Error(zkd_proto::txn::ErrorTxn {
+                    err: ErrorCode::SessionExpired.code(),
+                });
+                txn
+            }
+            Some(t) => {
+                self.sessions.touch(f.session_id, t, now_ms);
+                if f.op_type == OpCode::CloseSession as i32 {
+                    let txn = self.prep.close_session(&self.tree, &pctx);
+                    self.sessions.remove(f.session_id);
+                    txn
+                } else {
+                    match Request::decode(f.op_type, &f.body) {
+                        Ok(r) if OpCode::from_i32(f.op_type).is_some_and(is_write) => {
+                            self.prep.prep_write(&self.tree, &pctx, &r)
+                        }
+                        _ => {
+                            let mut txn = self.prep.prep_write(&self.tree, &pctx, &Request::Ping);
+                            txn.body = TxnBody::Error(zkd_proto::txn::ErrorTxn {
+                                err: ErrorCode::MarshallingError.code(),
+                            });
+                            txn
+                        }
+                    }
+                }
+            }
+        };
+        self.propose(txn, Origin::Remote);
+        self.settle(now_ms);
+        Ok(())
+    }
+
+    /// zab's barrier for the `sync` with this id passed: answer it.
+    pub fn sync_done(&mut self, id: u64, now_ms: i64) {
+        if let Some((conn, xid, path, received_ms)) = self.syncs.remove(&id) {
+            if self.conns.contains_key(&conn) {
+                let reply = self.reply(xid, ErrorCode::Ok, Some(&SyncResponse { path }));
+                self.respond(conn, xid, "SYNC", reply, received_ms, now_ms);
+            }
+            self.write_done(conn);
+            self.settle(now_ms);
+        }
     }
 
     /// The log made every txn up to `zxid` durable: apply them in order and answer.
@@ -570,7 +863,7 @@ impl Core {
                     self.close(c);
                 }
             }
-            Origin::Reaper => {}
+            Origin::Reaper | Origin::Remote => {}
         }
     }
 
@@ -618,7 +911,7 @@ impl Core {
         let timeout = self.sessions.get(session_id).map(|s| s.timeout_ms);
         match timeout {
             Some(t) => {
-                self.sessions.touch(session_id, t, now_ms);
+                self.touch_session(session_id, t, now_ms);
             }
             None => {
                 // The session expired (or is closing) under this connection.
@@ -758,6 +1051,24 @@ impl Core {
                     conn,
                     e
                 );
+                if is_write(op) && self.replication == Replication::Learner {
+                    // The leader decodes it too, and logs the ErrorTxn.
+                    if let Some(c) = self.conns.get_mut(&conn) {
+                        c.outstanding_writes += 1;
+                    }
+                    let auth = self
+                        .conns
+                        .get(&conn)
+                        .map(|c| c.auth.clone())
+                        .unwrap_or_default();
+                    let origin = Origin::Malformed {
+                        conn,
+                        xid,
+                        received_ms: now_ms,
+                    };
+                    self.forward(session_id, xid, op_type, &auth, body.to_vec(), origin);
+                    return (None, "NA");
+                }
                 if is_write(op) {
                     // ZooKeeper logs an ErrorTxn(MARSHALLINGERROR) for a bad write.
                     let pctx = self.prep_ctx(session_id, xid, &[], now_ms);
@@ -831,6 +1142,47 @@ impl Core {
                 )))),
                 "SASL",
             ),
+            Request::CloseSession if self.replication == Replication::Learner => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.session_id = 0;
+                    c.outstanding_writes += 1;
+                }
+                let origin = Origin::CloseSession {
+                    conn,
+                    xid,
+                    received_ms: now_ms,
+                };
+                self.forward(session_id, xid, op_type, &auth, Vec::new(), origin);
+                (None, "CLOS")
+            }
+            Request::Sync(r)
+                if matches!(self.replication, Replication::Leader | Replication::Learner) =>
+            {
+                // A quorum barrier, not a local no-op: the reply leaves once every txn the
+                // leader had proposed before it is applied here.
+                let id = self.next_sync_id;
+                self.next_sync_id += 1;
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.outstanding_writes += 1;
+                }
+                self.syncs.insert(id, (conn, xid, r.path, now_ms));
+                self.out.push(Output::Sync { id });
+                (None, "SYNC")
+            }
+            r if is_write(r.op_code()) && self.replication == Replication::Learner => {
+                let name = last_op_name(r.op_code());
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.outstanding_writes += 1;
+                }
+                let origin = Origin::Client {
+                    conn,
+                    xid,
+                    req: r,
+                    received_ms: now_ms,
+                };
+                self.forward(session_id, xid, op_type, &auth, body.to_vec(), origin);
+                (None, name)
+            }
             Request::CloseSession => {
                 let pctx = self.prep_ctx(session_id, xid, &auth, now_ms);
                 let txn = self.prep.close_session(&self.tree, &pctx);
@@ -1169,6 +1521,15 @@ impl Core {
 
     /// Periodic work: expire sessions, reap empty containers and expired TTL nodes.
     pub fn tick(&mut self, now_ms: i64) {
+        // The leader alone decides expiry and reaps containers (ZooKeeper's
+        // LeaderSessionTracker and ContainerManager); learners apply what it logs.
+        if !matches!(
+            self.replication,
+            Replication::Standalone | Replication::Leader
+        ) {
+            self.settle(now_ms);
+            return;
+        }
         for id in self.sessions.expired(now_ms) {
             tracing::info!("Expiring session 0x{:x}", id);
             self.close_session(id, now_ms);

@@ -92,6 +92,11 @@ impl Shared {
                             let _ = w.tx.send(Out::Close);
                         }
                     }
+                    // Ensemble outputs: no standalone core emits them (the ensemble driver
+                    // takes them before they get here).
+                    Output::Propose { .. } | Output::Forward { .. } | Output::Sync { .. } => {
+                        tracing::error!("ensemble output from a standalone server: {o:?}");
+                    }
                     // Sent while the core lock is held, so the log sees txns in zxid order.
                     Output::Persist { zxid, txn } => {
                         let log = self.log.get().expect("a durable core has a log thread");

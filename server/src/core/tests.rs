@@ -1207,3 +1207,251 @@ fn restore_replays_txns_and_sessions_without_notifying() {
         core.tree.last_processed_zxid + 1
     );
 }
+
+/// A leader core and a learner core wired by hand the way zab wires them: forwarded
+/// requests go to the leader, proposals are committed on both in zxid order, syncs pass
+/// once everything before them is committed.
+mod ensemble {
+    use super::*;
+
+    struct Pair {
+        leader: Core,
+        learner: Core,
+        /// Learner outputs for its clients, kept for the test to inspect.
+        learner_out: Vec<Output>,
+        leader_out: Vec<Output>,
+    }
+
+    const EPOCH_BASE: i64 = 1 << 32;
+
+    impl Pair {
+        fn new() -> Pair {
+            let mut leader = core_with(|_| {});
+            let mut learner = core_with(|_| {});
+            leader.set_replication(Replication::Leader, EPOCH_BASE);
+            learner.set_replication(Replication::Learner, 0);
+            leader.take_output();
+            learner.take_output();
+            Pair {
+                leader,
+                learner,
+                learner_out: Vec::new(),
+                leader_out: Vec::new(),
+            }
+        }
+
+        /// Moves messages until both cores are quiet.
+        fn run(&mut self, now: i64) {
+            loop {
+                let mut progressed = false;
+                for o in self.learner.take_output() {
+                    progressed = true;
+                    match o {
+                        Output::Forward { payload } => {
+                            self.leader.forwarded_request(&payload, now).unwrap()
+                        }
+                        Output::Sync { id } => {
+                            // Everything the leader proposed so far is committed below
+                            // before the barrier passes.
+                            self.commit_all(now);
+                            self.learner.sync_done(id, now);
+                        }
+                        Output::Propose { .. } | Output::Persist { .. } => {
+                            panic!("a learner never prepares txns: {o:?}")
+                        }
+                        other => self.learner_out.push(other),
+                    }
+                }
+                progressed |= self.commit_all(now);
+                if !progressed {
+                    return;
+                }
+            }
+        }
+
+        fn commit_all(&mut self, now: i64) -> bool {
+            let mut any = false;
+            for o in self.leader.take_output() {
+                match o {
+                    Output::Propose { zxid, txn } => {
+                        any = true;
+                        self.leader.committed(zxid, &txn, now).unwrap();
+                        self.learner.committed(zxid, &txn, now).unwrap();
+                    }
+                    other => self.leader_out.push(other),
+                }
+            }
+            any
+        }
+
+        fn learner_replies(&mut self, conn: ConnId) -> Vec<Sent> {
+            let outs = std::mem::take(&mut self.learner_out);
+            let mut tmp = core_with(|_| {});
+            tmp.out = outs;
+            drain(&mut tmp, conn)
+        }
+    }
+
+    fn connect_learner(p: &mut Pair, conn: ConnId, now: i64) -> i64 {
+        assert!(p.learner.accept(conn, addr(conn as u8), now));
+        p.learner.connect(
+            conn,
+            &ConnectRequest {
+                time_out: 4000,
+                passwd: vec![0; 16],
+                has_read_only: true,
+                ..Default::default()
+            },
+            now,
+        );
+        // Nothing is answered before the leader logged the createSession.
+        assert!(matches!(p.learner.out.as_slice(), [Output::Forward { .. }]));
+        p.run(now);
+        let outs = std::mem::take(&mut p.learner_out);
+        let frame = outs
+            .iter()
+            .find_map(|o| match o {
+                Output::Send { conn: c, frame } if *c == conn => Some(frame.clone()),
+                _ => None,
+            })
+            .expect("a ConnectResponse");
+        let rsp = ConnectResponse::from_bytes(&frame[4..]).unwrap();
+        assert!(rsp.session_id != 0);
+        rsp.session_id
+    }
+
+    fn learner_send(p: &mut Pair, conn: ConnId, xid: i32, req: &Request, now: i64) {
+        let mut w = Writer::new();
+        req.encode_body(&mut w);
+        p.learner
+            .request(conn, xid, req.op_code() as i32, &w.buf, now);
+        p.run(now);
+    }
+
+    #[test]
+    fn a_learners_session_and_writes_go_through_the_leader() {
+        let mut p = Pair::new();
+        let sid = connect_learner(&mut p, 1, T0);
+        // The session is global: the leader tracks it (and would expire it).
+        assert!(p.leader.sessions.get(sid).is_some());
+        assert!(p.learner.sessions.get(sid).is_some());
+
+        learner_send(&mut p, 1, 1, &create("/e", CreateMode::Ephemeral), T0);
+        let (xid, zxid, err, body) = one_reply(&p.learner_replies(1));
+        assert_eq!((xid, err), (1, 0));
+        assert_eq!(zxid, EPOCH_BASE + 2, "createSession took counter 1");
+        assert_eq!(CreateResponse::from_bytes(&body).unwrap().path, "/e");
+        for t in [&p.leader.tree, &p.learner.tree] {
+            assert_eq!(t.get("/e").unwrap().stat.ephemeral_owner, sid);
+        }
+
+        // A failing write: the leader's prep decides, the learner answers.
+        learner_send(
+            &mut p,
+            1,
+            2,
+            &Request::SetData(SetDataRequest {
+                path: "/e".into(),
+                data: Some(b"x".to_vec()),
+                version: 7,
+            }),
+            T0,
+        );
+        let (_, _, err, _) = one_reply(&p.learner_replies(1));
+        assert_eq!(err, ErrorCode::BadVersion.code());
+
+        // A malformed write: the leader logs MarshallingError, the learner answers it.
+        p.learner.request(1, 3, OpCode::SetData as i32, &[0, 0], T0);
+        p.run(T0);
+        let (xid, _, err, _) = one_reply(&p.learner_replies(1));
+        assert_eq!((xid, err), (3, ErrorCode::MarshallingError.code()));
+
+        // Reads are local and see the session's own writes.
+        learner_send(
+            &mut p,
+            1,
+            4,
+            &Request::GetData(GetDataRequest {
+                path: "/e".into(),
+                watch: false,
+            }),
+            T0,
+        );
+        let (_, _, err, _) = one_reply(&p.learner_replies(1));
+        assert_eq!(err, 0);
+
+        // sync is a barrier through zab, answered with the path.
+        learner_send(
+            &mut p,
+            1,
+            5,
+            &Request::Sync(SyncRequest { path: "/e".into() }),
+            T0,
+        );
+        let (xid, _, err, body) = one_reply(&p.learner_replies(1));
+        assert_eq!((xid, err), (5, 0));
+        assert_eq!(SyncResponse::from_bytes(&body).unwrap().path, "/e");
+        assert_eq!(
+            p.leader.tree.last_processed_zxid,
+            p.learner.tree.last_processed_zxid
+        );
+    }
+
+    #[test]
+    fn the_leader_expires_a_learners_session_unless_its_pings_touch_it() {
+        let mut p = Pair::new();
+        let sid = connect_learner(&mut p, 1, T0);
+        learner_send(&mut p, 1, 1, &create("/e", CreateMode::Ephemeral), T0);
+        p.learner_replies(1);
+        // The learner reports its clients' activity; the leader keeps the session.
+        let mut now = T0;
+        for _ in 0..10 {
+            now += 1000;
+            learner_send(&mut p, 1, -2, &Request::Ping, now);
+            let touches = p.learner.take_session_touches();
+            assert_eq!(touches, vec![(sid, 4000)]);
+            p.leader.touch_sessions(&touches, now);
+            p.leader.tick(now);
+            p.learner.tick(now);
+            p.run(now);
+        }
+        assert!(p.leader.tree.get("/e").is_some());
+        p.learner_replies(1);
+        // Silence: the leader (never the learner) expires it, and both drop the ephemeral;
+        // the learner closes the connection that still carried the session.
+        now += 10_000;
+        p.learner.tick(now);
+        p.run(now);
+        assert!(
+            p.learner.tree.get("/e").is_some(),
+            "learners never expire sessions"
+        );
+        p.leader.tick(now);
+        p.run(now);
+        assert!(p.leader.tree.get("/e").is_none());
+        assert!(p.learner.tree.get("/e").is_none());
+        assert!(p.learner.sessions.get(sid).is_none());
+        assert!(matches!(p.learner_replies(1).last(), Some(Sent::Close)));
+    }
+
+    #[test]
+    fn a_role_change_closes_clients_and_restarts_prep_from_the_tree() {
+        let mut p = Pair::new();
+        connect_learner(&mut p, 1, T0);
+        p.learner.set_replication(Replication::Unavailable, 0);
+        assert!(p
+            .learner
+            .take_output()
+            .iter()
+            .any(|o| matches!(o, Output::Close { conn: 1 })));
+        assert!(p.learner.conns.is_empty());
+        // Without a leader, a new client is turned away.
+        assert!(p.learner.accept(2, addr(2), T0));
+        p.learner.connect(2, &ConnectRequest::default(), T0);
+        assert!(p
+            .learner
+            .take_output()
+            .iter()
+            .any(|o| matches!(o, Output::Close { conn: 2 })));
+    }
+}

@@ -191,6 +191,12 @@ pub struct Core {
     next_sync_id: u64,
     /// Learner: sessions its clients touched since the last PING (id -> timeout).
     touched: HashMap<i64, i32>,
+    /// The ZAB state machine of an ensemble server (None when standalone). It lives in
+    /// the core so that one lock orders client requests, proposals and commits.
+    pub zab: Option<Box<zkd_zab::Zab>>,
+    /// zab's last reported role and leader, for stat/srvr/mntr.
+    pub ensemble_role: Option<zkd_zab::Role>,
+    pub ensemble_leader: Option<zkd_zab::ServerId>,
 }
 
 /// Anything that can follow a ReplyHeader (object-safe, unlike `Record`).
@@ -256,6 +262,9 @@ impl Core {
             syncs: HashMap::new(),
             next_sync_id: 1,
             touched: HashMap::new(),
+            zab: None,
+            ensemble_role: None,
+            ensemble_leader: None,
         }
     }
 
@@ -730,6 +739,11 @@ impl Core {
 
     /// The log made every txn up to `zxid` durable: apply them in order and answer.
     pub fn synced(&mut self, zxid: i64, now_ms: i64) {
+        if let Some(zab) = self.zab.as_mut() {
+            // In an ensemble the log's fsync is this server's ACK; zab decides commits.
+            zab.log_synced(zxid);
+            return;
+        }
         self.apply_through(zxid, now_ms);
         self.settle(now_ms);
     }

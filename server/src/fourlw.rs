@@ -68,6 +68,12 @@ pub fn execute(core: &mut Core, conn: ConnId, cmd: &str, now_ms: i64) -> String 
     let this = command_packet_received(core, conn);
     let text = if !core.config.four_letter_whitelist.allows(cmd) {
         refusal(cmd)
+    } else if core.zab.is_some()
+        && core.replication == crate::core::Replication::Unavailable
+        && NEED_SERVING.contains(&cmd)
+    {
+        // An ensemble server without an established leader (ZooKeeper's ZK_NOT_SERVING).
+        "This ZooKeeper instance is not currently serving requests\n".to_string()
     } else {
         run(core, cmd, this, now_ms)
     };
@@ -91,6 +97,11 @@ pub fn set_trace_mask(core: &mut Core, conn: ConnId, mask: i64, _now_ms: i64) ->
     core.stats.packets_sent += 1;
     text
 }
+
+/// Commands that describe a running ZooKeeperServer, which a looking server has not.
+const NEED_SERVING: &[&str] = &[
+    "stat", "srvr", "mntr", "cons", "crst", "dump", "wchs", "wchc", "wchp", "hash", "srst",
+];
 
 fn refusal(cmd: &str) -> String {
     format!("{cmd} is not executed because it is not in the whitelist.\n")
@@ -211,7 +222,19 @@ fn server_stats(out: &mut String, core: &Core) {
     let _ = writeln!(out, "Connections: {}", core.conns.len());
     let _ = writeln!(out, "Outstanding: {}", core.outstanding_requests());
     let _ = writeln!(out, "Zxid: 0x{:x}", core.tree.last_processed_zxid);
-    out.push_str("Mode: standalone\n");
+    let _ = writeln!(out, "Mode: {}", server_state(core));
+}
+
+/// ZooKeeper's ServerState name: standalone, or the ensemble role zab reported.
+pub fn server_state(core: &Core) -> &'static str {
+    use zkd_zab::Role;
+    match (core.zab.is_some(), core.ensemble_role) {
+        (false, _) => "standalone",
+        (true, Some(Role::Leading)) => "leader",
+        (true, Some(Role::Following)) => "follower",
+        (true, Some(Role::Observing)) => "observer",
+        (true, _) => "looking",
+    }
 }
 
 fn min_latency(core: &Core) -> i64 {
@@ -431,7 +454,7 @@ fn mntr(core: &Core, now_ms: i64) -> String {
     let s = &core.stats;
     let mut lines: Vec<(&str, String)> = vec![
         ("version", full_version()),
-        ("server_state", "standalone".to_string()),
+        ("server_state", server_state(core).to_string()),
         ("ephemerals_count", core.tree.ephemeral_count().to_string()),
         ("num_alive_connections", core.conns.len().to_string()),
         ("avg_latency", java_double(avg_latency(core))),

@@ -3,6 +3,7 @@
 pub mod acl;
 pub mod config;
 pub mod core;
+pub mod ensemble;
 pub mod forward;
 pub mod fourlw;
 pub mod net;

@@ -57,58 +57,98 @@ pub struct Shared {
     next_conn: AtomicU64,
     /// Where Persist outputs go: the log thread (set once it runs).
     log: std::sync::OnceLock<std::sync::mpsc::Sender<LogMsg>>,
+    /// An ensemble server's transport, epoch files and storage (set before zab runs).
+    pub ensemble: std::sync::OnceLock<crate::ensemble::EnsembleIo>,
 }
 
 impl Shared {
-    /// Runs `f` on the core and routes its outputs while still holding the lock.
+    /// Runs `f` on the core and routes its outputs (and zab's) while still holding the
+    /// lock, until neither has anything left to say.
     pub fn with_core<T>(&self, f: impl FnOnce(&mut Core) -> T) -> T {
         let mut core = self.core.lock();
         let r = f(&mut core);
-        let outs = core.take_output();
-        if !outs.is_empty() {
-            let mut writers = self.writers.lock();
-            for o in outs {
-                match o {
-                    Output::Send { conn, frame } => {
-                        if let Some(w) = writers.get_mut(&conn) {
-                            if w.closed {
-                                continue;
-                            }
-                            let queued = w.queued.fetch_add(frame.len(), Ordering::Relaxed);
-                            if queued + frame.len() > MAX_OUTBOUND_BYTES {
-                                tracing::warn!(
-                                    "closing connection {conn}: more than {MAX_OUTBOUND_BYTES} bytes queued for a client that does not read"
-                                );
-                                w.closed = true;
-                                let _ = w.tx.send(Out::Close);
-                            } else {
-                                let _ = w.tx.send(Out::Frame(frame));
-                            }
+        self.route(&mut core);
+        r
+    }
+
+    fn route(&self, core: &mut Core) {
+        if core.zab.is_none() {
+            let outs = core.take_output();
+            if !outs.is_empty() {
+                self.route_client_outputs(core, outs);
+            }
+            return;
+        }
+        crate::ensemble::route(self, core, now_ms(), |core, outs| {
+            self.route_client_outputs(core, outs)
+        });
+    }
+
+    fn route_client_outputs(&self, core: &mut Core, outs: Vec<Output>) {
+        let mut writers = self.writers.lock();
+        for o in outs {
+            match o {
+                Output::Send { conn, frame } => {
+                    if let Some(w) = writers.get_mut(&conn) {
+                        if w.closed {
+                            continue;
                         }
-                    }
-                    Output::Close { conn } => {
-                        if let Some(w) = writers.get_mut(&conn) {
+                        let queued = w.queued.fetch_add(frame.len(), Ordering::Relaxed);
+                        if queued + frame.len() > MAX_OUTBOUND_BYTES {
+                            tracing::warn!(
+                                "closing connection {conn}: more than {MAX_OUTBOUND_BYTES} bytes queued for a client that does not read"
+                            );
                             w.closed = true;
                             let _ = w.tx.send(Out::Close);
-                        }
-                    }
-                    // Ensemble outputs: no standalone core emits them (the ensemble driver
-                    // takes them before they get here).
-                    Output::Propose { .. } | Output::Forward { .. } | Output::Sync { .. } => {
-                        tracing::error!("ensemble output from a standalone server: {o:?}");
-                    }
-                    // Sent while the core lock is held, so the log sees txns in zxid order.
-                    Output::Persist { zxid, txn } => {
-                        let log = self.log.get().expect("a durable core has a log thread");
-                        if log.send(LogMsg::Append { zxid, txn }).is_err() {
-                            // The log thread only ends by stopping the process.
-                            tracing::error!("log thread gone; txn 0x{zxid:x} not persisted");
+                        } else {
+                            let _ = w.tx.send(Out::Frame(frame));
                         }
                     }
                 }
+                Output::Close { conn } => {
+                    if let Some(w) = writers.get_mut(&conn) {
+                        w.closed = true;
+                        let _ = w.tx.send(Out::Close);
+                    }
+                }
+                // Sent while the core lock is held, so the log sees txns in zxid order.
+                Output::Persist { zxid, txn } => self.append_to_log(zxid, txn),
+                o @ (Output::Propose { .. } | Output::Forward { .. } | Output::Sync { .. }) => {
+                    crate::ensemble::to_zab(core, o)
+                }
             }
         }
-        r
+    }
+
+    fn append_to_log(&self, zxid: i64, txn: Vec<u8>) {
+        let log = self.log.get().expect("a durable core has a log thread");
+        if log.send(LogMsg::Append { zxid, txn }).is_err() {
+            // The log thread only ends by stopping the process.
+            tracing::error!("log thread gone; txn 0x{zxid:x} not persisted");
+        }
+    }
+}
+
+impl crate::ensemble::EnsembleHost for Shared {
+    fn append(&self, zxid: i64, payload: Vec<u8>) {
+        self.append_to_log(zxid, payload);
+    }
+
+    fn truncate_log(&self, after: i64) -> Result<(), String> {
+        let log = self.log.get().ok_or("no log thread")?;
+        let (done_tx, done_rx) = std::sync::mpsc::sync_channel(1);
+        log.send(LogMsg::Truncate {
+            after,
+            done: done_tx,
+        })
+        .map_err(|_| "log thread gone".to_string())?;
+        done_rx.recv().map_err(|_| "log thread gone".to_string())?
+    }
+
+    fn io(&self) -> &crate::ensemble::EnsembleIo {
+        self.ensemble
+            .get()
+            .expect("an ensemble server has its IO set up before zab runs")
     }
 }
 
@@ -141,6 +181,7 @@ pub async fn serve(
         writers: Mutex::new(HashMap::new()),
         next_conn: AtomicU64::new(1),
         log: std::sync::OnceLock::new(),
+        ensemble: std::sync::OnceLock::new(),
     });
     if let Some(p) = persistence {
         let tx = persist::start(shared.clone(), p);

@@ -33,12 +33,22 @@ use crate::tree::snapshot::{deserialize_snapshot, FuzzySnapshot, SnapshotSession
 
 /// A txn for the log thread.
 pub enum LogMsg {
-    Append { zxid: i64, txn: Vec<u8> },
+    Append {
+        zxid: i64,
+        txn: Vec<u8>,
+    },
+    /// zab's TRUNC (or a SNAP): drop every txn above `after`, after all earlier appends,
+    /// and say when it is durable.
+    Truncate {
+        after: i64,
+        done: std::sync::mpsc::SyncSender<Result<(), String>>,
+    },
 }
 
 /// The opened storage, ready to be handed to the log thread.
 pub struct Persistence {
     pub storage: Arc<Storage>,
+    pub backend: Arc<dyn zkd_storage::Backend>,
     pub snap_count: u64,
     pub snap_size_limit_bytes: i64,
     pub retain: usize,
@@ -47,7 +57,7 @@ pub struct Persistence {
 
 /// Opens the data directories and rebuilds the core (ZKDatabase.loadDataBase).
 pub fn open(config: &Config, now: i64) -> Result<(Core, Persistence), String> {
-    let backend = Arc::new(FileBackend::new());
+    let backend: Arc<dyn zkd_storage::Backend> = Arc::new(FileBackend::new());
     if !config.force_sync {
         tracing::warn!(
             "forceSync=no: writes are acknowledged without fsync; a crash can lose them (tests only)"
@@ -61,9 +71,13 @@ pub fn open(config: &Config, now: i64) -> Result<(Core, Persistence), String> {
         },
         compress_snapshots: config.snapshot_compression,
     };
-    let (storage, recovered) =
-        Storage::open(backend, &config.data_dir, &config.data_log_dir, options)
-            .map_err(|e| e.to_string())?;
+    let (storage, recovered) = Storage::open(
+        backend.clone(),
+        &config.data_dir,
+        &config.data_log_dir,
+        options,
+    )
+    .map_err(|e| e.to_string())?;
     let mut core = Core::new(config.clone(), now);
     let snapshot = match recovered.snapshot {
         Some((zxid, bytes)) => {
@@ -86,6 +100,7 @@ pub fn open(config: &Config, now: i64) -> Result<(Core, Persistence), String> {
         }
         None => None,
     };
+    let distributed = config.is_distributed();
     let mut txns = Vec::with_capacity(recovered.txns.len());
     for (zxid, bytes) in &recovered.txns {
         let t = TxnEntry::from_bytes(bytes).map_err(|e| {
@@ -102,17 +117,43 @@ pub fn open(config: &Config, now: i64) -> Result<(Core, Persistence), String> {
         }
         txns.push(t);
     }
-    core.restore(snapshot, &txns, now);
+    if distributed {
+        // An ensemble server restores its tree from the snapshot only: the logged txns
+        // after it go to zab, which applies each once it knows it is committed (a
+        // restarted server never shows a txn the ensemble may have dropped).
+        let zab_config = crate::ensemble::zab_config(config)?;
+        let snapshot_zxid = snapshot.as_ref().map_or(0, |s| s.zxid);
+        core.restore(snapshot, &[], now);
+        let epochs = zkd_storage::EpochFiles::new(&config.data_dir);
+        let restored =
+            crate::ensemble::restored(&epochs, &*backend, snapshot_zxid, recovered.txns)?;
+        tracing::info!(
+            "ensemble server {}: acceptedEpoch {}, currentEpoch {}, tree at 0x{:x}, {} logged txns for zab",
+            zab_config.id,
+            restored.accepted_epoch,
+            restored.current_epoch,
+            snapshot_zxid,
+            restored.log.len()
+        );
+        let seed = (now as u64) ^ zab_config.id.rotate_left(32);
+        let zab = zkd_zab::Zab::new(zab_config, restored, seed).map_err(|e| e.to_string())?;
+        core.zab = Some(Box::new(zab));
+        core.set_replication(crate::core::Replication::Unavailable, 0);
+        core.take_output();
+    } else {
+        core.restore(snapshot, &txns, now);
+        tracing::info!(
+            "replayed {} txns; serving from zxid 0x{:x}",
+            txns.len(),
+            core.tree.last_processed_zxid
+        );
+    }
     core.durable = true;
-    tracing::info!(
-        "replayed {} txns; serving from zxid 0x{:x}",
-        txns.len(),
-        core.tree.last_processed_zxid
-    );
     Ok((
         core,
         Persistence {
             storage: Arc::new(storage),
+            backend: backend.clone(),
             snap_count: config.snap_count.max(2),
             snap_size_limit_bytes: config.snap_size_limit_kb.saturating_mul(1024),
             retain: config.autopurge_snap_retain_count.max(3) as usize,
@@ -194,7 +235,15 @@ fn append_thread(
     if p.purge_interval_ms > 0 {
         start_purge_timer(p.storage.clone(), p.retain, p.purge_interval_ms);
     }
-    while let Ok(LogMsg::Append { zxid, txn }) = rx.recv() {
+    while let Ok(msg) = rx.recv() {
+        let (zxid, txn) = match msg {
+            LogMsg::Append { zxid, txn } => (zxid, txn),
+            LogMsg::Truncate { after, done } => {
+                let r = log.truncate_after(after).map_err(|e| e.to_string());
+                let _ = done.send(r);
+                continue;
+            }
+        };
         if let Err(e) = log.append(zxid, &txn) {
             fatal(&format!("appending txn 0x{zxid:x}"), e);
         }

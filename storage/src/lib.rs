@@ -18,6 +18,7 @@
 //! import tool can read both.
 
 pub mod backend;
+pub mod epoch;
 pub mod error;
 pub mod faulty;
 pub mod purge;
@@ -28,6 +29,7 @@ pub mod txnlog;
 pub mod zxid;
 
 pub use backend::{Backend, FileBackend, FileBytes, MemBackend};
+pub use epoch::{EpochFiles, ACCEPTED_EPOCH, CURRENT_EPOCH};
 pub use error::{Result, StorageError};
 pub use faulty::FaultyBackend;
 pub use purge::{purge, PurgeReport};

@@ -9,6 +9,7 @@ pub mod fourlw;
 pub mod net;
 pub mod persist;
 pub mod prep;
+pub mod quorum;
 pub mod session;
 pub mod tools;
 pub mod tree;

@@ -977,13 +977,11 @@ const SYSPROP_KEYS: &[&str] = &[
     "admin.commandURL",
 ];
 
-const WHY_ENSEMBLE: &str = "only applies to ensembles, which zkd does not implement yet";
+const WHY_ENSEMBLE: &str = "is an ensemble tuning zkd's ensembles do not implement yet";
 /// Settings zkd parses and validates (so a file stays portable and typos are caught) but
 /// whose feature has not landed yet; start-up says so rather than pretend.
 const NOT_YET_IN_EFFECT: &[(&str, &str)] = &[
     ("fsync.warningthresholdms", WHY_STORAGE),
-    ("initLimit", WHY_ENSEMBLE_NOW),
-    ("syncLimit", WHY_ENSEMBLE_NOW),
     (
         "admin.enableServer",
         "the admin HTTP server is not implemented yet",
@@ -1015,7 +1013,6 @@ const NOT_YET_IN_EFFECT: &[(&str, &str)] = &[
     ("digest.enabled", "the tree digest is not implemented yet"),
 ];
 const WHY_STORAGE: &str = "not implemented by zkd's storage yet";
-const WHY_ENSEMBLE_NOW: &str = "ensembles are not implemented yet";
 
 const WHY_TLS: &str = "TLS is not implemented by zkd";
 const WHY_JVM: &str = "JVM-specific, no meaning for zkd";

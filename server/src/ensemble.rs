@@ -27,6 +27,15 @@ pub trait PeerSender: Send + Sync {
     fn disconnect(&self, peer: ServerId);
 }
 
+impl PeerSender for crate::quorum::QuorumTransport {
+    fn send(&self, to: ServerId, msg: &Message) {
+        crate::quorum::QuorumTransport::send(self, to, msg)
+    }
+    fn disconnect(&self, peer: ServerId) {
+        crate::quorum::QuorumTransport::disconnect(self, peer)
+    }
+}
+
 /// What an ensemble server needs besides the core: the IO zab's outputs drive.
 pub struct EnsembleIo {
     pub sender: Arc<dyn PeerSender>,
@@ -184,7 +193,16 @@ pub fn execute(host: &dyn EnsembleHost, core: &mut Core, out: ZabOutput, now_ms:
             tracing::info!(
                 "zab: {role:?}, leader {leader:?}, serving {serving}: clients {replication:?}"
             );
-            if core.ensemble_role != Some(role) {
+            // Leaving an active role (or changing leader) ends the quorum streams of the
+            // old epoch, as ZooKeeper's shutdown of its Leader/Learner closes them. Coming
+            // out of LOOKING must not: a learner's FOLLOWERINFO may already be on its way
+            // to a leader that has not yet noticed it won.
+            let leaving_active = matches!(
+                core.ensemble_role,
+                Some(Role::Leading | Role::Following | Role::Observing)
+            ) && (core.ensemble_role != Some(role)
+                || core.ensemble_leader != leader);
+            if leaving_active {
                 for p in &io.peers {
                     io.sender.disconnect(*p);
                 }

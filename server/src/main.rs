@@ -166,6 +166,44 @@ fn serve(path: Option<PathBuf>) {
         },
         None => Config::default(),
     };
+    let mut config = config;
+    if config.is_distributed() {
+        // QuorumPeerConfig: an ensemble server learns its id from <dataDir>/myid.
+        let path = config.data_dir.join("myid");
+        match std::fs::read_to_string(&path) {
+            Ok(text) => match text.trim().parse::<u64>() {
+                Ok(id) => config.my_id = Some(id),
+                Err(_) => {
+                    eprintln!(
+                        "zkd: {} holds {:?}, not a server id",
+                        path.display(),
+                        text.trim()
+                    );
+                    std::process::exit(2);
+                }
+            },
+            Err(e) => {
+                eprintln!(
+                    "zkd: {} cannot be read ({e}); an ensemble server needs its id there",
+                    path.display()
+                );
+                std::process::exit(2);
+            }
+        }
+    }
+    if let Some(me) = config
+        .my_id
+        .and_then(|id| config.servers.iter().find(|s| s.id == id))
+    {
+        // server.N=...;[host:]port gives this server's client address (ZooKeeper 3.5+).
+        if let Some(port) = me.client_port {
+            config.client_port = port;
+            config.client_port_address = me
+                .client_host
+                .as_deref()
+                .and_then(|h| h.parse::<IpAddr>().ok());
+        }
+    }
     if let Err(e) = config.validate() {
         eprintln!("zkd: {e}");
         std::process::exit(2);

@@ -164,7 +164,122 @@ pub async fn run(
     let (core, persistence) = persist::open(&config, now_ms())
         .map_err(|e| std::io::Error::other(format!("cannot load the data directory: {e}")))?;
     tracing::info!("data loaded in {:?}", started.elapsed());
+    if config.is_distributed() {
+        return serve_ensemble(listener, config, core, persistence, shutdown).await;
+    }
     serve(listener, core, Some(persistence), shutdown).await
+}
+
+/// An ensemble server: the client listener as a standalone one has, plus the quorum and
+/// election transport, zab's ticks, and zab's outputs carried out by `ensemble::execute`.
+async fn serve_ensemble(
+    listener: TcpListener,
+    config: Config,
+    core: Core,
+    persistence: Persistence,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    use crate::quorum::{PeerAddrs, QuorumTransport, TransportEvent, TransportOptions};
+    let my_id = config
+        .my_id
+        .ok_or_else(|| std::io::Error::other("an ensemble server needs its myid"))?;
+    let mut peers = HashMap::new();
+    let mut mine = None;
+    for s in &config.servers {
+        let resolve = |port: u16| -> std::io::Result<SocketAddr> {
+            use std::net::ToSocketAddrs;
+            (s.host.as_str(), port)
+                .to_socket_addrs()?
+                .next()
+                .ok_or_else(|| std::io::Error::other(format!("{} does not resolve", s.host)))
+        };
+        let addrs = PeerAddrs {
+            quorum: resolve(s.quorum_port)?,
+            election: resolve(s.election_port)?,
+        };
+        if s.id == my_id {
+            mine = Some(addrs);
+        } else {
+            peers.insert(s.id, addrs);
+        }
+    }
+    let mine = mine.ok_or_else(|| std::io::Error::other("myid is not in the server.N list"))?;
+    let quorum_listener = TcpListener::bind(mine.quorum).await.map_err(|e| {
+        std::io::Error::other(format!("cannot listen on quorum port {}: {e}", mine.quorum))
+    })?;
+    let election_listener = TcpListener::bind(mine.election).await.map_err(|e| {
+        std::io::Error::other(format!(
+            "cannot listen on election port {}: {e}",
+            mine.election
+        ))
+    })?;
+    let max_message_bytes = crate::ensemble::zab_config(&config)
+        .map_err(std::io::Error::other)?
+        .max_message_bytes;
+    let (transport, mut events) = QuorumTransport::start(
+        my_id,
+        peers.clone(),
+        quorum_listener,
+        election_listener,
+        TransportOptions {
+            max_message_bytes,
+            ..TransportOptions::default()
+        },
+    );
+    tracing::info!(
+        "server {my_id}: quorum {} election {}, {} peers",
+        mine.quorum,
+        mine.election,
+        peers.len()
+    );
+    let io = crate::ensemble::EnsembleIo {
+        sender: Arc::new(transport.clone()),
+        epochs: zkd_storage::EpochFiles::new(&config.data_dir),
+        backend: persistence.backend.clone(),
+        storage: persistence.storage.clone(),
+        peers: peers.keys().copied().collect(),
+    };
+    let tick_ms = u64::from(config.tick_time_ms.max(1));
+    let shared = new_shared(core);
+    let _ = shared.ensemble.set(io);
+    let tx = persist::start(shared.clone(), persistence);
+    let _ = shared.log.set(tx);
+    // Whatever zab wants to say at start (its first votes) goes out now.
+    shared.with_core(|_| ());
+    let event_loop = {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            while let Some(ev) = events.recv().await {
+                shared.with_core(|c| {
+                    let Some(zab) = c.zab.as_mut() else { return };
+                    match ev {
+                        TransportEvent::Message { from, msg } => {
+                            if let Err(e) = zab.step(from, msg) {
+                                tracing::warn!("message from server {from} refused: {e}");
+                            }
+                        }
+                        TransportEvent::Disconnected { peer } => zab.disconnected(peer),
+                    }
+                });
+            }
+        })
+    };
+    let zab_ticker = {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let mut iv = tokio::time::interval(Duration::from_millis(tick_ms));
+            let mut prev_touches = Vec::new();
+            loop {
+                iv.tick().await;
+                shared.with_core(|c| crate::ensemble::tick(c, &mut prev_touches));
+            }
+        })
+    };
+    let r = accept_loop(shared, listener, shutdown).await;
+    event_loop.abort();
+    zab_ticker.abort();
+    transport.shutdown();
+    r
 }
 
 /// Serves clients with `core` until `shutdown` resolves; with `persistence`, writes go
@@ -175,18 +290,34 @@ pub async fn serve(
     persistence: Option<Persistence>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let tick = Duration::from_millis((core.config.tick_time_ms as u64).clamp(10, 100));
-    let shared = Arc::new(Shared {
+    let shared = new_shared(core);
+    if let Some(p) = persistence {
+        let tx = persist::start(shared.clone(), p);
+        let _ = shared.log.set(tx);
+    }
+    accept_loop(shared, listener, shutdown).await
+}
+
+fn new_shared(core: Core) -> Arc<Shared> {
+    Arc::new(Shared {
         core: Mutex::new(core),
         writers: Mutex::new(HashMap::new()),
         next_conn: AtomicU64::new(1),
         log: std::sync::OnceLock::new(),
         ensemble: std::sync::OnceLock::new(),
-    });
-    if let Some(p) = persistence {
-        let tx = persist::start(shared.clone(), p);
-        let _ = shared.log.set(tx);
-    }
+    })
+}
+
+/// The core's ticker and the client accept loop, until `shutdown` resolves.
+async fn accept_loop(
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let tick = {
+        let core = shared.core.lock();
+        Duration::from_millis((core.config.tick_time_ms as u64).clamp(10, 100))
+    };
     let ticker = {
         let shared = shared.clone();
         tokio::spawn(async move {

@@ -20,7 +20,7 @@ fn effective(w: Vec<String>) -> Vec<String> {
 #[test]
 fn settings_of_features_not_landed_yet_are_flagged() {
     let (_, w) = parse(&base(
-        "snapCount=1000\nzookeeper.fsync.warningthresholdms=5\ninitLimit=5",
+        "snapCount=1000\nzookeeper.fsync.warningthresholdms=5\ninitLimit=5\nmaxCnxns=3",
     ))
     .unwrap();
     let notes: Vec<_> = w
@@ -29,7 +29,9 @@ fn settings_of_features_not_landed_yet_are_flagged() {
         .collect();
     assert_eq!(notes.len(), 2, "{w:?}");
     assert!(notes[0].contains("fsync.warningthresholdms"), "{w:?}");
-    assert!(notes[1].contains("initLimit"), "{w:?}");
+    assert!(notes[1].contains("maxCnxns"), "{w:?}");
+    // Ensembles run now: their limits are in effect.
+    assert!(!w.iter().any(|w| w.contains("initLimit")), "{w:?}");
 }
 
 fn base(extra: &str) -> String {

@@ -195,7 +195,7 @@ pub fn free_port() -> u16 {
     l.local_addr().expect("local_addr").port()
 }
 
-fn unique_temp_dir() -> PathBuf {
+pub fn unique_temp_dir() -> PathBuf {
     static N: AtomicU32 = AtomicU32::new(0);
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -206,4 +206,166 @@ fn unique_temp_dir() -> PathBuf {
         std::process::id(),
         N.fetch_add(1, Ordering::Relaxed)
     ))
+}
+
+/// Sends a four-letter word and returns the whole answer ("" if the server is down).
+pub fn four_letter(addr: SocketAddr, cmd: &str) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
+        return String::new();
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    if s.write_all(cmd.as_bytes()).is_err() {
+        return String::new();
+    }
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+/// An ensemble of `zkd` processes on loopback, each with its own dataDir and myid, all
+/// ports picked at run time. Dropping it kills every server and removes the directories.
+pub struct ZkdEnsemble {
+    pub dir: PathBuf,
+    /// Per server (index = myid - 1): client address, and the child while running.
+    pub clients: Vec<SocketAddr>,
+    children: Vec<Option<Child>>,
+}
+
+impl ZkdEnsemble {
+    /// `voters` participants and `observers` observers; `extra_cfg` is added to every
+    /// zoo.cfg.
+    pub fn start(voters: usize, observers: usize, extra_cfg: &str) -> ZkdEnsemble {
+        let dir = unique_temp_dir();
+        let n = voters + observers;
+        let ports: Vec<(u16, u16, u16)> = (0..n)
+            .map(|_| (free_port(), free_port(), free_port()))
+            .collect();
+        let mut servers = String::new();
+        for (i, (client, quorum, election)) in ports.iter().enumerate() {
+            let role = if i >= voters { ":observer" } else { "" };
+            servers.push_str(&format!(
+                "server.{}=127.0.0.1:{quorum}:{election}{role};127.0.0.1:{client}\n",
+                i + 1
+            ));
+        }
+        let mut e = ZkdEnsemble {
+            dir: dir.clone(),
+            clients: ports
+                .iter()
+                .map(|p| SocketAddr::from(([127, 0, 0, 1], p.0)))
+                .collect(),
+            children: (0..n).map(|_| None).collect(),
+        };
+        for i in 0..n {
+            let sdir = dir.join(format!("s{}", i + 1));
+            let data = sdir.join("data");
+            fs::create_dir_all(&data).expect("create dataDir");
+            fs::write(data.join("myid"), format!("{}\n", i + 1)).expect("write myid");
+            let cfg = format!(
+                "tickTime=200\ninitLimit=10\nsyncLimit=5\ndataDir={}\n\
+                 4lw.commands.whitelist=*\n{servers}{extra_cfg}\n",
+                data.display()
+            );
+            fs::write(sdir.join("zoo.cfg"), cfg).expect("write zoo.cfg");
+            e.spawn(i);
+        }
+        e
+    }
+
+    fn spawn(&mut self, i: usize) {
+        let sdir = self.dir.join(format!("s{}", i + 1));
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(sdir.join("zkd.log"))
+            .expect("zkd.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_zkd"))
+            .arg(sdir.join("zoo.cfg"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("spawn zkd");
+        self.children[i] = Some(child);
+    }
+
+    /// SIGKILLs server `i` (0-based).
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.children[i].take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts server `i` again on its config and data.
+    pub fn restart(&mut self, i: usize) {
+        self.kill(i);
+        self.spawn(i);
+    }
+
+    /// What `srvr` says the server's Mode is ("" when down or not serving).
+    pub fn mode(&self, i: usize) -> String {
+        four_letter(self.clients[i], "srvr")
+            .lines()
+            .find_map(|l| l.strip_prefix("Mode: ").map(str::to_string))
+            .unwrap_or_default()
+    }
+
+    /// Waits until exactly one running server leads and every other running server
+    /// follows or observes; returns the leader's index.
+    pub fn wait_for_quorum(&self, timeout: Duration) -> usize {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let modes: Vec<String> = (0..self.clients.len())
+                .map(|i| {
+                    if self.children[i].is_some() {
+                        self.mode(i)
+                    } else {
+                        "down".into()
+                    }
+                })
+                .collect();
+            let leaders: Vec<usize> = (0..modes.len()).filter(|i| modes[*i] == "leader").collect();
+            let settled = modes
+                .iter()
+                .all(|m| m == "leader" || m == "follower" || m == "observer" || m == "down");
+            if leaders.len() == 1 && settled {
+                return leaders[0];
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "no settled quorum after {timeout:?}: modes {modes:?}\n{}",
+                    self.logs()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Every server's stderr, for failure messages.
+    pub fn logs(&self) -> String {
+        (0..self.clients.len())
+            .map(|i| {
+                let log = fs::read_to_string(self.dir.join(format!("s{}/zkd.log", i + 1)))
+                    .unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                format!(
+                    "--- server {} ---\n{}",
+                    i + 1,
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+impl Drop for ZkdEnsemble {
+    fn drop(&mut self) {
+        for i in 0..self.children.len() {
+            self.kill(i);
+        }
+        let _ = fs::remove_dir_all(&self.dir);
+    }
 }

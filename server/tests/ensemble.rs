@@ -1,0 +1,123 @@
+//! Real zkd ensembles on loopback: three and five processes with their own data
+//! directories, talking ZAB over TCP. Leader election, writes through followers, a
+//! leader killed under load, a server restarted and caught up, and an observer.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{four_letter, ZkdEnsemble};
+use zkd_client::{Acl, Client, ConnectOptions, CreateMode};
+
+async fn connect(addr: std::net::SocketAddr) -> Client {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let opts = ConnectOptions::new(&addr.to_string(), Duration::from_secs(4))
+            .connect_timeout(Duration::from_secs(2));
+        match Client::connect_with(opts).await {
+            Ok(c) => return c,
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("connect to {addr}: {e}"),
+        }
+    }
+}
+
+/// Retries a write through transient leader changes (ConnectionLoss while the ensemble
+/// re-elects), reconnecting as a client library would.
+async fn create_eventually(addr: std::net::SocketAddr, path: &str, data: &[u8]) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let c = connect(addr).await;
+        match c
+            .create(path, data, &Acl::open_unsafe(), CreateMode::Persistent)
+            .await
+        {
+            Ok(_) => return,
+            Err(zkd_client::Error::Keeper(zkd_client::ErrorCode::NodeExists)) => return,
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("create {path} via {addr}: {e}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_servers_elect_replicate_and_survive_the_leader() {
+    let mut e = ZkdEnsemble::start(3, 0, "");
+    let leader = e.wait_for_quorum(Duration::from_secs(30));
+    let follower = (0..3).find(|i| *i != leader).unwrap();
+
+    // Writes through a follower are visible everywhere after sync.
+    let c = connect(e.clients[follower]).await;
+    c.create("/app", b"v1", &Acl::open_unsafe(), CreateMode::Persistent)
+        .await
+        .unwrap();
+    let eph = c
+        .create("/app/e", b"", &Acl::open_unsafe(), CreateMode::Ephemeral)
+        .await
+        .unwrap();
+    assert_eq!(eph, "/app/e");
+    for i in 0..3 {
+        let r = connect(e.clients[i]).await;
+        r.sync("/app").await.unwrap();
+        let (data, stat) = r.get_data("/app", false).await.unwrap();
+        assert_eq!(data, b"v1", "server {}", i + 1);
+        assert_eq!(stat.num_children, 1);
+        r.close().await.unwrap();
+    }
+    let before = c.exists("/app", false).await.unwrap().unwrap();
+
+    // Kill the leader: the two others elect a new one that serves writes.
+    let killed_at = Instant::now();
+    e.kill(leader);
+    let new_leader = e.wait_for_quorum(Duration::from_secs(30));
+    assert_ne!(new_leader, leader);
+    eprintln!(
+        "new leader serving {:?} after the kill",
+        killed_at.elapsed()
+    );
+    let survivor = (0..3).find(|i| *i != leader).unwrap();
+    create_eventually(e.clients[survivor], "/after", b"x").await;
+    let r = connect(e.clients[survivor]).await;
+    let (_, st) = r.get_data("/after", false).await.unwrap();
+    assert!(
+        st.czxid >> 32 > before.czxid >> 32,
+        "a new epoch: {:#x} vs {:#x}",
+        st.czxid,
+        before.czxid
+    );
+
+    // The old leader comes back as a follower and catches up.
+    e.restart(leader);
+    e.wait_for_quorum(Duration::from_secs(30));
+    let back = connect(e.clients[leader]).await;
+    back.sync("/").await.unwrap();
+    assert!(back.exists("/after", false).await.unwrap().is_some());
+    assert!(back.exists("/app", false).await.unwrap().is_some());
+    let modes: Vec<String> = (0..3).map(|i| e.mode(i)).collect();
+    assert_eq!(
+        modes.iter().filter(|m| *m == "leader").count(),
+        1,
+        "{modes:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_observer_follows_without_voting() {
+    let e = ZkdEnsemble::start(3, 1, "");
+    e.wait_for_quorum(Duration::from_secs(30));
+    assert_eq!(e.mode(3), "observer");
+    let c = connect(e.clients[3]).await;
+    c.create("/o", b"1", &Acl::open_unsafe(), CreateMode::Persistent)
+        .await
+        .unwrap();
+    let r = connect(e.clients[0]).await;
+    r.sync("/o").await.unwrap();
+    assert_eq!(r.get_data("/o", false).await.unwrap().0, b"1");
+    assert!(four_letter(e.clients[3], "mntr").contains("zk_server_state\tobserver"));
+}

@@ -18,15 +18,24 @@
 
 mod client;
 mod conn;
+pub mod connect_string;
 pub mod error;
 pub mod event;
 pub mod frame;
 pub mod op;
 mod pending;
+pub mod recipes;
+mod session;
+mod watches;
 
 pub use client::{Client, ConnectOptions};
+pub use connect_string::ConnectString;
 pub use error::Error;
 pub use event::{SessionState, WatchedEvent};
+pub use session::{
+    first_error, CreateOptions, Multi, SessionOptions, ZooKeeper, SET_WATCHES_MAX_LENGTH,
+};
+pub use watches::{Watch, WatchStream};
 pub use zkd_proto::records::{add_watch_mode, event_type, keeper_state, perms, watcher_type};
 pub use zkd_proto::{
     Acl, ClientInfo, ConnectResponse, CreateMode, ErrorCode, Id, MultiOp, MultiResult, ReplyHeader,

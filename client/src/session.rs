@@ -362,6 +362,17 @@ impl ZooKeeper {
         r
     }
 
+    /// Drops the connection and stops reconnecting, without closeSession: what a crashed
+    /// process leaves behind. The server expires the session after its timeout (and then
+    /// deletes its ephemerals, which is how the recipes' crashed holders are released).
+    /// The state becomes Closed; every request fails.
+    pub fn abandon(&self) {
+        if let Some(t) = guard(&self.owner.supervisor).take() {
+            t.abort();
+        }
+        self.inner().terminate(SessionState::Closed);
+    }
+
     // ---- plumbing --------------------------------------------------------------------
 
     async fn call(
@@ -1021,7 +1032,9 @@ async fn supervise(inner: Arc<Inner>) {
 ///     .check(&p, 1)
 ///     .commit()
 ///     .await?;
-/// assert!(matches!(&results[0], MultiResult::Create2 { path, .. } if *path == p));
+/// // (ZooKeeper 3.8 answers with `Create`, zkd and 3.9 with `Create2`, which adds the Stat.)
+/// assert!(matches!(&results[0],
+///     MultiResult::Create { path } | MultiResult::Create2 { path, .. } if *path == p));
 ///
 /// // A failing transaction reports every op: the culprit's code, RuntimeInconsistency after.
 /// let results = zk.multi().check(&p, 7).delete(&p, -1).run().await?;
@@ -1043,7 +1056,8 @@ impl Multi {
         self
     }
 
-    /// A create (result `Create2`: path and Stat; `Create` for a TTL node is never used).
+    /// A create, sent as create2 (or createTTL / createContainer). The result is `Create2`
+    /// (path and Stat) from zkd and ZooKeeper 3.9, a plain `Create` (path only) from 3.8.
     pub fn create(self, path: &str, data: &[u8], opts: &CreateOptions) -> Self {
         let sp = self.zk.server_path(path);
         let op = match opts.ttl {

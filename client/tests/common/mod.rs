@@ -58,9 +58,13 @@ fn own_apache_zk() -> String {
 #[allow(clippy::zombie_processes)]
 pub fn watchdog(pid: &str, dir: &std::path::Path) {
     let me = std::process::id();
+    // Kill only if the pid still runs something under `dir` (its zoo.cfg is there), so
+    // a pid recycled after the server already stopped is never touched.
+    let d = dir.display();
     let script = format!(
-        "while kill -0 {me} 2>/dev/null; do sleep 0.5; done; kill {pid} 2>/dev/null; sleep 1; kill -9 {pid} 2>/dev/null; rm -rf '{}'",
-        dir.display()
+        "while kill -0 {me} 2>/dev/null; do sleep 0.5; done; \
+         if tr '\\0' ' ' < /proc/{pid}/cmdline 2>/dev/null | grep -qF '{d}'; then \
+           kill {pid}; sleep 1; kill -9 {pid} 2>/dev/null; fi; rm -rf '{d}'"
     );
     std::process::Command::new("sh")
         .arg("-c")

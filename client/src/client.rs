@@ -219,6 +219,11 @@ impl Client {
         self.inner.shared.state()
     }
 
+    /// When the last frame (reply, ping reply or notification) arrived.
+    pub(crate) fn last_heard(&self) -> tokio::time::Instant {
+        self.inner.shared.last_heard()
+    }
+
     /// A receiver that sees every later state change.
     pub fn state_watcher(&self) -> watch::Receiver<SessionState> {
         self.inner.shared.subscribe_state()

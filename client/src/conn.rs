@@ -1,10 +1,12 @@
 //! One connection: the handshake, the reader task, the writer task, and the shared state
 //! they and the `Client` handles touch.
 //!
-//! Owns the socket. Never reconnects (this first cut): when the socket goes, every pending
-//! request fails, the state becomes Disconnected (or Closed/AuthFailed/Expired if that is
-//! why), and every later request fails at once. Resuming is done by the caller with a new
-//! `Client::connect_with` carrying the old session id and password.
+//! Owns the socket. Never reconnects: when the socket goes, every pending request fails,
+//! the state becomes Disconnected (or Closed/AuthFailed/Expired if that is why), and every
+//! later request fails at once. Resuming is done one level up: by `session::ZooKeeper`,
+//! or by a caller with a new `Client::connect_with` carrying the old session id and
+//! password. Two hooks serve the session layer: a reply hook run in socket order (watch
+//! registration) and an event sink that takes notifications instead of the channel.
 //!
 //! Ordering: a single reader task handles frames strictly in socket order, and it hands a
 //! notification to the event channel before it completes any later reply's waiter. So a
@@ -69,6 +71,9 @@ pub(crate) struct Shared {
     sink: Option<EventSink>,
     state_tx: watch::Sender<SessionState>,
     last_zxid: AtomicI64,
+    /// When the last frame arrived: the session layer counts the session timeout from
+    /// here, as the server does, not from when the loss was noticed.
+    last_heard: Mutex<Instant>,
     shutdown_tx: watch::Sender<bool>,
 }
 
@@ -124,6 +129,7 @@ pub(crate) async fn establish(
         sink,
         state_tx,
         last_zxid: AtomicI64::new(p.last_zxid_seen),
+        last_heard: Mutex::new(Instant::now()),
         shutdown_tx,
     });
     let tasks = vec![
@@ -201,6 +207,10 @@ impl Shared {
 
     pub fn last_zxid(&self) -> i64 {
         self.last_zxid.load(Ordering::SeqCst)
+    }
+
+    pub fn last_heard(&self) -> Instant {
+        *self.last_heard.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The error a request gets when it cannot be sent or its connection went away,
@@ -413,6 +423,7 @@ async fn reader_task(
             Ok(Err(e)) => break e,
             Ok(Ok(f)) => f,
         };
+        *shared.last_heard.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
         if let Err(e) = shared.dispatch(&frame) {
             tracing::warn!("dropping connection: {e}");
             break e;

@@ -991,6 +991,10 @@ async fn supervise(inner: Arc<Inner>) {
         inner
             .last_zxid
             .fetch_max(conn.last_zxid(), Ordering::SeqCst);
+        // The server's clock for this session started at the last frame we heard (the
+        // reader gives up only after 2/3 of the timeout of silence), so the reconnect
+        // deadline counts from there, not from now.
+        let heard = conn.last_heard();
         drop(conn);
         guard(&inner.conn).take();
         match s {
@@ -999,7 +1003,7 @@ async fn supervise(inner: Arc<Inner>) {
             SessionState::Expired => return inner.terminate(SessionState::Expired),
             _ => {}
         }
-        let lost = Instant::now();
+        let lost = heard.min(Instant::now());
         *guard(&inner.lost_at) = Some(lost);
         inner.set_state(SessionState::Disconnected);
         let deadline = lost + guard(&inner.facts).negotiated;

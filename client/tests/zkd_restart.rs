@@ -153,6 +153,16 @@ async fn kill9_and_restart_resumes_the_session() {
         .await
         .unwrap();
     let (_, _, w) = zk.get_data_w("/w").await.unwrap();
+    // Enough exist watches (1000 paths of ~210 bytes) that re-arming them takes more than
+    // one setWatches2 batch of SET_WATCHES_MAX_LENGTH.
+    let long = |i: usize| format!("/{}-{i:04}", "n".repeat(200));
+    let mut exist_watches = Vec::new();
+    for i in 0..1000 {
+        let (st, w) = zk.exists_w(&long(i)).await.unwrap();
+        assert!(st.is_none());
+        exist_watches.push(w);
+    }
+    assert!(1000 * long(0).len() > 128 * 1024);
     drop(admin);
 
     zkd.crash();
@@ -186,6 +196,21 @@ async fn kill9_and_restart_resumes_the_session() {
         (ev.event_type, ev.path.as_str()),
         (event_type::NODE_DATA_CHANGED, "/w")
     );
+    // Watches from the first and the last setWatches2 batch both fire.
+    let last = exist_watches.pop().unwrap();
+    let first = exist_watches.swap_remove(0);
+    for (i, w) in [(0, first), (999, last)] {
+        other
+            .create(&format!("/app{}", long(i)), b"", &CreateOptions::default())
+            .await
+            .unwrap();
+        let ev = within(10, "exist watch after restart", w).await;
+        assert_eq!(
+            (ev.event_type, ev.path),
+            (event_type::NODE_CREATED, long(i))
+        );
+        other.delete(&format!("/app{}", long(i)), -1).await.unwrap();
+    }
     zk.close().await.unwrap();
     assert!(other.exists("/app/e").await.unwrap().is_none());
     other.close().await.unwrap();

@@ -158,7 +158,8 @@ async fn session_moves_to_another_server_with_ephemerals_and_watches() {
     admin.create_all("/app/w").await.unwrap();
     admin.create_all("/app/r").await.unwrap();
 
-    let zk = ZooKeeper::connect_with(SessionOptions::new(&cs, TIMEOUT).seed(42))
+    // 20 s (the most tickTime=1000 grants): room for a leader election on a busy machine.
+    let zk = ZooKeeper::connect_with(SessionOptions::new(&cs, Duration::from_secs(20)).seed(42))
         .await
         .unwrap();
     let sid = zk.session_id();

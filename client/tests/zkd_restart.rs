@@ -235,6 +235,12 @@ async fn server_away_longer_than_the_timeout_means_expired() {
         within(10, "Disconnected", states.recv()).await,
         Some(SessionState::Disconnected)
     );
+    // A request issued now waits for a reconnect that never comes, then fails.
+    let t0 = std::time::Instant::now();
+    let waiting = tokio::spawn({
+        let zk = zk.clone();
+        async move { zk.get_data("/").await }
+    });
     // No server for a whole session timeout: the client gives the session up itself
     // (the server-side refusal is tested in session_expiry.rs).
     assert_eq!(
@@ -242,6 +248,17 @@ async fn server_away_longer_than_the_timeout_means_expired() {
         Some(SessionState::Expired)
     );
     assert_eq!(within(5, "stream end", states.recv()).await, None);
+    let r = within(5, "the waiting request fails", waiting)
+        .await
+        .unwrap();
+    assert!(
+        matches!(r, Err(Error::ConnectionLoss | Error::SessionExpired)),
+        "{r:?}"
+    );
+    assert!(
+        t0.elapsed() <= Duration::from_secs(3),
+        "gave up within the 2 s timeout (+slack)"
+    );
     let ev = within(5, "watch ends", w).await;
     assert_eq!(ev.event_type, event_type::NONE);
     assert!(matches!(zk.exists("/").await, Err(Error::SessionExpired)));

@@ -135,6 +135,8 @@ struct Facts {
     session_id: i64,
     password: Vec<u8>,
     negotiated: Duration,
+    /// The `host:port` of the current (or last) connection.
+    host: Option<String>,
 }
 
 pub(crate) struct Inner {
@@ -246,6 +248,7 @@ impl ZooKeeper {
                 session_id: 0,
                 password: vec![0; 16],
                 negotiated: opts.session_timeout,
+                host: None,
             }),
             last_zxid: AtomicI64::new(0),
             watches: Arc::new(Mutex::new(WatchManager::default())),
@@ -296,10 +299,8 @@ impl ZooKeeper {
     /// The server (`host:port`) of the current connection, if connected.
     pub fn connected_host(&self) -> Option<String> {
         let i = self.inner();
-        let c = guard(&i.conn).clone()?;
-        drop(c);
-        let n = *guard(&i.next_host);
-        Some(i.hosts[(n + i.hosts.len() - 1) % i.hosts.len()].clone())
+        guard(&i.conn).as_ref()?;
+        guard(&i.facts).host.clone()
     }
 
     /// The newest zxid seen in a reply (what the next handshake sends as lastZxidSeen).
@@ -870,7 +871,10 @@ impl Inner {
             tracing::debug!("connecting to {host} (resume: {resume})");
             match Client::connect_with_sink(o, Some(self.sink())).await {
                 Ok(c) => match self.prime(&c).await {
-                    Ok(()) => return Ok(c),
+                    Ok(()) => {
+                        guard(&self.facts).host = Some(host);
+                        return Ok(c);
+                    }
                     Err(Error::Keeper(ErrorCode::AuthFailed)) => {
                         return Err(Error::Keeper(ErrorCode::AuthFailed))
                     }

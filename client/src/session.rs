@@ -62,6 +62,10 @@ pub struct SessionOptions {
     pub read_only: bool,
     /// Largest reply frame accepted.
     pub max_frame_len: usize,
+    /// Limit for each request's reply once sent (`Error::Timeout`); `None` waits as long
+    /// as the connection lives, as the Java client does by default. The wait for a
+    /// reconnect before sending is bounded by the session timeout either way.
+    pub request_timeout: Option<Duration>,
 }
 
 impl SessionOptions {
@@ -73,7 +77,13 @@ impl SessionOptions {
             seed: None,
             read_only: false,
             max_frame_len: DEFAULT_MAX_FRAME_LEN,
+            request_timeout: None,
         }
+    }
+
+    pub fn request_timeout(mut self, t: Option<Duration>) -> Self {
+        self.request_timeout = t;
+        self
     }
 
     pub fn connect_timeout(mut self, t: Duration) -> Self {
@@ -614,6 +624,38 @@ impl ZooKeeper {
         Ok(decode::<WhoAmIResponse>(&body)?.client_info)
     }
 
+    /// The ensemble configuration: data of `/zookeeper/config` (never chrooted, as in
+    /// ZooKeeper's getConfig).
+    pub async fn get_config(&self) -> Result<(Vec<u8>, Stat), Error> {
+        let req = GetDataRequest {
+            path: "/zookeeper/config".to_string(),
+            watch: false,
+        };
+        let r: GetDataResponse = decode(&self.call_ok(OpCode::GetData, req.to_bytes()).await?)?;
+        Ok((r.data.unwrap_or_default(), r.stat))
+    }
+
+    /// reconfig (incremental: `joining` / `leaving`, or non-incremental: `new_members`),
+    /// conditional on `from_config` (-1 for any). Returns the new config's data and Stat.
+    /// Servers without `reconfigEnabled` (zkd; ZooKeeper by default) answer
+    /// ReconfigDisabled.
+    pub async fn reconfig(
+        &self,
+        joining: Option<&str>,
+        leaving: Option<&str>,
+        new_members: Option<&str>,
+        from_config: i64,
+    ) -> Result<(Vec<u8>, Stat), Error> {
+        let req = zkd_proto::ReconfigRequest {
+            joining_servers: joining.map(str::to_string),
+            leaving_servers: leaving.map(str::to_string),
+            new_members: new_members.map(str::to_string),
+            cur_config_id: from_config,
+        };
+        let r: GetDataResponse = decode(&self.call_ok(OpCode::Reconfig, req.to_bytes()).await?)?;
+        Ok((r.data.unwrap_or_default(), r.stat))
+    }
+
     /// A multi (transaction) builder.
     pub fn multi(&self) -> Multi {
         Multi {
@@ -865,6 +907,7 @@ impl Inner {
                 .connect_timeout(per_try.min(deadline - now))
                 .last_zxid_seen(self.last_zxid.load(Ordering::SeqCst));
             o.max_frame_len = self.opts.max_frame_len;
+            o.request_timeout = self.opts.request_timeout;
             if resume {
                 o = o.session(facts.session_id, &facts.password);
             }

@@ -110,6 +110,23 @@ async fn every_op_through_a_chroot() {
     zk.delete("/a/s-0000000000", 0).await.unwrap();
     zk.delete("/a", 1).await.unwrap();
     assert!(!zk.who_am_i().await.unwrap().is_empty());
+    // getConfig reads /zookeeper/config, outside the chroot; reconfig is disabled on both
+    // servers (zkd has no ensembles, ZooKeeper has reconfigEnabled=false by default).
+    let (_, cfg_stat) = zk.get_config().await.unwrap();
+    assert_eq!(
+        cfg_stat.czxid,
+        plain
+            .exists("/zookeeper/config")
+            .await
+            .unwrap()
+            .unwrap()
+            .czxid
+    );
+    assert!(matches!(
+        zk.reconfig(None, None, Some("server.1=127.0.0.1:1:2"), -1)
+            .await,
+        Err(Error::Keeper(ErrorCode::ReconfigDisabled))
+    ));
 
     // "/" of the chroot is the chroot node itself.
     assert_eq!(

@@ -14,6 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
+use zkd_client::recipes::Lock;
 use zkd_client::{
     event_type, Client, CreateMode, CreateOptions, SessionOptions, SessionState, ZooKeeper,
 };
@@ -176,6 +177,18 @@ async fn session_moves_to_another_server_with_ephemerals_and_watches() {
     // On its own path: ZooKeeper before 3.9 keeps one watch mode per path and session,
     // so a recursive watch on /w would swallow the child watch (ZOOKEEPER-4466).
     let mut stream = zk.watch_recursive("/r").await.unwrap();
+    // A lock held by this session, and a waiter in another session (on any server).
+    let held = Lock::new(&zk, "/lock").acquire().await.unwrap();
+    let waiter_zk =
+        ZooKeeper::connect_with(SessionOptions::new(&cs, Duration::from_secs(20)).seed(7))
+            .await
+            .unwrap();
+    let waiter = tokio::spawn({
+        let l = Lock::new(&waiter_zk, "/lock");
+        async move { l.acquire().await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiter.is_finished());
 
     // Kill the server under the client.
     ens.kill(&first);
@@ -239,6 +252,17 @@ async fn session_moves_to_another_server_with_ephemerals_and_watches() {
             (event_type::NODE_CREATED, "/r/k".to_string())
         ]
     );
+
+    // The lock survived the move: the waiter is still waiting; a release lets it in.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiter.is_finished(), "the lock must survive the failover");
+    held.release().await.unwrap();
+    let g = within(20, "waiter acquires after the release", waiter)
+        .await
+        .unwrap()
+        .unwrap();
+    g.release().await.unwrap();
+    waiter_zk.close().await.unwrap();
 
     // Closing the session removes the ephemeral everywhere.
     zk.close().await.unwrap();

@@ -182,6 +182,16 @@ async fn handshake(p: &HandshakeParams) -> Result<Handshake, Error> {
         }
         Err(e) => return Err(e),
     };
+    // A ZooKeeper server may refuse the handshake with a bare ReplyHeader (16 bytes, too
+    // short for any ConnectResponse): a read-only server that cannot open the session
+    // answers NotReadOnly that way.
+    if frame.len() == 16 {
+        if let Ok(h) = ReplyHeader::from_bytes(&frame) {
+            if let Some(e) = Error::from_code(h.err) {
+                return Err(e);
+            }
+        }
+    }
     let response = ConnectResponse::from_bytes(&frame)?;
     // ClientCnxn.onConnected: a non-positive timeout means the server would not open (or
     // reopen) the session. A zero session id can only mean the same thing.

@@ -49,6 +49,10 @@ impl Ensemble {
     }
 
     fn start() -> Ensemble {
+        Ensemble::start_with(&[], "")
+    }
+
+    fn start_with(jvm_args: &[&str], extra_cfg: &str) -> Ensemble {
         let dir = tempdir("ensemble");
         let client_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
         let peer: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
@@ -64,7 +68,7 @@ impl Ensemble {
             std::fs::write(sdir.join("data/myid"), format!("{}\n", i + 1)).unwrap();
             let cfg = format!(
                 "tickTime=1000\ninitLimit=10\nsyncLimit=5\ndataDir={}\nclientPort={port}\n\
-                 clientPortAddress=127.0.0.1\nmaxClientCnxns=0\nadmin.enableServer=false\n{servers}",
+                 clientPortAddress=127.0.0.1\nmaxClientCnxns=0\nadmin.enableServer=false\n{servers}{extra_cfg}",
                 sdir.join("data").display()
             );
             std::fs::write(sdir.join("zoo.cfg"), cfg).unwrap();
@@ -74,6 +78,9 @@ impl Ensemble {
                     "-Xmx128m",
                     "-Dzookeeper.admin.enableServer=false",
                     "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
+                ])
+                .args(jvm_args)
+                .args([
                     "-cp",
                     &format!("{JAR}:{SLF4J}"),
                     "org.apache.zookeeper.server.quorum.QuorumPeerMain",
@@ -269,4 +276,54 @@ async fn session_moves_to_another_server_with_ephemerals_and_watches() {
     assert!(other.exists("/app/e").await.unwrap().is_none());
     other.close().await.unwrap();
     drop(admin);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_without_quorum_gives_read_only_sessions() {
+    if !Ensemble::available() {
+        assert!(
+            !require_reference(),
+            "ZKD_REQUIRE_REFERENCE=1 but java or {JAR} is missing"
+        );
+        eprintln!("skipping: java or {JAR} missing");
+        return;
+    }
+    // Read-only mode; ZooKeeper 3.8 opens sessions on a read-only server only as local
+    // sessions (otherwise it answers the handshake with a bare NotReadOnly reply header).
+    let mut ens = Ensemble::start_with(
+        &["-Dreadonlymode.enabled=true"],
+        "localSessionsEnabled=true\n",
+    );
+    ens.wait_serving().await;
+    let hosts = ens.hosts();
+    ens.kill(&hosts[1]);
+    ens.kill(&hosts[2]);
+    // The survivor loses quorum and, a few seconds later, serves read-only.
+    let zk = ZooKeeper::connect_with(
+        SessionOptions::new(&hosts[0], Duration::from_secs(20))
+            .read_only(true)
+            .connect_timeout(Duration::from_secs(60)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(zk.state(), SessionState::ConnectedReadOnly);
+    assert!(
+        zk.exists("/zookeeper").await.unwrap().is_some(),
+        "reads work"
+    );
+    assert!(matches!(
+        zk.create("/x", b"", &CreateOptions::default()).await,
+        Err(zkd_client::Error::Keeper(
+            zkd_client::ErrorCode::NotReadOnly
+        ))
+    ));
+    // A client that does not accept read-only is refused (NotReadOnly), so it never
+    // connects.
+    let r = ZooKeeper::connect_with(
+        SessionOptions::new(&hosts[0], Duration::from_secs(20))
+            .connect_timeout(Duration::from_secs(2)),
+    )
+    .await;
+    assert!(r.is_err(), "{r:?}");
+    zk.close().await.ok();
 }

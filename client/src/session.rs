@@ -269,10 +269,7 @@ impl ZooKeeper {
             opts,
         });
         let deadline = Instant::now() + inner.opts.connect_timeout;
-        let client = match inner.attempts(deadline, false).await {
-            Ok(c) => c,
-            Err(e) => return Err(e),
-        };
+        let client = inner.attempts(deadline, false).await?;
         inner.publish(client);
         let supervisor = tokio::spawn(supervise(inner.clone()));
         Ok(ZooKeeper {
@@ -358,7 +355,9 @@ impl ZooKeeper {
         r
     }
 
-    /// closeSession, then terminal state Closed. Ephemerals go at once.
+    /// closeSession, then terminal state Closed; the ephemerals go at once. While
+    /// disconnected there is nobody to send closeSession to: the state becomes Closed and
+    /// the server expires the session after its timeout.
     pub async fn close(&self) -> Result<(), Error> {
         let i = self.inner();
         if let Some(t) = guard(&self.owner.supervisor).take() {

@@ -15,6 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::*;
+use zkd_client::recipes::{Lock, NodeCache, TreeCache};
 use zkd_client::{event_type, Client, CreateMode, CreateOptions, Error, SessionState, ZooKeeper};
 
 fn zkd_bin() -> Option<PathBuf> {
@@ -267,4 +268,56 @@ async fn server_away_longer_than_the_timeout_means_expired() {
     zkd.wait_serving().await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(zk.state(), SessionState::Expired);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caches_and_locks_carry_on_across_a_restart() {
+    let Some(bin) = bin_or_skip("caches_and_locks_carry_on_across_a_restart") else {
+        return;
+    };
+    let mut zkd = Zkd::start(bin);
+    zkd.wait_serving().await;
+    let zk = ZooKeeper::connect(&zkd.addr(), TIMEOUT).await.unwrap();
+    zk.create_all("/t").await.unwrap();
+    let tree = TreeCache::start(&zk, "/t").await.unwrap();
+    let node = NodeCache::start(&zk, "/t").await.unwrap();
+    let held = Lock::new(&zk, "/lock").acquire().await.unwrap();
+    let mut states = zk.state_events();
+
+    zkd.crash();
+    assert_eq!(
+        within(15, "Disconnected", states.recv()).await,
+        Some(SessionState::Disconnected)
+    );
+    zkd.spawn();
+    assert_eq!(
+        within(20, "Connected again", states.recv()).await,
+        Some(SessionState::Connected)
+    );
+    // The caches' persistent watches were re-armed: later changes still arrive.
+    let other = connect(&zkd.addr()).await;
+    other
+        .create("/t/a", b"1", &CreateOptions::default())
+        .await
+        .unwrap();
+    other.set_data("/t", b"root", -1).await.unwrap();
+    tree.wait_until(TIMEOUT, |t| t.get("/t/a").is_some_and(|d| d.data == b"1"))
+        .await
+        .unwrap();
+    node.wait_until(TIMEOUT, |n| n.is_some_and(|n| n.data == b"root"))
+        .await
+        .unwrap();
+    // The lock is still ours (same session, same ephemeral node).
+    let contenders = Lock::new(&other, "/lock").contenders().await.unwrap();
+    assert_eq!(contenders.len(), 1);
+    assert!(held.path().ends_with(&contenders[0]));
+    assert!(Lock::new(&other, "/lock")
+        .try_acquire()
+        .await
+        .unwrap()
+        .is_none());
+    held.release().await.unwrap();
+    drop((tree, node));
+    zk.close().await.unwrap();
+    other.close().await.unwrap();
 }

@@ -154,6 +154,16 @@ async fn kill9_and_restart_resumes_the_session() {
         .await
         .unwrap();
     let (_, _, w) = zk.get_data_w("/w").await.unwrap();
+    // A node only this digest identity may read: after the restart the credential must
+    // have been re-sent on the new connection for reads to keep working.
+    zk.add_auth("digest", b"bob:pw").await.unwrap();
+    zk.create(
+        "/private",
+        b"secret",
+        &CreateOptions::default().acl(zkd_client::Acl::creator_all()),
+    )
+    .await
+    .unwrap();
     // Enough exist watches (1000 paths of ~210 bytes) that re-arming them takes more than
     // one setWatches2 batch of SET_WATCHES_MAX_LENGTH.
     let long = |i: usize| format!("/{}-{i:04}", "n".repeat(200));
@@ -188,6 +198,17 @@ async fn kill9_and_restart_resumes_the_session() {
         .unwrap()
         .unwrap();
     let st = zk.exists("/e").await.unwrap().expect("ephemeral kept");
+    assert_eq!(
+        zk.get_data("/private").await.unwrap().0,
+        b"secret",
+        "auth re-sent"
+    );
+    assert!(zk
+        .who_am_i()
+        .await
+        .unwrap()
+        .iter()
+        .any(|c| c.user.starts_with("bob")));
     assert_eq!(st.ephemeral_owner, sid);
     // The data watch was re-armed with setWatches2 on the new connection.
     let other = connect(&zkd.addr()).await;

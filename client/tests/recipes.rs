@@ -83,6 +83,16 @@ async fn crashed_lock_holder_is_released_by_session_expiry() {
     let waiter = connect(&addr).await;
     let wl = Lock::new(&waiter, &dir);
     assert!(wl.try_acquire().await.unwrap().is_none());
+    assert!(wl
+        .acquire_timeout(Duration::from_millis(300))
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        wl.contenders().await.unwrap().len(),
+        1,
+        "a timed-out waiter leaves no node behind"
+    );
     let t0 = Instant::now();
     let pending = tokio::spawn(async move { wl.acquire().await });
     // Crash: the socket goes without closeSession; the guard's clean-up cannot run.

@@ -81,6 +81,31 @@ impl Lock {
         }
     }
 
+    /// Waits at most `timeout` for the lock; `None` if it did not come (our lock node is
+    /// deleted again, so we leave no place in the queue behind).
+    pub async fn acquire_timeout(
+        &self,
+        timeout: std::time::Duration,
+    ) -> Result<Option<LockGuard>, Error> {
+        let me = create_protected(&self.zk, &self.dir, MARKER, b"").await?;
+        let path = child_path(&self.dir, &me);
+        match tokio::time::timeout(timeout, wait_first(&self.zk, &self.dir, MARKER, &me)).await {
+            Ok(Ok(())) => Ok(Some(LockGuard {
+                zk: self.zk.clone(),
+                path,
+                released: false,
+            })),
+            Ok(Err(e)) => {
+                let _ = self.zk.delete(&path, -1).await;
+                Err(e)
+            }
+            Err(_) => match self.zk.delete(&path, -1).await {
+                Ok(()) | Err(Error::Keeper(ErrorCode::NoNode)) => Ok(None),
+                Err(e) => Err(e),
+            },
+        }
+    }
+
     /// Takes the lock if nobody holds it or waits for it; `None` otherwise.
     pub async fn try_acquire(&self) -> Result<Option<LockGuard>, Error> {
         let me = create_protected(&self.zk, &self.dir, MARKER, b"").await?;

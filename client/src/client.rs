@@ -219,6 +219,12 @@ impl Client {
         self.inner.shared.state()
     }
 
+    /// Drops the socket without closeSession; pending requests fail with ConnectionLoss
+    /// and the state becomes Disconnected (used to leave a read-only server).
+    pub(crate) fn disconnect(&self) {
+        self.inner.shared.lose(&Error::ConnectionLoss);
+    }
+
     /// When the last frame (reply, ping reply or notification) arrived.
     pub(crate) fn last_heard(&self) -> tokio::time::Instant {
         self.inner.shared.last_heard()

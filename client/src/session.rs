@@ -952,6 +952,45 @@ impl Inner {
     }
 }
 
+impl Inner {
+    /// Polls the other hosts with the `isro` four-letter word, as ClientCnxn.pingRwServer
+    /// does (first after 100 ms, then doubling up to 60 s), until one answers `rw`. Sets
+    /// `next_host` to it and returns it. ZooKeeper whitelists `isro` when
+    /// `readonlymode.enabled=true`.
+    async fn find_rw_server(&self) -> String {
+        let current = guard(&self.facts).host.clone();
+        let n = self.hosts.len();
+        let mut wait = Duration::from_millis(100);
+        let mut i = 0usize;
+        loop {
+            tokio::time::sleep(wait).await;
+            let host = self.hosts[i % n].clone();
+            i += 1;
+            if Some(&host) == current.as_ref() {
+                continue;
+            }
+            if probe_isro(&host, Duration::from_secs(1)).await.as_deref() == Some("rw") {
+                *guard(&self.next_host) = (i - 1) % n;
+                return host;
+            }
+            wait = (wait * 2).min(Duration::from_secs(60));
+        }
+    }
+}
+
+/// Sends `isro` and returns the answer (`rw` or `ro`), if any came within `timeout`.
+async fn probe_isro(host: &str, timeout: Duration) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let probe = async {
+        let mut s = tokio::net::TcpStream::connect(host).await.ok()?;
+        s.write_all(b"isro").await.ok()?;
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).await.ok()?;
+        Some(String::from_utf8_lossy(&out).trim().to_string())
+    };
+    tokio::time::timeout(timeout, probe).await.ok().flatten()
+}
+
 /// Splits watched paths into setWatches2 records as ClientCnxn does: data, then exist,
 /// then child, then persistent, then recursive paths, each batch closed once its path
 /// lengths reach SET_WATCHES_MAX_LENGTH (the last path may overshoot it a little).
@@ -1032,6 +1071,17 @@ async fn supervise(inner: Arc<Inner>) {
             return;
         };
         let mut st = conn.state_watcher();
+        if conn.is_read_only() && inner.hosts.len() > 1 {
+            // On a read-only server: look for a read-write one meanwhile, and move there
+            // when found (ClientCnxn.pingRwServer).
+            tokio::select! {
+                _ = st.wait_for(|s| !s.is_connected()) => {}
+                found = inner.find_rw_server() => {
+                    tracing::debug!("read-write server {found} found; leaving the read-only one");
+                    conn.disconnect();
+                }
+            }
+        }
         let _ = st.wait_for(|s| !s.is_connected()).await;
         let s = *st.borrow();
         inner

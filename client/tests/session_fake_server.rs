@@ -183,3 +183,113 @@ async fn reconnect_resumes_reauths_and_rearms_watches() {
         .expect("server script ends")
         .expect("server script assertions");
 }
+
+/// A read-only server (A) and a read-write one (B) that refuses sessions at first: the
+/// client lands on A (ConnectedReadOnly), probes the other host with `isro` as
+/// ClientCnxn.pingRwServer does, and once B answers `rw` it leaves A and resumes the
+/// session on B (Connected).
+#[tokio::test]
+async fn read_only_session_moves_to_a_read_write_server_found_by_isro() {
+    let a = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let b = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (a_addr, b_addr) = (
+        a.local_addr().unwrap().to_string(),
+        b.local_addr().unwrap().to_string(),
+    );
+    let server_a = tokio::spawn(async move {
+        let (mut s, _) = a.accept().await.unwrap();
+        let req = ConnectRequest::from_bytes(&read_frame(&mut s).await).unwrap();
+        assert!(req.read_only, "the client said it accepts read-only");
+        let resp = ConnectResponse {
+            protocol_version: 0,
+            time_out: 10_000,
+            session_id: 0x77,
+            passwd: vec![3; 16],
+            read_only: true,
+            has_read_only: true,
+        };
+        s.write_all(&zkd_proto::frame::frame(&resp.to_bytes()))
+            .await
+            .unwrap();
+        // Answer pings until the client leaves.
+        loop {
+            let mut len = [0u8; 4];
+            if s.read_exact(&mut len).await.is_err() {
+                return;
+            }
+            let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
+            if s.read_exact(&mut body).await.is_err() {
+                return;
+            }
+            let h = RequestHeader::read(&mut Reader::new(&body)).unwrap();
+            if h.xid == -2 {
+                reply(&mut s, -2, 0, &[]).await;
+            }
+        }
+    });
+    let server_b = tokio::spawn(async move {
+        let mut probes = 0;
+        loop {
+            let (mut s, _) = b.accept().await.unwrap();
+            let mut head = [0u8; 4];
+            if s.read_exact(&mut head).await.is_err() {
+                continue;
+            }
+            if &head == b"isro" {
+                probes += 1;
+                // Read-only for the first two probes, then read-write.
+                let answer: &[u8] = if probes <= 2 { b"ro" } else { b"rw" };
+                s.write_all(answer).await.unwrap();
+                continue;
+            }
+            // A handshake.
+            let mut body = vec![0u8; i32::from_be_bytes(head) as usize];
+            s.read_exact(&mut body).await.unwrap();
+            let req = ConnectRequest::from_bytes(&body).unwrap();
+            if probes <= 2 {
+                // Not serving yet: hang up, so the client ends up on A.
+                continue;
+            }
+            assert_eq!((req.session_id, req.passwd.clone()), (0x77, vec![3; 16]));
+            let resp = ConnectResponse {
+                protocol_version: 0,
+                time_out: 10_000,
+                session_id: 0x77,
+                passwd: vec![3; 16],
+                read_only: false,
+                has_read_only: true,
+            };
+            s.write_all(&zkd_proto::frame::frame(&resp.to_bytes()))
+                .await
+                .unwrap();
+            let mut buf = [0u8; 64];
+            while s.read(&mut buf).await.unwrap_or(0) > 0 {}
+            return probes;
+        }
+    });
+
+    let zk = ZooKeeper::connect_with(
+        SessionOptions::new(&format!("{a_addr},{b_addr}"), Duration::from_secs(10))
+            .read_only(true)
+            .seed(3),
+    )
+    .await
+    .unwrap();
+    assert_eq!(zk.state(), SessionState::ConnectedReadOnly);
+    assert_eq!(zk.connected_host().as_deref(), Some(a_addr.as_str()));
+    zk.wait_for_state(Duration::from_secs(10), |s| s == SessionState::Connected)
+        .await
+        .unwrap();
+    assert_eq!(zk.connected_host().as_deref(), Some(b_addr.as_str()));
+    assert_eq!(zk.session_id(), 0x77);
+    drop(zk);
+    let probes = tokio::time::timeout(Duration::from_secs(5), server_b)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(probes, 3, "moved on the first `rw` answer");
+    tokio::time::timeout(Duration::from_secs(5), server_a)
+        .await
+        .unwrap()
+        .unwrap();
+}

@@ -9,6 +9,11 @@
 //! swaps them. Never retries an operation: a request in flight when a connection drops
 //! fails with ConnectionLoss, as in ZooKeeper, because it may or may not have been applied.
 //!
+//! Read-only: with `SessionOptions::read_only(true)` a session may land on a server that
+//! lost its quorum (state ConnectedReadOnly: reads work, writes fail NotReadOnly). While
+//! there, the other hosts are probed with `isro` and the session moves to the first one
+//! that answers `rw`, as ClientCnxn.pingRwServer does.
+//!
 //! States: Connected / ConnectedReadOnly → Disconnected → (Connected again | Expired).
 //! Expired, AuthFailed and Closed are terminal: the `ZooKeeper` never leaves them, every
 //! request fails, every watcher gets a final event. Expired is reached when a server says

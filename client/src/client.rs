@@ -24,7 +24,7 @@ use zkd_proto::{
     SetDataResponse, SetWatches2, Stat, SyncRequest, SyncResponse, WhoAmIResponse, Writer,
 };
 
-use crate::conn::{establish, HandshakeParams, ReplyResult, Shared};
+use crate::conn::{establish, EventSink, HandshakeParams, ReplyHook, ReplyResult, Shared};
 use crate::error::Error;
 use crate::event::{SessionState, WatchedEvent};
 use crate::frame::DEFAULT_MAX_FRAME_LEN;
@@ -152,15 +152,26 @@ impl Client {
 
     /// Opens (or resumes, with `opts.session`) a session.
     pub async fn connect_with(opts: ConnectOptions) -> Result<Client, Error> {
-        let conn = establish(&HandshakeParams {
-            addr: opts.addr.clone(),
-            session_timeout: opts.session_timeout,
-            session: opts.session.clone(),
-            last_zxid_seen: opts.last_zxid_seen,
-            read_only: opts.read_only,
-            connect_timeout: opts.connect_timeout,
-            max_frame_len: opts.max_frame_len,
-        })
+        Client::connect_with_sink(opts, None).await
+    }
+
+    /// `connect_with`, sending notifications to `sink` instead of the event channel.
+    pub(crate) async fn connect_with_sink(
+        opts: ConnectOptions,
+        sink: Option<EventSink>,
+    ) -> Result<Client, Error> {
+        let conn = establish(
+            &HandshakeParams {
+                addr: opts.addr.clone(),
+                session_timeout: opts.session_timeout,
+                session: opts.session.clone(),
+                last_zxid_seen: opts.last_zxid_seen,
+                read_only: opts.read_only,
+                connect_timeout: opts.connect_timeout,
+                max_frame_len: opts.max_frame_len,
+            },
+            sink,
+        )
         .await?;
         Ok(Client {
             inner: Arc::new(Handle {
@@ -206,6 +217,17 @@ impl Client {
 
     pub fn state(&self) -> SessionState {
         self.inner.shared.state()
+    }
+
+    /// Drops the socket without closeSession; pending requests fail with ConnectionLoss
+    /// and the state becomes Disconnected (used to leave a read-only server).
+    pub(crate) fn disconnect(&self) {
+        self.inner.shared.lose(&Error::ConnectionLoss);
+    }
+
+    /// When the last frame (reply, ping reply or notification) arrived.
+    pub(crate) fn last_heard(&self) -> tokio::time::Instant {
+        self.inner.shared.last_heard()
     }
 
     /// A receiver that sees every later state change.
@@ -254,6 +276,17 @@ impl Client {
         body: Vec<u8>,
     ) -> Result<(ReplyHeader, Vec<u8>), Error> {
         let rx = self.inner.shared.submit(op_type, &body)?;
+        self.wait(rx).await
+    }
+
+    /// `request_raw` with a hook run in the reader task when the reply arrives.
+    pub(crate) async fn request_hooked(
+        &self,
+        op_type: i32,
+        body: Vec<u8>,
+        hook: Option<ReplyHook>,
+    ) -> Result<(ReplyHeader, Vec<u8>), Error> {
+        let rx = self.inner.shared.submit_hooked(op_type, &body, hook)?;
         self.wait(rx).await
     }
 

@@ -1,10 +1,12 @@
 //! One connection: the handshake, the reader task, the writer task, and the shared state
 //! they and the `Client` handles touch.
 //!
-//! Owns the socket. Never reconnects (this first cut): when the socket goes, every pending
-//! request fails, the state becomes Disconnected (or Closed/AuthFailed/Expired if that is
-//! why), and every later request fails at once. Resuming is done by the caller with a new
-//! `Client::connect_with` carrying the old session id and password.
+//! Owns the socket. Never reconnects: when the socket goes, every pending request fails,
+//! the state becomes Disconnected (or Closed/AuthFailed/Expired if that is why), and every
+//! later request fails at once. Resuming is done one level up: by `session::ZooKeeper`,
+//! or by a caller with a new `Client::connect_with` carrying the old session id and
+//! password. Two hooks serve the session layer: a reply hook run in socket order (watch
+//! registration) and an event sink that takes notifications instead of the channel.
 //!
 //! Ordering: a single reader task handles frames strictly in socket order, and it hands a
 //! notification to the event channel before it completes any later reply's waiter. So a
@@ -40,6 +42,16 @@ use crate::pending::{classify, Incoming, PendingQueue, XidCounter};
 pub(crate) type ReplyResult = Result<(ReplyHeader, Vec<u8>), Error>;
 type Waiter = oneshot::Sender<ReplyResult>;
 
+/// Runs in the reader task when a reply arrives, before its waiter is completed and before
+/// the next frame is read. The session layer registers watches this way, as ClientCnxn's
+/// WatchRegistration does in finishPacket, so a notification that follows the reply on the
+/// socket always finds its watcher registered.
+pub(crate) type ReplyHook = Box<dyn FnOnce(&ReplyHeader) + Send>;
+
+/// Where notifications go instead of the event channel (the session layer's watch manager).
+/// Called in the reader task, in socket order; it must not block.
+pub(crate) type EventSink = Arc<dyn Fn(WatchedEvent) + Send + Sync>;
+
 /// What the handshake needs; filled from `ConnectOptions`.
 #[derive(Debug, Clone)]
 pub(crate) struct HandshakeParams {
@@ -56,14 +68,18 @@ pub(crate) struct HandshakeParams {
 pub(crate) struct Shared {
     inner: Mutex<Inner>,
     events_tx: mpsc::UnboundedSender<WatchedEvent>,
+    sink: Option<EventSink>,
     state_tx: watch::Sender<SessionState>,
     last_zxid: AtomicI64,
+    /// When the last frame arrived: the session layer counts the session timeout from
+    /// here, as the server does, not from when the loss was noticed.
+    last_heard: Mutex<Instant>,
     shutdown_tx: watch::Sender<bool>,
 }
 
 struct Inner {
     xids: XidCounter,
-    pending: PendingQueue<Waiter>,
+    pending: PendingQueue<(Waiter, Option<ReplyHook>)>,
     auth_waiters: VecDeque<Waiter>,
     /// `None` once the connection is gone: nothing more can be sent.
     writer: Option<mpsc::UnboundedSender<Vec<u8>>>,
@@ -81,7 +97,10 @@ pub(crate) struct Connection {
 }
 
 /// Opens the socket, runs the handshake, and starts the reader and writer tasks.
-pub(crate) async fn establish(p: &HandshakeParams) -> Result<Connection, Error> {
+pub(crate) async fn establish(
+    p: &HandshakeParams,
+    sink: Option<EventSink>,
+) -> Result<Connection, Error> {
     let (write_half, response, reader) =
         match tokio::time::timeout(p.connect_timeout, handshake(p)).await {
             Ok(r) => r?,
@@ -107,8 +126,10 @@ pub(crate) async fn establish(p: &HandshakeParams) -> Result<Connection, Error> 
             closing: false,
         }),
         events_tx,
+        sink,
         state_tx,
         last_zxid: AtomicI64::new(p.last_zxid_seen),
+        last_heard: Mutex::new(Instant::now()),
         shutdown_tx,
     });
     let tasks = vec![
@@ -161,6 +182,16 @@ async fn handshake(p: &HandshakeParams) -> Result<Handshake, Error> {
         }
         Err(e) => return Err(e),
     };
+    // A ZooKeeper server may refuse the handshake with a bare ReplyHeader (16 bytes, too
+    // short for any ConnectResponse): a read-only server that cannot open the session
+    // answers NotReadOnly that way.
+    if frame.len() == 16 {
+        if let Ok(h) = ReplyHeader::from_bytes(&frame) {
+            if let Some(e) = Error::from_code(h.err) {
+                return Err(e);
+            }
+        }
+    }
     let response = ConnectResponse::from_bytes(&frame)?;
     // ClientCnxn.onConnected: a non-positive timeout means the server would not open (or
     // reopen) the session. A zero session id can only mean the same thing.
@@ -188,6 +219,10 @@ impl Shared {
         self.last_zxid.load(Ordering::SeqCst)
     }
 
+    pub fn last_heard(&self) -> Instant {
+        *self.last_heard.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// The error a request gets when it cannot be sent or its connection went away,
     /// chosen as ClientCnxn.conLossPacket does from the state.
     fn gone_error(&self) -> Error {
@@ -204,7 +239,17 @@ impl Shared {
         op_type: i32,
         body: &[u8],
     ) -> Result<oneshot::Receiver<ReplyResult>, Error> {
-        self.submit_inner(None, op_type, body, false)
+        self.submit_inner(None, op_type, body, false, None)
+    }
+
+    /// Like `submit`, with a hook run in socket order when the reply arrives.
+    pub fn submit_hooked(
+        &self,
+        op_type: i32,
+        body: &[u8],
+        hook: Option<ReplyHook>,
+    ) -> Result<oneshot::Receiver<ReplyResult>, Error> {
+        self.submit_inner(None, op_type, body, false, hook)
     }
 
     /// Queues a request with a fixed special xid (SetWatches' -8) into the FIFO.
@@ -214,12 +259,12 @@ impl Shared {
         op_type: i32,
         body: &[u8],
     ) -> Result<oneshot::Receiver<ReplyResult>, Error> {
-        self.submit_inner(Some(xid), op_type, body, false)
+        self.submit_inner(Some(xid), op_type, body, false, None)
     }
 
     /// Queues closeSession and marks the connection closing.
     pub fn submit_close(&self) -> Result<oneshot::Receiver<ReplyResult>, Error> {
-        self.submit_inner(None, OpCode::CloseSession as i32, &[], true)
+        self.submit_inner(None, OpCode::CloseSession as i32, &[], true, None)
     }
 
     fn submit_inner(
@@ -228,6 +273,7 @@ impl Shared {
         op_type: i32,
         body: &[u8],
         close: bool,
+        hook: Option<ReplyHook>,
     ) -> Result<oneshot::Receiver<ReplyResult>, Error> {
         let mut inner = self.lock();
         if inner.closing {
@@ -238,7 +284,7 @@ impl Shared {
         };
         let xid = fixed_xid.unwrap_or_else(|| inner.xids.next());
         let (tx, rx) = oneshot::channel();
-        inner.pending.push(xid, op_type, tx);
+        inner.pending.push(xid, op_type, (tx, hook));
         if writer.send(request_frame(xid, op_type, body)).is_err() {
             // The writer is gone but the reader has not noticed yet.
             inner.pending.remove(xid);
@@ -293,14 +339,23 @@ impl Shared {
             }
             Incoming::Notification(ev) => {
                 // Not lastZxid: ClientCnxn does not advance it from notifications either.
-                let _ = self.events_tx.send(ev);
+                match &self.sink {
+                    Some(sink) => sink(ev),
+                    None => {
+                        let _ = self.events_tx.send(ev);
+                    }
+                }
             }
             Incoming::Reply(h, body) => {
                 let p = self.lock().pending.take_reply(h.xid)?;
                 if h.zxid > 0 {
                     self.last_zxid.store(h.zxid, Ordering::SeqCst);
                 }
-                let _ = p.waiter.send(Ok((h, body)));
+                let (waiter, hook) = p.waiter;
+                if let Some(hook) = hook {
+                    hook(&h);
+                }
+                let _ = waiter.send(Ok((h, body)));
             }
         }
         Ok(())
@@ -332,7 +387,7 @@ impl Shared {
             );
         }
         for p in pending {
-            let _ = p.waiter.send(Err(self.gone_error()));
+            let _ = p.waiter.0.send(Err(self.gone_error()));
         }
         for w in auths {
             let _ = w.send(Err(self.gone_error()));
@@ -378,6 +433,7 @@ async fn reader_task(
             Ok(Err(e)) => break e,
             Ok(Ok(f)) => f,
         };
+        *shared.last_heard.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
         if let Err(e) = shared.dispatch(&frame) {
             tracing::warn!("dropping connection: {e}");
             break e;

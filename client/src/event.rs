@@ -28,14 +28,15 @@ pub enum SessionState {
     Connected,
     /// Handshake done against a read-only server.
     ConnectedReadOnly,
-    /// The socket went away. This first cut never reconnects; the session may still be
-    /// alive on the server and can be resumed with `ConnectOptions::session`.
+    /// The socket went away. A `ZooKeeper` is reconnecting; a `Client` never does (the
+    /// session may still be alive and can be resumed with `ConnectOptions::session`).
     Disconnected,
-    /// The server refused to reopen the session.
+    /// The server refused to reopen the session; for a `ZooKeeper` also: no server could
+    /// be reached for a whole session timeout. Terminal.
     Expired,
     /// The server answered an auth packet with AUTHFAILED (it closes the socket too).
     AuthFailed,
-    /// `Client::close` completed (or was attempted).
+    /// `close` completed (or was attempted), or `ZooKeeper::abandon` was called. Terminal.
     Closed,
 }
 

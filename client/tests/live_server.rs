@@ -1,7 +1,8 @@
 //! The client against a real server: Apache ZooKeeper (the reference) or zkd.
 //!
-//! Runs only when `ZKD_TEST_ZK_ADDR=host:port` is set; otherwise every test prints why it
-//! is skipping and passes, so `cargo test` needs no server. The server must allow TTL
+//! Runs when `ZKD_TEST_ZK_ADDR=host:port` is set (or, under `ZKD_REQUIRE_REFERENCE=1`,
+//! against an Apache ZooKeeper it starts itself); otherwise every test prints why it is
+//! skipping and passes, so `cargo test` needs no server. The server must allow TTL
 //! nodes (`zookeeper.extendedTypesEnabled=true`). Each test works under its own
 //! `/zkd-client-<test>-<pid>` subtree, so tests may run in parallel against one server.
 //!
@@ -17,14 +18,12 @@ use zkd_client::{
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
+mod common;
+
+/// The server (see `common::live_addr`: ZKD_TEST_ZK_ADDR, else an Apache ZooKeeper of our
+/// own under ZKD_REQUIRE_REFERENCE=1, else skip).
 fn live_addr(test: &str) -> Option<String> {
-    match std::env::var("ZKD_TEST_ZK_ADDR") {
-        Ok(a) if !a.is_empty() => Some(a),
-        _ => {
-            eprintln!("skipping {test}: set ZKD_TEST_ZK_ADDR=host:port to run against a server");
-            None
-        }
-    }
+    common::live_addr(test)
 }
 
 /// Connects with a request timeout, so a server that never answers fails the test instead

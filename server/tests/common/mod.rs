@@ -236,6 +236,16 @@ impl ZkdEnsemble {
     /// `voters` participants and `observers` observers; `extra_cfg` is added to every
     /// zoo.cfg.
     pub fn start(voters: usize, observers: usize, extra_cfg: &str) -> ZkdEnsemble {
+        Self::start_with_tick(voters, observers, 200, extra_cfg)
+    }
+
+    /// `start` with another tickTime (session timeouts are 2 to 20 ticks).
+    pub fn start_with_tick(
+        voters: usize,
+        observers: usize,
+        tick_ms: u32,
+        extra_cfg: &str,
+    ) -> ZkdEnsemble {
         let dir = unique_temp_dir();
         let n = voters + observers;
         let ports: Vec<(u16, u16, u16)> = (0..n)
@@ -263,7 +273,7 @@ impl ZkdEnsemble {
             fs::create_dir_all(&data).expect("create dataDir");
             fs::write(data.join("myid"), format!("{}\n", i + 1)).expect("write myid");
             let cfg = format!(
-                "tickTime=200\ninitLimit=10\nsyncLimit=5\ndataDir={}\n\
+                "tickTime={tick_ms}\ninitLimit=10\nsyncLimit=5\ndataDir={}\n\
                  4lw.commands.whitelist=*\n{servers}{extra_cfg}\n",
                 data.display()
             );

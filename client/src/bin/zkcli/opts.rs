@@ -154,7 +154,8 @@ pub fn parse(specs: &[OptSpec], words: &[String]) -> Result<Parsed, String> {
 /// pad 3), sorted by option letter, one line per option, no trailing newline.
 pub fn options_help(specs: &[OptSpec]) -> String {
     let mut sorted: Vec<OptSpec> = specs.to_vec();
-    sorted.sort_by_key(|s| s.name);
+    // HelpFormatter sorts options by key, ignoring case.
+    sorted.sort_by_key(|s| (s.name.to_ascii_lowercase(), s.name));
     let heads: Vec<String> = sorted
         .iter()
         .map(|s| {

@@ -464,6 +464,8 @@ history
 connect $S
 ls $B
 redo 5
+connect $S
+ls $B
 delete $B
 quit
 ls /
@@ -648,4 +650,26 @@ fn zkcli_matches_zkcli_sh() {
         fails.len(),
         fails.join("\n")
     );
+}
+
+/// Where zkcli knowingly differs: zkCli.sh keeps retrying an unreachable server forever
+/// (a one-shot command hangs); zkcli says so and exits 1. Needs no reference.
+#[test]
+fn zkcli_unreachable_server_exits_1() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let addr = format!("127.0.0.1:{port}");
+    let o = run(ZKCLI, &addr, &["-timeout", "2000", "ls", "/"], "");
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.starts_with(&format!("Unable to connect to {addr}: ")),
+        "{err}"
+    );
+    // A chroot suffix is refused rather than ignored.
+    let o = run(ZKCLI, &format!("{addr}/app"), &["ls", "/"], "");
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("chroot \"/app\""));
 }

@@ -153,9 +153,9 @@ impl Shell {
                 std::process::exit(self.exit_code);
             }
             "redo" if words.len() >= 2 => {
-                let i = match words[1].parse::<i64>() {
-                    Ok(i) => i,
-                    Err(_) => {
+                let i = match java_decode(&words[1]) {
+                    Some(i) => i,
+                    None => {
                         eprintln!(
                             "Exception in thread \"main\" java.lang.NumberFormatException: For input string: \"{}\"",
                             words[1]
@@ -231,6 +231,31 @@ impl Shell {
             r
         })
     }
+}
+
+/// Java's Integer.decode, which `redo` uses: optional sign, then 0x/0X/# for hex, a
+/// leading 0 for octal, else decimal.
+fn java_decode(s: &str) -> Option<i64> {
+    let (neg, rest) = match s.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, s.strip_prefix('+').unwrap_or(s)),
+    };
+    let (radix, digits) =
+        if let Some(h) = rest.strip_prefix("0x").or_else(|| rest.strip_prefix("0X")) {
+            (16, h)
+        } else if let Some(h) = rest.strip_prefix('#') {
+            (16, h)
+        } else if rest.len() > 1 && rest.starts_with('0') {
+            (8, &rest[1..])
+        } else {
+            (10, rest)
+        };
+    if digits.is_empty() || digits.starts_with(['-', '+']) {
+        return None;
+    }
+    let v = i64::from_str_radix(digits, radix).ok()?;
+    let v = if neg { -v } else { v };
+    i32::try_from(v).ok().map(i64::from)
 }
 
 fn main() {
@@ -339,5 +364,37 @@ fn interactive(shell: &mut Shell) {
             Err(rustyline::error::ReadlineError::Interrupted) => continue,
             Err(_) => break,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redo_numbers_decode_as_java() {
+        assert_eq!(java_decode("12"), Some(12));
+        assert_eq!(java_decode("0x10"), Some(16));
+        assert_eq!(java_decode("#f"), Some(15));
+        assert_eq!(java_decode("010"), Some(8));
+        assert_eq!(java_decode("-1"), Some(-1));
+        assert_eq!(java_decode("x"), None);
+        assert_eq!(java_decode("99999999999"), None);
+    }
+
+    #[test]
+    fn command_line_like_zookeeper_main() {
+        let a: Vec<String> = [
+            "-timeout", "5000", "-r", "-x", "-server", "h:1", "ls", "-s", "/",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let c = parse_cmdline(&a).unwrap();
+        assert_eq!(c.server, "h:1");
+        assert_eq!(c.timeout, "5000");
+        assert!(c.read_only);
+        assert_eq!(c.command.unwrap(), vec!["ls", "-s", "/"]);
+        assert!(parse_cmdline(&["-server".to_string()]).is_err());
     }
 }

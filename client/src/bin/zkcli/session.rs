@@ -110,7 +110,8 @@ pub struct ConnectParams {
 /// One live (or once-live) session.
 pub struct Session {
     pub client: Client,
-    pub host: String,
+    /// The server of the connection string this session is connected to.
+    addr: String,
     /// Set once `close` ran, or the session expired or failed auth: the shell then says
     /// "Not connected" until `connect`.
     pub dead: Option<&'static str>,
@@ -130,23 +131,50 @@ fn options(host: &str, p: &ConnectParams) -> ConnectOptions {
 }
 
 impl Session {
+    /// Connects to the first server of a "host:port,host:port" list that answers, as
+    /// the Java client walks its list. A chroot suffix ("host:port/app") is refused:
+    /// zkd-client has no chroot yet, and silently ignoring it would act on the wrong
+    /// tree.
     pub async fn open(
         host: &str,
         params: &ConnectParams,
         shared: &Arc<Shared>,
-    ) -> Result<Session, zkd_client::Error> {
-        let client = Client::connect_with(options(host, params)).await?;
-        let mut s = Session {
-            client,
-            host: host.to_string(),
-            dead: None,
-            params: params.clone(),
-            shared: shared.clone(),
-            flush_tx: None,
-        };
-        s.start_tasks();
-        s.print_connected();
-        Ok(s)
+    ) -> Result<Session, String> {
+        if let Some(i) = host.find('/') {
+            return Err(format!(
+                "chroot \"{}\" in the connection string is not supported by zkcli",
+                &host[i..]
+            ));
+        }
+        let addrs: Vec<&str> = host
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .collect();
+        let mut errors = Vec::new();
+        for &addr in &addrs {
+            match Client::connect_with(options(addr, params)).await {
+                Ok(client) => {
+                    let mut s = Session {
+                        client,
+                        addr: addr.to_string(),
+                        dead: None,
+                        params: params.clone(),
+                        shared: shared.clone(),
+                        flush_tx: None,
+                    };
+                    s.start_tasks();
+                    s.print_connected();
+                    return Ok(s);
+                }
+                Err(e) if addrs.len() == 1 => errors.push(e.to_string()),
+                Err(e) => errors.push(format!("{addr}: {e}")),
+            }
+        }
+        if errors.is_empty() {
+            errors.push("no server in the connection string".into());
+        }
+        Err(errors.join("; "))
     }
 
     fn print_connected(&self) {
@@ -237,7 +265,7 @@ impl Session {
         if self.dead.is_some() || self.client.state() != SessionState::Disconnected {
             return;
         }
-        let opts = options(&self.host, &self.params)
+        let opts = options(&self.addr, &self.params)
             .session(self.client.session_id(), &self.client.session_password())
             .last_zxid_seen(self.client.last_zxid());
         match Client::connect_with(opts).await {

@@ -471,6 +471,47 @@ quit
 ls /
 "#;
 
+const QUOTA: &str = r#"create $B
+create $B/a hello
+create $B/a/b
+create $B/c
+setquota $B
+setquota -n 5 -b 10 $B
+setquota -n 0 $B
+setquota -b -1 $B
+setquota -n x $B
+setquota -n 5 $B/nope
+setquota -n 5 /zookeeper/quota/x
+setquota -n 3 $B/a/b
+setquota -n 3 $B
+delquota $B/a/b
+setquota -n 1 $B
+listquota $B
+setquota -N 10 $B
+setquota -B 1 $B
+listquota $B
+setquota -n 3 $B/a
+listquota $B/a
+listquota $B/nope
+get $B/a
+create $B/c/d 12345
+listquota $B
+delquota -n $B
+delquota -n -b $B
+listquota $B
+delquota $B
+listquota $B
+delquota $B
+setquota -b 100 $B/c
+listquota $B/c
+delquota -b $B/c
+delquota $B/c
+delquota
+setquota -n 5
+listquota
+deleteall $B
+"#;
+
 /// zkcli's own 3.9 output that the 3.8 reference cannot show: checked against the text
 /// 3.9's source produces (GetCommand/SetCommand with commons-cli HelpFormatter, Base64,
 /// netty's prettyHexDump).
@@ -640,6 +681,7 @@ fn zkcli_matches_zkcli_sh() {
 
     fails.extend(scenario(&server, "writes", WRITES, None));
     fails.extend(scenario(&server, "shell", SHELL, None));
+    fails.extend(scenario(&server, "quota", QUOTA, None));
     fails.extend(three_nine_only(&server));
     fails.extend(one_shot(&server));
     fails.extend(interactive(&server));

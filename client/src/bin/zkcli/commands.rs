@@ -93,6 +93,18 @@ const RMWATCHES: &[OptSpec] = &[
     flag('l', "remove locally when there is no server connection"),
 ];
 const NONE: &[OptSpec] = &[];
+const SETQUOTA: &[OptSpec] = &[
+    valued('n', "num soft quota"),
+    valued('b', "bytes soft quota"),
+    valued('N', "num hard quota"),
+    valued('B', "bytes hard quota"),
+];
+const DELQUOTA: &[OptSpec] = &[
+    flag('n', "num soft quota"),
+    flag('b', "bytes soft quota"),
+    flag('N', "num hard quota"),
+    flag('B', "bytes hard quota"),
+];
 
 const fn spec(name: &'static str, syntax: &'static str, opts: &'static [OptSpec]) -> CmdSpec {
     CmdSpec {
@@ -117,7 +129,7 @@ pub const COMMANDS: &[CmdSpec] = &[
     spec("create", "[-s] [-e] [-c] [-t ttl] path [data] [acl]", CREATE),
     spec("delete", "[-v version] path", DELETE),
     spec("deleteall", "path [-b batch size]", DELETEALL),
-    spec("delquota", "[-n|-b|-N|-B] path", NONE),
+    spec("delquota", "[-n|-b|-N|-B] path", DELQUOTA),
     CmdSpec {
         name: "get",
         syntax: "[-s] [-w] [-b] [-x] path",
@@ -146,7 +158,7 @@ pub const COMMANDS: &[CmdSpec] = &[
         usage_lists_opts: true,
     },
     spec("setAcl", "[-s] [-v version] [-R] path acl", SETACL),
-    spec("setquota", "-n|-b|-N|-B val path", NONE),
+    spec("setquota", "-n|-b|-N|-B val path", SETQUOTA),
     spec("stat", "[-w] path", STAT),
     spec("sync", "path", NONE),
     spec("version", "", NONE),
@@ -180,23 +192,23 @@ fn usage(c: &CmdSpec) -> CliError {
     CliError::new(s)
 }
 
-fn out(s: &str) {
+pub(crate) fn out(s: &str) {
     let mut o = std::io::stdout().lock();
     let _ = o.write_all(s.as_bytes());
     let _ = o.flush();
 }
 
-fn err_line(s: &str) {
+pub(crate) fn err_line(s: &str) {
     let _ = std::io::stdout().lock().flush();
     let mut e = std::io::stderr().lock();
     let _ = writeln!(e, "{s}");
 }
 
-fn wrap(e: Error, path: &str) -> CliError {
+pub(crate) fn wrap(e: Error, path: &str) -> CliError {
     CliError::new(fmt::cli_error(&e, path))
 }
 
-fn check_path(p: &str) -> CmdResult {
+pub(crate) fn check_path(p: &str) -> CmdResult {
     fmt::validate_path(p).map_err(CliError::new)
 }
 
@@ -236,7 +248,7 @@ pub struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn zk(&self) -> &Client {
+    pub(crate) fn zk(&self) -> &Client {
         &self.session.client
     }
 }
@@ -488,6 +500,30 @@ pub async fn run(ctx: &mut Ctx<'_>, words: &[String]) -> CmdResult {
         "close" => {
             ctx.session.close().await;
             Ok(())
+        }
+        "setquota" => {
+            let p = parse(SETQUOTA)?;
+            // Parse errors come first, as commons-cli reports them while parsing.
+            crate::quota::setquota_group(&p)?;
+            if p.args.len() < 2 {
+                return Err(usage(spec));
+            }
+            crate::quota::setquota(ctx, &p).await
+        }
+        "listquota" => {
+            let p = parse(NONE)?;
+            if p.args.len() < 2 {
+                return Err(usage(spec));
+            }
+            crate::quota::listquota(ctx, &p).await
+        }
+        "delquota" => {
+            let p = parse(DELQUOTA)?;
+            crate::quota::check_group(&p, &['n', 'b', 'N', 'B'])?;
+            if p.args.len() < 2 {
+                return Err(usage(spec));
+            }
+            crate::quota::delquota(ctx, &p).await
         }
         "version" => {
             let p = parse(NONE)?;

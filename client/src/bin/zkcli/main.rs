@@ -9,11 +9,13 @@
 //! and never runs ZooKeeper operations itself (commands.rs).
 //!
 //! Modules: `opts` (commons-cli style option parsing), `fmt` (output formats),
-//! `session` (the connection and watch events), `commands` (the ZooKeeper commands).
+//! `session` (the connection and watch events), `commands` (the ZooKeeper commands),
+//! `quota` (setquota, listquota, delquota).
 
 mod commands;
 mod fmt;
 mod opts;
+mod quota;
 mod session;
 
 use std::collections::HashMap;

@@ -47,6 +47,11 @@ impl Parsed {
         self.opts.iter().any(|(o, _)| *o == c)
     }
 
+    /// The option letters in the order they were given.
+    pub fn opt_order(&self) -> impl Iterator<Item = char> + '_ {
+        self.opts.iter().map(|(c, _)| *c)
+    }
+
     /// The value of the first occurrence of `c` (commons-cli's getOptionValue).
     pub fn value(&self, c: char) -> Option<&str> {
         self.opts

@@ -608,7 +608,8 @@ fn one_shot(server: &Server) -> Vec<String> {
 }
 
 /// The interactive path (rustyline on a terminal), through `script`'s pseudo-terminal:
-/// prompt with host, state and command number, history, quit.
+/// prompt with host, state and command number, tab completion of a znode path,
+/// history, quit.
 fn interactive(server: &Server) -> Vec<String> {
     if Command::new("script").arg("--version").output().is_err() {
         eprintln!("interactive check skipped: `script` (util-linux) not installed");
@@ -626,13 +627,17 @@ fn interactive(server: &Server) -> Vec<String> {
     let mut stdin = child.stdin.take().unwrap();
     // Typed one line at a time, after the prompt is up, as a person would.
     std::thread::sleep(std::time::Duration::from_millis(1500));
-    for l in [
+    let lines = [
         format!("create {base} x"),
+        format!("create {base}/kid"),
         format!("get {base}"),
-        format!("delete {base}"),
+        // Tab completes the znode path from the server.
+        format!("ls {base}/k\t"),
+        format!("deleteall {base}"),
         "history".into(),
         "quit".into(),
-    ] {
+    ];
+    for l in lines {
         stdin.write_all(format!("{l}\r").as_bytes()).unwrap();
         stdin.flush().unwrap();
         std::thread::sleep(std::time::Duration::from_millis(400));
@@ -643,11 +648,12 @@ fn interactive(server: &Server) -> Vec<String> {
     let mut fails = Vec::new();
     for want in [
         format!("[zk: {}(CONNECTED) 0] ", server.addr),
-        format!("[zk: {}(CONNECTED) 4] ", server.addr),
+        format!("[zk: {}(CONNECTED) 6] ", server.addr),
         "Created ".to_string() + &base,
         "\nx\n".into(),
-        format!("1 - get {base}\n"),
-        "3 - history\n".into(),
+        format!("2 - get {base}\n"),
+        format!("3 - ls {base}/kid\n"),
+        "5 - history\n".into(),
         "WatchedEvent state:Closed type:None path:null".into(),
     ] {
         if !text.contains(&want) {

@@ -10,9 +10,10 @@
 //!
 //! Modules: `opts` (commons-cli style option parsing), `fmt` (output formats),
 //! `session` (the connection and watch events), `commands` (the ZooKeeper commands),
-//! `quota` (setquota, listquota, delquota).
+//! `quota` (setquota, listquota, delquota), `complete` (tab completion).
 
 mod commands;
+mod complete;
 mod fmt;
 mod opts;
 mod quota;
@@ -81,6 +82,8 @@ struct Shell {
     history: HashMap<i64, String>,
     count: i64,
     exit_code: i32,
+    /// The live session's client, for tab completion.
+    current: complete::CurrentClient,
 }
 
 /// Where a failed connect leaves the prompt: the Java client would still be trying.
@@ -123,6 +126,16 @@ impl Shell {
         self.history.insert(self.count, line.to_string());
         self.process_cmd(&words);
         self.count += 1;
+        self.sync_current();
+    }
+
+    fn sync_current(&self) {
+        let live = self
+            .session
+            .as_ref()
+            .filter(|s| s.is_alive())
+            .map(|s| s.client.clone());
+        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = live;
     }
 
     /// processCmd: runs a command and records its exit code (printing its error).
@@ -298,6 +311,7 @@ fn main() {
         history: HashMap::new(),
         count: 0,
         exit_code: 0,
+        current: Default::default(),
     };
     println!("Connecting to {}", cl.server);
     if let Some(f) = &cl.client_configuration {
@@ -347,13 +361,18 @@ fn main() {
 }
 
 fn interactive(shell: &mut Shell) {
-    let mut rl = match rustyline::DefaultEditor::new() {
+    let mut rl = match rustyline::Editor::<complete::ZNodeCompleter, _>::new() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("zkcli: no line editing ({e})");
             return;
         }
     };
+    shell.sync_current();
+    rl.set_helper(Some(complete::ZNodeCompleter {
+        client: shell.current.clone(),
+        rt: shell.rt.handle().clone(),
+    }));
     loop {
         match rl.readline(&shell.prompt()) {
             Ok(line) => {

@@ -331,6 +331,11 @@ getEphemerals $B
 sync $B
 whoami
 config
+config -c
+config -s
+version extra
+ls ""
+get "$B/a b
 ls $B watch
 get $B/a watch
 stat $B/a watch
@@ -455,6 +460,7 @@ printwatches on
 create $B
 ls $B
 redo 1
+redo 0x1
 redo 99
 redo 7
 history

@@ -631,8 +631,19 @@ fn interactive(server: &Server) -> Vec<String> {
         .spawn()
         .expect("spawn script");
     let mut stdin = child.stdin.take().unwrap();
-    // Typed one line at a time, after the prompt is up, as a person would.
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // Everything the terminal shows, collected as it comes.
+    let shown = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+    let mut stdout = child.stdout.take().unwrap();
+    let sink = shown.clone();
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = std::io::Read::read(&mut stdout, &mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    });
     let lines = [
         format!("create {base} x"),
         format!("create {base}/kid"),
@@ -643,13 +654,35 @@ fn interactive(server: &Server) -> Vec<String> {
         "history".into(),
         "quit".into(),
     ];
-    for l in lines {
-        stdin.write_all(format!("{l}\r").as_bytes()).unwrap();
+    // Each line is typed once its prompt is up, as a person would (input typed before
+    // the editor takes the terminal would be echoed by the terminal instead).
+    for (n, l) in lines.iter().enumerate() {
+        let prompt = format!("(CONNECTED) {n}] ");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !String::from_utf8_lossy(&shown.lock().unwrap()).contains(&prompt)
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        // A tab is sent on its own, so the completion happens before Enter.
+        for part in l.split_inclusive('\t') {
+            stdin.write_all(part.as_bytes()).unwrap();
+            stdin.flush().unwrap();
+            if part.ends_with('\t') {
+                std::thread::sleep(std::time::Duration::from_millis(500));
+            }
+        }
+        stdin.write_all(b"\r").unwrap();
         stdin.flush().unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(400));
     }
-    let o = child.wait_with_output().unwrap();
+    let status = child.wait().unwrap();
     drop(stdin);
+    reader.join().unwrap();
+    let o = Output {
+        status,
+        stdout: shown.lock().unwrap().clone(),
+        stderr: Vec::new(),
+    };
     let text = String::from_utf8_lossy(&o.stdout).replace('\r', "");
     let mut fails = Vec::new();
     for want in [

@@ -347,7 +347,15 @@ pub async fn run(ctx: &mut Ctx<'_>, words: &[String]) -> CmdResult {
                 .await
                 .map_err(|e| wrap(e, path))?;
             if watch {
-                ctx.shared.note_watch(path, |w| w.data = true);
+                // The Java client files a watch on a missing node as an exists watch.
+                let exists = st.is_some();
+                ctx.shared.note_watch(path, |w| {
+                    if exists {
+                        w.data = true
+                    } else {
+                        w.exist = true
+                    }
+                });
             }
             match st {
                 Some(st) => {
@@ -959,10 +967,14 @@ async fn remove_watches(ctx: &mut Ctx<'_>, p: &opts::Parsed) -> CmdResult {
     let held = ctx.shared.watch_set(path);
     let (child, data, pers) = match wtype {
         watcher_type::CHILDREN => (held.child, false, false),
-        watcher_type::DATA => (false, held.data, false),
+        watcher_type::DATA => (false, held.data || held.exist, false),
         watcher_type::PERSISTENT => (false, false, held.persistent),
         watcher_type::PERSISTENT_RECURSIVE => (false, false, held.recursive),
-        _ => (held.child, held.data, held.persistent || held.recursive),
+        _ => (
+            held.child,
+            held.data || held.exist,
+            held.persistent || held.recursive,
+        ),
     };
     if !(child || data || pers) {
         return Err(wrap(Error::Keeper(ErrorCode::NoWatcher), path));
@@ -975,7 +987,10 @@ async fn remove_watches(ctx: &mut Ctx<'_>, p: &opts::Parsed) -> CmdResult {
     }
     ctx.shared.note_watch(path, |w| match wtype {
         watcher_type::CHILDREN => w.child = false,
-        watcher_type::DATA => w.data = false,
+        watcher_type::DATA => {
+            w.data = false;
+            w.exist = false;
+        }
         watcher_type::PERSISTENT => w.persistent = false,
         watcher_type::PERSISTENT_RECURSIVE => w.recursive = false,
         _ => *w = Default::default(),

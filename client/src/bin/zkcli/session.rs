@@ -16,7 +16,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
-use zkd_client::{event_type, keeper_state, Client, ConnectOptions, SessionState, WatchedEvent};
+use zkd_client::{
+    event_type, keeper_state, Client, ConnectOptions, SessionState, SetWatches2, WatchedEvent,
+};
 
 use crate::fmt;
 
@@ -24,6 +26,8 @@ use crate::fmt;
 #[derive(Default, Clone, Copy, Debug)]
 pub struct WatchSet {
     pub data: bool,
+    /// An exists watch on a node that did not exist (fires on NodeCreated).
+    pub exist: bool,
     pub child: bool,
     pub persistent: bool,
     pub recursive: bool,
@@ -31,7 +35,7 @@ pub struct WatchSet {
 
 impl WatchSet {
     fn is_empty(&self) -> bool {
-        !(self.data || self.child || self.persistent || self.recursive)
+        !(self.data || self.exist || self.child || self.persistent || self.recursive)
     }
 }
 
@@ -64,10 +68,14 @@ impl Shared {
         let mut w = self.watches.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(ws) = w.get_mut(path) {
             match etype {
-                event_type::NODE_DATA_CHANGED | event_type::NODE_CREATED => ws.data = false,
+                event_type::NODE_DATA_CHANGED | event_type::NODE_CREATED => {
+                    ws.data = false;
+                    ws.exist = false;
+                }
                 event_type::NODE_CHILDREN_CHANGED => ws.child = false,
                 event_type::NODE_DELETED => {
                     ws.data = false;
+                    ws.exist = false;
                     ws.child = false;
                 }
                 _ => {}
@@ -75,6 +83,28 @@ impl Shared {
             if ws.is_empty() {
                 w.remove(path);
             }
+        }
+    }
+
+    /// The held watches in the form setWatches2 re-registers them.
+    fn as_set_watches(&self, relative_zxid: i64) -> SetWatches2 {
+        let w = self.watches.lock().unwrap_or_else(|e| e.into_inner());
+        let pick = |f: fn(&WatchSet) -> bool| -> Vec<String> {
+            let mut v: Vec<String> = w
+                .iter()
+                .filter(|(_, s)| f(s))
+                .map(|(p, _)| p.clone())
+                .collect();
+            v.sort();
+            v
+        };
+        SetWatches2 {
+            relative_zxid,
+            data_watches: pick(|s| s.data),
+            exist_watches: pick(|s| s.exist),
+            child_watches: pick(|s| s.child),
+            persistent_watches: pick(|s| s.persistent),
+            persistent_recursive_watches: pick(|s| s.recursive),
         }
     }
 
@@ -259,21 +289,28 @@ impl Session {
     }
 
     /// If the socket dropped, tries once to resume the same session, as the Java client
-    /// keeps doing in the background. Watches are not re-registered (zkd-client has no
-    /// watch manager to replay), so the local table is cleared.
+    /// keeps doing in the background, and re-registers the session's watches with
+    /// setWatches2 as it does: the server then fires at once those whose node changed
+    /// while the client was away.
     pub async fn revive(&mut self) {
         if self.dead.is_some() || self.client.state() != SessionState::Disconnected {
             return;
         }
+        let last_zxid = self.client.last_zxid();
         let opts = options(&self.addr, &self.params)
             .session(self.client.session_id(), &self.client.session_password())
-            .last_zxid_seen(self.client.last_zxid());
+            .last_zxid_seen(last_zxid);
         match Client::connect_with(opts).await {
             Ok(c) => {
                 self.client = c;
-                self.shared.clear_watches();
                 self.start_tasks();
                 self.print_connected();
+                let watches = self.shared.as_set_watches(last_zxid);
+                if self.client.set_watches(last_zxid, watches).await.is_err() {
+                    // Not re-registered: the table would otherwise promise watches the
+                    // server does not hold.
+                    self.shared.clear_watches();
+                }
             }
             Err(zkd_client::Error::SessionExpired) => {
                 self.shared

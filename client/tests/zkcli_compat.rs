@@ -15,6 +15,8 @@
 //! - Watch events are printed by zkCli.sh from another thread, at a moment that races
 //!   with the command output, so events are compared as a sorted list, apart from the
 //!   other lines.
+//! - A network cut (a relay between CLI and server that drops connections) checks
+//!   Disconnected/SyncConnected events, session resumption and watch re-registration.
 //! - The installed reference is 3.8, zkcli follows 3.9. Two differences are mapped
 //!   back: 3.9 events end in " zxid: N" (stripped from both), and 3.9's usage listing
 //!   shows get's -b/-x and set's -b (3.8 lines are rewritten to 3.9's). 3.9-only output
@@ -705,6 +707,182 @@ fn interactive(server: &Server) -> Vec<String> {
     fails
 }
 
+/// A TCP relay between a CLI and the server that can drop every connection and refuse
+/// new ones for a while: a network cut without touching the server.
+struct Cut {
+    addr: String,
+    state: std::sync::Arc<std::sync::Mutex<(bool, Vec<std::net::TcpStream>)>>,
+}
+
+impl Cut {
+    fn new(target: &str) -> Cut {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let state = std::sync::Arc::new(std::sync::Mutex::new((true, Vec::new())));
+        let (st, target) = (state.clone(), target.to_string());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(down) = conn else { continue };
+                let mut g = st.lock().unwrap();
+                if !g.0 {
+                    continue; // dropped: the client sees its connect fail
+                }
+                let Ok(up) = std::net::TcpStream::connect(&target) else {
+                    continue;
+                };
+                g.1.push(down.try_clone().unwrap());
+                g.1.push(up.try_clone().unwrap());
+                for (mut from, mut to) in [
+                    (down.try_clone().unwrap(), up.try_clone().unwrap()),
+                    (up, down),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Cut { addr, state }
+    }
+
+    fn cut(&self) {
+        let mut g = self.state.lock().unwrap();
+        g.0 = false;
+        for c in g.1.drain(..) {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    fn restore(&self) {
+        self.state.lock().unwrap().0 = true;
+    }
+}
+
+/// A CLI process fed line by line, its output collected as it comes.
+struct Live {
+    child: std::process::Child,
+    out: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    err: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl Live {
+    fn start(prog: &str, addr: &str) -> Live {
+        let mut child = Command::new("timeout")
+            .args(["120", prog, "-server", addr])
+            .env("TZ", "UTC")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let collect = |mut r: Box<dyn std::io::Read + Send>| {
+            let buf = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+            let sink = buf.clone();
+            std::thread::spawn(move || {
+                let mut b = [0u8; 4096];
+                while let Ok(n) = r.read(&mut b) {
+                    if n == 0 {
+                        break;
+                    }
+                    sink.lock().unwrap().extend_from_slice(&b[..n]);
+                }
+            });
+            buf
+        };
+        let out = collect(Box::new(child.stdout.take().unwrap()));
+        let err = collect(Box::new(child.stderr.take().unwrap()));
+        Live { child, out, err }
+    }
+
+    fn send(&mut self, lines: &str) {
+        let stdin = self.child.stdin.as_mut().unwrap();
+        stdin.write_all(lines.as_bytes()).unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// Waits (up to 30 s) until stdout or stderr shows `text`.
+    fn wait_for(&self, text: &str) -> bool {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
+            let seen = |b: &std::sync::Arc<std::sync::Mutex<Vec<u8>>>| {
+                String::from_utf8_lossy(&b.lock().unwrap()).contains(text)
+            };
+            if seen(&self.out) || seen(&self.err) {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        false
+    }
+
+    fn finish(mut self) -> Output {
+        drop(self.child.stdin.take());
+        let status = self.child.wait().unwrap();
+        // The reader threads end with the pipes; give them a moment to drain.
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let out = self.out.lock().unwrap().clone();
+        let err = self.err.lock().unwrap().clone();
+        Output {
+            status,
+            stdout: out,
+            stderr: err,
+        }
+    }
+}
+
+/// A network cut under a live session: both CLIs report Disconnected and SyncConnected,
+/// keep the session (its ephemeral node survives), and get their watches back, which
+/// the server fires for the changes made while they were away.
+fn reconnect(server: &Server) -> Vec<String> {
+    let mut fails = Vec::new();
+    let mut norms = Vec::new();
+    for (who, prog) in [("j", ZKCLI_SH), ("r", ZKCLI)] {
+        let base = format!("/zkcli-cut-{who}{}", std::process::id());
+        let cut = Cut::new(&server.addr);
+        let mut cli = Live::start(prog, &cut.addr);
+        cli.send(&format!(
+            "create {base} x\ncreate -e {base}/eph\nget -w {base}\nstat -w {base}-missing\n"
+        ));
+        if !cli.wait_for(&format!("Node does not exist: {base}-missing")) {
+            fails.push(format!("reconnect ({prog}): setup did not finish"));
+            continue;
+        }
+        cut.cut();
+        if !cli.wait_for("state:Disconnected") {
+            fails.push(format!("reconnect ({prog}): no Disconnected event"));
+        }
+        // Changed while the CLI is cut off, through a direct connection.
+        run(
+            ZKCLI,
+            &server.addr,
+            &[],
+            &format!("set {base} y\ncreate {base}-missing\n"),
+        );
+        cut.restore();
+        if prog == ZKCLI_SH {
+            // The Java client reconnects on its own; zkcli on its next command.
+            cli.wait_for("type:NodeCreated");
+        }
+        cli.send(&format!(
+            "ls {base}\nremovewatches {base}\ndeleteall {base}\ndelete {base}-missing\nquit\n"
+        ));
+        let o = cli.finish();
+        norms.push(normalize(
+            &o,
+            &Masks {
+                base: &base,
+                stat: false,
+                drop_connect: false,
+            },
+        ));
+    }
+    if let [j, r] = &norms[..] {
+        fails.extend(compare("reconnect", j, r));
+    }
+    fails
+}
+
 #[test]
 fn zkcli_matches_zkcli_sh() {
     if let Some(why) = reference_missing() {
@@ -730,6 +908,7 @@ fn zkcli_matches_zkcli_sh() {
     fails.extend(three_nine_only(&server));
     fails.extend(one_shot(&server));
     fails.extend(interactive(&server));
+    fails.extend(reconnect(&server));
 
     assert!(
         fails.is_empty(),

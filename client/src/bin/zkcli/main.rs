@@ -38,8 +38,10 @@ struct CmdLine {
 }
 
 /// MyCommandOptions.parseOptions: known options anywhere before the command; unknown
-/// ones starting with '-' are ignored; the first other word starts the command.
-fn parse_cmdline(args: &[String]) -> Result<CmdLine, String> {
+/// ones starting with '-' are ignored; the first other word starts the command. An
+/// option missing its value stops parsing with an error, keeping what came before
+/// (zkCli.sh prints the error and goes on with those).
+fn parse_cmdline(args: &[String]) -> (CmdLine, Option<String>) {
     let mut c = CmdLine {
         server: "localhost:2181".into(),
         timeout: "30000".into(),
@@ -50,16 +52,28 @@ fn parse_cmdline(args: &[String]) -> Result<CmdLine, String> {
     };
     let mut it = args.iter();
     while let Some(opt) = it.next() {
-        let mut value = |o: &str| {
-            it.next()
-                .cloned()
-                .ok_or_else(|| format!("Error: no argument found for option {o}"))
+        let takes_value = matches!(
+            opt.as_str(),
+            "-server" | "-timeout" | "-client-configuration"
+        );
+        let value = if takes_value {
+            match it.next() {
+                Some(v) => v.clone(),
+                None => {
+                    return (
+                        c,
+                        Some(format!("Error: no argument found for option {opt}")),
+                    )
+                }
+            }
+        } else {
+            String::new()
         };
         match opt.as_str() {
-            "-server" => c.server = value(opt)?,
-            "-timeout" => c.timeout = value(opt)?,
+            "-server" => c.server = value,
+            "-timeout" => c.timeout = value,
             "-r" => c.read_only = true,
-            "-client-configuration" => c.client_configuration = Some(value(opt)?),
+            "-client-configuration" => c.client_configuration = Some(value),
             "-waitforconnection" => c.wait_for_connection = true,
             o if !o.starts_with('-') => {
                 let mut cmd = vec![o.to_string()];
@@ -70,7 +84,7 @@ fn parse_cmdline(args: &[String]) -> Result<CmdLine, String> {
             _ => {}
         }
     }
-    Ok(c)
+    (c, None)
 }
 
 struct Shell {
@@ -275,15 +289,10 @@ fn java_decode(s: &str) -> Option<i64> {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let cl = match parse_cmdline(&args) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("{e}");
-            // zkCli.sh goes on with what it parsed; with an option lacking its value
-            // that is the defaults.
-            parse_cmdline(&[]).expect("empty command line parses")
-        }
-    };
+    let (cl, problem) = parse_cmdline(&args);
+    if let Some(e) = problem {
+        eprintln!("{e}");
+    }
     let timeout_ms: u64 = match cl.timeout.parse() {
         Ok(t) => t,
         Err(_) => {
@@ -411,11 +420,17 @@ mod tests {
         .iter()
         .map(|s| s.to_string())
         .collect();
-        let c = parse_cmdline(&a).unwrap();
+        let (c, problem) = parse_cmdline(&a);
+        assert!(problem.is_none());
         assert_eq!(c.server, "h:1");
         assert_eq!(c.timeout, "5000");
         assert!(c.read_only);
         assert_eq!(c.command.unwrap(), vec!["ls", "-s", "/"]);
-        assert!(parse_cmdline(&["-server".to_string()]).is_err());
+        let (c, problem) = parse_cmdline(&["-r".to_string(), "-server".to_string()]);
+        assert!(c.read_only);
+        assert_eq!(
+            problem.as_deref(),
+            Some("Error: no argument found for option -server")
+        );
     }
 }

@@ -365,6 +365,14 @@ addWatch -m bogus $B
 removewatches
 removewatches $B/a
 getAllChildrenNumber
+reconfig -add server.5=localhost:2888:3888;2181
+reconfig
+reconfig -remove 3 -v zz
+reconfig -members server.1=localhost:2888:3888;2181 -add x
+reconfig -file /nonexistent-zkcli
+reconfig -s -remove 1
+reconfig -q
+reconfig -remove
 foo
 help
 printwatches

@@ -144,11 +144,7 @@ pub const COMMANDS: &[CmdSpec] = &[
     spec("ls", "[-s] [-w] [-R] path", LS),
     spec("printwatches", "on|off", NONE),
     spec("quit", "", NONE),
-    spec(
-        "reconfig",
-        "[-s] [-v version] [[-file path] | [-members serverID=host:port1:port2;port3[,...]*]] | [-add serverId=host:port1:port2;port3[,...]]* [-remove serverId[,...]*]",
-        NONE,
-    ),
+    spec("reconfig", crate::reconfig::SYNTAX, NONE),
     spec("redo", "cmdno", NONE),
     spec("removewatches", "path [-c|-d|-a] [-l]", RMWATCHES),
     CmdSpec {
@@ -533,6 +529,7 @@ pub async fn run(ctx: &mut Ctx<'_>, words: &[String]) -> CmdResult {
             }
             crate::quota::delquota(ctx, &p).await
         }
+        "reconfig" => crate::reconfig::reconfig(ctx, words).await,
         "version" => {
             let p = parse(NONE)?;
             if p.args.len() > 1 {

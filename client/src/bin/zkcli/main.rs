@@ -10,13 +10,14 @@
 //!
 //! Modules: `opts` (commons-cli style option parsing), `fmt` (output formats),
 //! `session` (the connection and watch events), `commands` (the ZooKeeper commands),
-//! `quota` (setquota, listquota, delquota), `complete` (tab completion).
+//! `quota` (setquota, listquota, delquota), `reconfig`, `complete` (tab completion).
 
 mod commands;
 mod complete;
 mod fmt;
 mod opts;
 mod quota;
+mod reconfig;
 mod session;
 
 use std::collections::HashMap;

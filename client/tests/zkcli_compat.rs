@@ -942,6 +942,9 @@ fn zkcli_unreachable_server_exits_1() {
         err.starts_with(&format!("Unable to connect to {addr}: ")),
         "{err}"
     );
+    // Commands on a pipe: the same.
+    let o = run(ZKCLI, &addr, &["-timeout", "2000"], "ls /\n");
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
     // A chroot suffix is refused rather than ignored.
     let o = run(ZKCLI, &format!("{addr}/app"), &["ls", "/"], "");
     assert_eq!(o.status.code(), Some(1), "{o:?}");

@@ -334,11 +334,13 @@ fn main() {
     if cl.command.is_none() {
         println!("Welcome to ZooKeeper!");
     }
-    // The Java client connects in the background and commands wait for it; this shell
-    // connects first (bounded by -timeout) and says so when it cannot.
+    // The Java client connects in the background and commands wait for it (forever, if
+    // the server never answers); this shell connects first (bounded by -timeout) and
+    // says so when it cannot. Only a person at a terminal is left in the shell, to use
+    // `connect`; a script gets exit code 1.
     if let Err(e) = shell.connect(&cl.server) {
         eprintln!("{e}");
-        if cl.wait_for_connection || cl.command.is_some() {
+        if cl.wait_for_connection || cl.command.is_some() || !std::io::stdin().is_terminal() {
             std::process::exit(1);
         }
     }

@@ -121,3 +121,74 @@ async fn an_observer_follows_without_voting() {
     assert_eq!(r.get_data("/o", false).await.unwrap().0, b"1");
     assert!(four_letter(e.clients[3], "mntr").contains("zk_server_state\tobserver"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_servers_keep_serving_with_two_down() {
+    let mut e = ZkdEnsemble::start(5, 0, "");
+    let leader = e.wait_for_quorum(Duration::from_secs(40));
+    // Take down the leader and one follower: three of five are a quorum.
+    let follower = (0..5).find(|i| *i != leader).unwrap();
+    e.kill(leader);
+    e.kill(follower);
+    let new_leader = e.wait_for_quorum(Duration::from_secs(40));
+    assert!(new_leader != leader && new_leader != follower);
+    let live: Vec<usize> = (0..5).filter(|i| *i != leader && *i != follower).collect();
+    create_eventually(e.clients[live[0]], "/five", b"ok").await;
+    for i in &live {
+        let c = connect(e.clients[*i]).await;
+        c.sync("/five").await.unwrap();
+        assert_eq!(c.get_data("/five", false).await.unwrap().0, b"ok");
+    }
+}
+
+/// Every server restarted in turn while one client session stays connected through the
+/// ensemble's connect string: the session (and its ephemeral) survives every restart and
+/// writes keep succeeding.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_keeps_sessions_and_data() {
+    use zkd_client::{CreateOptions, SessionOptions, ZooKeeper};
+    let mut e = ZkdEnsemble::start_with_tick(3, 0, 500, "");
+    e.wait_for_quorum(Duration::from_secs(40));
+    let hosts: Vec<String> = e.clients.iter().map(|a| a.to_string()).collect();
+    let zk = ZooKeeper::connect_with(
+        SessionOptions::new(&hosts.join(","), Duration::from_secs(10)).seed(7),
+    )
+    .await
+    .unwrap();
+    let sid = zk.session_id();
+    zk.create("/roll", b"", &CreateOptions::new(CreateMode::Persistent))
+        .await
+        .unwrap();
+    zk.create("/roll/eph", b"", &CreateOptions::new(CreateMode::Ephemeral))
+        .await
+        .unwrap();
+    for round in 0..3 {
+        e.restart(round);
+        e.wait_for_quorum(Duration::from_secs(40));
+        // Writes go through as soon as the session is back on some server.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let r = zk
+                .create(
+                    &format!("/roll/n{round}"),
+                    b"",
+                    &CreateOptions::new(CreateMode::Persistent),
+                )
+                .await;
+            match r {
+                Ok(_) => break,
+                Err(zkd_client::Error::Keeper(zkd_client::ErrorCode::NodeExists)) => break,
+                Err(err) => {
+                    assert!(Instant::now() < deadline, "round {round}: {err}");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+        assert_eq!(zk.session_id(), sid, "the session survived restart {round}");
+        let (_, st) = zk.get_data("/roll/eph").await.unwrap();
+        assert_eq!(st.ephemeral_owner, sid);
+    }
+    let (children, _) = zk.get_children("/roll").await.unwrap();
+    assert_eq!(children.len(), 4, "{children:?}");
+    zk.close().await.unwrap();
+}

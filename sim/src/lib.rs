@@ -104,6 +104,22 @@ impl Options {
         }
     }
 
+    /// Many more faults: frequent crashes, partitions, connection breaks, 20% loss.
+    pub fn storm(seed: u64, voters: usize) -> Self {
+        Options {
+            loss: 0.2,
+            duplicate: 0.1,
+            max_delay: 12,
+            crash_rate: 0.02,
+            disconnect_rate: 0.01,
+            partition_rate: 0.01,
+            snapshot_rate: 0.01,
+            failpoint_rate: 1.0,
+            committed_log_max: 4,
+            ..Options::new(seed, voters)
+        }
+    }
+
     /// The defaults the CI seeds run with.
     pub fn new(seed: u64, voters: usize) -> Self {
         Options {

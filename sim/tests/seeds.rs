@@ -118,3 +118,21 @@ fn a_seed_replays_exactly() {
         assert_eq!(a, b, "seed {seed} is not deterministic");
     }
 }
+
+#[test]
+fn storm_200_seeds() {
+    // Far more crashes, failpoints, partitions and loss, over longer runs.
+    let stats = run_seeds(
+        "storm",
+        0..200,
+        |s| {
+            let mut o = Options::storm(s, 3);
+            o.fault_ticks = 400;
+            o
+        },
+        "--servers 3 --storm --ticks 400",
+    );
+    let t = total(&stats);
+    eprintln!("storm: {t:?}");
+    assert!(t.count("SNAP") > 20 && t.count("TRUNC") > 20);
+}

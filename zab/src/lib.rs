@@ -39,6 +39,9 @@
 //! | `SessionPing { from, payload }` | leader: session touches carried by a learner's PING |
 //! | `SyncDone { id }` | the `sync` with this id may be answered |
 //!
+//! A host that cannot carry out a persistence output (disk full, failed fsync) must stop
+//! the server and restart from disk: zab has already moved on and there is no undo.
+//!
 //! Transports: notifications may be lost, duplicated and reordered. The quorum transport
 //! must be a reliable FIFO connection per peer pair; when it breaks the host calls
 //! `disconnected` on both ends and the learner re-runs discovery and sync.
@@ -62,6 +65,15 @@
 //! - A leader persists currentEpoch only after its own log is fsynced (same reason).
 //! - UPTODATE carries the leader's committed zxid and the learner commits only up to it:
 //!   sync never applies an uncommitted proposal (ZOOKEEPER-3911).
+//! - A learner answers LEADERINFO for an epoch it had already accepted with ACKEPOCH
+//!   currentEpoch = -1, and the leader does not count it towards its quorum (as
+//!   ZooKeeper): otherwise two leaders could each gather a quorum for one epoch number.
+//! - A learner whose acceptedEpoch is above the established leader's epoch (it promised a
+//!   leader that never made it) can never join; ZooKeeper leaves it out until the next
+//!   election, our leader steps down so that the next epoch is chosen above the promise.
+//! - The leader drops a learner it has not heard from within syncLimit (initLimit while
+//!   syncing) but has no output to close the connection: the learner notices the missing
+//!   PINGs and goes LOOKING after its own syncLimit.
 //! - zxid counter exhaustion: when the counter reaches `Config::max_zxid_counter` the
 //!   leader refuses new proposals (`ZabError::EpochExhausted`, retryable), waits until all
 //!   its outstanding proposals are committed, then steps down so that an election starts

@@ -35,6 +35,9 @@ struct Args {
     /// Ticks of faults and client traffic before healing (default 150).
     #[arg(long)]
     ticks: Option<u64>,
+    /// Probability per time unit that a pending fsync completes (default 0.4).
+    #[arg(long)]
+    fsync_rate: Option<f64>,
     /// Use the storm profile (far more crashes, partitions and loss).
     #[arg(long)]
     storm: bool,
@@ -55,6 +58,9 @@ fn options(args: &Args, seed: u64) -> Result<Options, String> {
     o.observers = args.observers;
     if let Some(t) = args.ticks {
         o.fault_ticks = t;
+    }
+    if let Some(f) = args.fsync_rate {
+        o.fsync_rate = f;
     }
     if let Some(m) = args.max_zxid_counter {
         o.max_zxid_counter = m;
@@ -92,13 +98,14 @@ fn main() -> ExitCode {
             Err(v) => {
                 failed += 1;
                 println!(
-                    "FAILED seed {seed}: {v}\n  reproduce: zkd-sim --reproduce {seed} --servers {} --observers {}{}{}{}{}",
+                    "FAILED seed {seed}: {v}\n  reproduce: zkd-sim --reproduce {seed} --servers {} --observers {}{}{}{}{}{}",
                     args.servers,
                     args.observers,
                     if args.storm { " --storm" } else { "" },
                     args.max_zxid_counter.map(|m| format!(" --max-zxid-counter {m}")).unwrap_or_default(),
                     args.bug.as_ref().map(|b| format!(" --bug {b}")).unwrap_or_default(),
-                    args.ticks.map(|t| format!(" --ticks {t}")).unwrap_or_default()
+                    args.ticks.map(|t| format!(" --ticks {t}")).unwrap_or_default(),
+                    args.fsync_rate.map(|f| format!(" --fsync-rate {f}")).unwrap_or_default()
                 );
             }
         }

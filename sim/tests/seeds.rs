@@ -136,3 +136,18 @@ fn storm_200_seeds() {
     eprintln!("storm: {t:?}");
     assert!(t.count("SNAP") > 20 && t.count("TRUNC") > 20);
 }
+
+#[test]
+fn slow_disk_storm_200_seeds() {
+    // fsyncs lag far behind appends: every ACK, currentEpoch and NEWLEADER ACK must wait.
+    run_seeds(
+        "slow-disk storm",
+        0..200,
+        |s| {
+            let mut o = Options::storm(s, 3);
+            o.fsync_rate = 0.1;
+            o
+        },
+        "--servers 3 --storm --fsync-rate 0.1",
+    );
+}

@@ -542,8 +542,8 @@ impl Zab {
                     return Ok(());
                 }
                 let r = self.learner_step(msg);
-                if let Err(e) = &r {
-                    let _ = e;
+                if r.is_err() {
+                    // The leader broke the protocol: drop it and elect again.
                     self.become_looking();
                 }
                 r
@@ -1246,7 +1246,6 @@ impl Zab {
     fn leader_progress(&mut self) {
         let now = self.now;
         let quorum = self.quorum();
-        let me = self.cfg.id;
         let my_accepted = self.accepted_epoch;
         let Phase::Leading(ls) = &mut self.phase else {
             return;
@@ -1341,7 +1340,6 @@ impl Zab {
             for a in active {
                 self.send_uptodate_if_ready(a);
             }
-            let _ = me;
         }
     }
 

@@ -34,7 +34,7 @@
 //! | `Apply { zxid, payload }` | apply the committed txn to the data tree (strictly in order) |
 //! | `TakeSnapshot` | serialise the data tree as of the last `Apply` and call `snapshot_ready` |
 //! | `Send { to, msg }` | send over the election (`msg.is_election()`) or quorum transport |
-//! | `RoleChanged { .. }` | LOOKING/FOLLOWING/LEADING/OBSERVING changed; on any change the host closes this server's quorum connections (ZooKeeper does) |
+//! | `RoleChanged { role, leader, serving }` | note it (metrics, client listener); when `role` becomes Looking, close all of this server's quorum connections (ZooKeeper does when a peer stops leading or following) |
 //! | `ForwardedRequest { from, payload }` | leader: a client request to prepare and `propose` |
 //! | `SessionPing { from, payload }` | leader: session touches carried by a learner's PING |
 //! | `SyncDone { id }` | the `sync` with this id may be answered |

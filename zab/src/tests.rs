@@ -796,3 +796,42 @@ fn a_learner_behind_the_committed_log_window_gets_snap() {
     c.pump();
     assert_eq!(c.applied[&f].len(), 11);
 }
+
+#[test]
+fn bad_config_and_bad_restored_state_are_errors() {
+    let mut c = cfg3(4);
+    assert!(
+        matches!(c.validate(), Err(ZabError::BadConfig(_))),
+        "id not a member"
+    );
+    c = cfg3(1);
+    c.observers = vec![1];
+    assert!(c.validate().is_err(), "listed twice");
+    c = cfg3(1);
+    c.max_zxid_counter = 1;
+    assert!(c.validate().is_err());
+    let r = Restored {
+        accepted_epoch: 1,
+        current_epoch: 2,
+        ..Restored::default()
+    };
+    assert!(matches!(
+        Zab::new(cfg3(1), r, 0),
+        Err(ZabError::BadRestore(_))
+    ));
+    let r = Restored {
+        log: vec![(make_zxid(1, 2), vec![1]), (make_zxid(1, 1), vec![1])],
+        accepted_epoch: 1,
+        current_epoch: 1,
+        ..Restored::default()
+    };
+    assert!(Zab::new(cfg3(1), r, 0).is_err(), "log out of order");
+    let mut z = Zab::new(cfg3(1), Restored::default(), 0).unwrap();
+    assert_eq!(
+        z.step(9, Message::Ack { zxid: 1 }),
+        Err(ZabError::UnknownPeer(9))
+    );
+    assert_eq!(z.propose(vec![1]), Err(ZabError::NotLeader));
+    assert_eq!(z.propose(vec![]), Err(ZabError::BadPayload));
+    assert_eq!(z.submit_request(vec![1]), Err(ZabError::NoLeader));
+}

@@ -1130,9 +1130,16 @@ impl Zab {
                         what: "learner type does not match the configuration",
                     });
                 }
-                // One connection per learner: a repeat on the same connection is a resend.
-                if ls.learners.contains_key(&from) {
-                    return Ok(());
+                // A learner resends FOLLOWERINFO only until LEADERINFO reaches it, so a
+                // repeat while we still wait for its ACKEPOCH is a resend; one arriving
+                // later means it reconnected (the host may not have reported the old
+                // connection's end yet): start over with it.
+                match ls.learners.get(&from).map(|h| h.phase) {
+                    Some(HandlerPhase::Info) => return Ok(()),
+                    Some(_) => {
+                        ls.learners.remove(&from);
+                    }
+                    None => {}
                 }
                 if ls.epoch.is_some_and(|e| accepted_epoch > e) {
                     // This learner promised a later epoch to a leader that never made it;

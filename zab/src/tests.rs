@@ -835,3 +835,40 @@ fn bad_config_and_bad_restored_state_are_errors() {
     assert_eq!(z.propose(vec![]), Err(ZabError::BadPayload));
     assert_eq!(z.submit_request(vec![1]), Err(ZabError::NoLeader));
 }
+
+#[test]
+fn a_learner_reconnecting_before_its_old_connection_is_reported_closed_is_resynced() {
+    let mut c = Cluster::new(&[1, 2, 3], &[], |_| {});
+    c.ticks(5);
+    let l = c.leader().unwrap();
+    let f = if l == 1 { 2 } else { 1 };
+    c.peers.get_mut(&l).unwrap().propose(vec![1]).unwrap();
+    c.pump();
+    // f loses the leader; the leader is never told (no disconnected(f) on its side).
+    c.peers.get_mut(&f).unwrap().disconnected(l);
+    let out = c.peers.get_mut(&f).unwrap().ready();
+    assert!(out.iter().any(|o| matches!(
+        o,
+        Output::RoleChanged {
+            role: Role::Looking,
+            ..
+        }
+    )));
+    // Deliver f's notifications, but do not let the cluster close the leader's side.
+    for o in out {
+        if let Output::Send { to, msg } = o {
+            c.queue.push_back((f, to, msg));
+        }
+    }
+    c.pump();
+    c.ticks(10);
+    assert!(c.peers[&f].is_serving(), "f rejoined the same leader");
+    assert_eq!(
+        c.peers[&l].established_epoch(),
+        Some(1),
+        "without a new election"
+    );
+    c.peers.get_mut(&l).unwrap().propose(vec![2]).unwrap();
+    c.pump();
+    assert_eq!(c.applied[&f].len(), 2);
+}

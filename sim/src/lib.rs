@@ -24,6 +24,12 @@
 //!   the middle of writing a snapshot (before the rename, and after the rename but before
 //!   the log is truncated).
 //!
+//! Not modelled (yet): bit rot and failed fsyncs (FaultyBackend can do both; a failed
+//! fsync must stop the server, which the host loop here does not implement), per-message
+//! loss inside a quorum connection (ZAB assumes TCP; only whole connections break), clock
+//! skew between servers (all tick together), dynamic reconfiguration, and the server's
+//! real data tree and sessions (the [`Rsm`] stands in).
+//!
 //! # Invariants checked after every step (named after the Zab TLA+ specification)
 //!
 //! - **LeaderUniqueness**: at most one established leader per epoch, ever.
@@ -35,6 +41,10 @@
 //!   replace it only with an extension; a restart restores a prefix of the global one).
 //! - **PrimaryIntegrity**: an established leader of epoch e has delivered every txn of an
 //!   epoch below e that any server delivered.
+//! - **Integrity**: nothing is delivered that no established leader had committed.
+//! - **SyncConsistency**: a `sync` returns only after the server applied every write
+//!   acknowledged before the sync was issued whose epoch is not above its leader's.
+//! - Session touches (PING payloads) reach the leader attributed to their learner.
 //!
 //! At the end, after healing: every server is up, follows one established leader, has
 //! delivered the same sequence (equal digests) and every write acknowledged to a client is

@@ -1269,7 +1269,10 @@ impl Zab {
             if connected.len() < quorum {
                 return;
             }
-            let epoch = connected.iter().max().copied().unwrap_or(0) + 1;
+            let highest = connected.iter().max().copied().unwrap_or(0);
+            // 2^32 - 1 epochs: only a corrupt acceptedEpoch file gets here.
+            assert!(highest < u32::MAX, "epoch space exhausted");
+            let epoch = highest + 1;
             ls.epoch = Some(epoch);
             // Persisted before any LEADERINFO leaves (Ready order).
             self.set_accepted_epoch(epoch);

@@ -581,6 +581,7 @@ impl Sim {
                     }
                 }
             }
+            Output::CloseConnection { peer } => self.pending_disconnects.push((id, peer)),
             Output::ForwardedRequest { payload, .. } => {
                 let zab = self.nodes.get_mut(&id).unwrap().zab.as_mut().unwrap();
                 if zab.propose(payload).is_ok() {

@@ -38,6 +38,7 @@
 //! | `ForwardedRequest { from, payload }` | leader: a client request to prepare and `propose` |
 //! | `SessionPing { from, payload }` | leader: session touches carried by a learner's PING |
 //! | `SyncDone { id }` | the `sync` with this id may be answered |
+//! | `CloseConnection { peer }` | close the quorum connection to `peer` (and report `disconnected` on both ends) |
 //!
 //! A host that cannot carry out a persistence output (disk full, failed fsync) must stop
 //! the server and restart from disk: zab has already moved on and there is no undo.
@@ -72,8 +73,7 @@
 //!   leader that never made it) can never join; ZooKeeper leaves it out until the next
 //!   election, our leader steps down so that the next epoch is chosen above the promise.
 //! - The leader drops a learner it has not heard from within syncLimit (initLimit while
-//!   syncing) but has no output to close the connection: the learner notices the missing
-//!   PINGs and goes LOOKING after its own syncLimit.
+//!   syncing) and asks the host to close that connection ([`Output::CloseConnection`]).
 //! - zxid counter exhaustion: when the counter reaches `Config::max_zxid_counter` the
 //!   leader refuses new proposals (`ZabError::EpochExhausted`, retryable), waits until all
 //!   its outstanding proposals are committed, then steps down so that an election starts
@@ -261,6 +261,11 @@ pub enum Output {
     },
     SyncDone {
         id: u64,
+    },
+    /// Close the quorum connection to this peer (the leader gave up on a silent learner;
+    /// the learner must see the connection end to start over).
+    CloseConnection {
+        peer: ServerId,
     },
 }
 

@@ -1523,14 +1523,23 @@ impl Zab {
             return;
         }
         // Drop learners we have not heard from; they will reconnect and resync.
-        ls.learners.retain(|_, h| {
+        let mut dropped = Vec::new();
+        ls.learners.retain(|id, h| {
             let limit = if matches!(h.phase, HandlerPhase::Active) {
                 sync
             } else {
                 init
             };
-            now - h.last_heard <= limit
+            let keep = now - h.last_heard <= limit;
+            if !keep {
+                dropped.push(*id);
+            }
+            keep
         });
+        for peer in dropped {
+            self.out.push(Output::CloseConnection { peer });
+        }
+        let ls = self.ls_mut();
         let alive = 1 + ls
             .learners
             .values()

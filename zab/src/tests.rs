@@ -393,6 +393,7 @@ struct Cluster {
     syncs: Vec<(ServerId, u64)>,
     lookings: usize,
     snaps_restored: usize,
+    closed: Vec<(ServerId, ServerId)>,
 }
 
 fn encode_list(list: &[(Zxid, Vec<u8>)]) -> Vec<u8> {
@@ -436,6 +437,7 @@ impl Cluster {
             syncs: Vec::new(),
             lookings: 0,
             snaps_restored: 0,
+            closed: Vec::new(),
         };
         cl.pump();
         cl
@@ -496,6 +498,14 @@ impl Cluster {
                         }
                         Output::SessionPing { from, payload } => self.pings.push((from, payload)),
                         Output::SyncDone { id: s } => self.syncs.push((id, s)),
+                        Output::CloseConnection { peer } => {
+                            self.closed.push((id, peer));
+                            self.queue.retain(|(f, t, m)| {
+                                m.is_election()
+                                    || !((*f == id && *t == peer) || (*f == peer && *t == id))
+                            });
+                            self.peers.get_mut(&peer).unwrap().disconnected(id);
+                        }
                         _ => {}
                     }
                 }
@@ -514,6 +524,33 @@ impl Cluster {
             }
         }
         panic!("cluster did not quiesce");
+    }
+
+    /// Delivers at most one message and executes outputs once (for tests that interfere
+    /// with the queue between deliveries).
+    fn pump_once(&mut self, blocked: (ServerId, ServerId)) {
+        let ids: Vec<ServerId> = self.peers.keys().copied().collect();
+        for id in ids {
+            let out = self.peers.get_mut(&id).unwrap().ready();
+            for o in out {
+                match o {
+                    Output::Send { to, msg } => self.queue.push_back((id, to, msg)),
+                    Output::CloseConnection { peer } => {
+                        self.closed.push((id, peer));
+                        self.peers.get_mut(&peer).unwrap().disconnected(id);
+                    }
+                    _ => {}
+                }
+            }
+            let z = self.peers.get_mut(&id).unwrap();
+            let last = z.last_zxid();
+            z.log_synced(last);
+        }
+        if let Some((from, to, msg)) = self.queue.pop_front() {
+            if msg.is_election() || (from, to) != blocked {
+                let _ = self.peers.get_mut(&to).unwrap().step(from, msg);
+            }
+        }
     }
 
     fn ticks(&mut self, n: usize) {
@@ -871,4 +908,32 @@ fn a_learner_reconnecting_before_its_old_connection_is_reported_closed_is_resync
     c.peers.get_mut(&l).unwrap().propose(vec![2]).unwrap();
     c.pump();
     assert_eq!(c.applied[&f].len(), 2);
+}
+
+#[test]
+fn leader_closes_the_connection_of_a_silent_learner() {
+    let mut c = Cluster::new(&[1, 2, 3], &[], |_| {});
+    c.ticks(5);
+    let l = c.leader().unwrap();
+    let f = if l == 1 { 2 } else { 1 };
+    // f's messages to the leader vanish (one-way trouble); the leader hears nothing.
+    for _ in 0..8 {
+        let ids: Vec<ServerId> = c.peers.keys().copied().collect();
+        for id in ids {
+            c.peers.get_mut(&id).unwrap().tick();
+        }
+        for _ in 0..50 {
+            c.pump_once((f, l));
+        }
+    }
+    assert!(
+        c.closed.contains(&(l, f)),
+        "leader gave up on f: {:?}",
+        c.closed
+    );
+    // Without the close, f would keep serving: it still gets the leader's PINGs.
+    assert!(
+        !c.peers[&f].is_serving(),
+        "f saw its connection close and started over"
+    );
 }

@@ -931,7 +931,6 @@ fn leader_closes_the_connection_of_a_silent_learner() {
         "leader gave up on f: {:?}",
         c.closed
     );
-    // Without the close, f would keep serving: it still gets the leader's PINGs.
     assert!(
         !c.peers[&f].is_serving(),
         "f saw its connection close and started over"

@@ -24,6 +24,12 @@
 //!   the middle of writing a snapshot (before the rename, and after the rename but before
 //!   the log is truncated).
 //!
+//! Not modelled (yet): bit rot and failed fsyncs (FaultyBackend can do both; a failed
+//! fsync must stop the server, which the host loop here does not implement), per-message
+//! loss inside a quorum connection (ZAB assumes TCP; only whole connections break), clock
+//! skew between servers (all tick together), dynamic reconfiguration, and the server's
+//! real data tree and sessions (the [`Rsm`] stands in).
+//!
 //! # Invariants checked after every step (named after the Zab TLA+ specification)
 //!
 //! - **LeaderUniqueness**: at most one established leader per epoch, ever.
@@ -35,6 +41,10 @@
 //!   replace it only with an extension; a restart restores a prefix of the global one).
 //! - **PrimaryIntegrity**: an established leader of epoch e has delivered every txn of an
 //!   epoch below e that any server delivered.
+//! - **Integrity**: nothing is delivered that no established leader had committed.
+//! - **SyncConsistency**: a `sync` returns only after the server applied every write
+//!   acknowledged before the sync was issued whose epoch is not above its leader's.
+//! - Session touches (PING payloads) reach the leader attributed to their learner.
 //!
 //! At the end, after healing: every server is up, follows one established leader, has
 //! delivered the same sequence (equal digests) and every write acknowledged to a client is
@@ -80,6 +90,8 @@ pub struct Options {
     pub partition_rate: f64,
     /// Probability per unit that a server writes a local snapshot.
     pub snapshot_rate: f64,
+    /// Probability per unit that a server's pending fsync completes (disk speed).
+    pub fsync_rate: f64,
     /// Probability that a failpoint fires when its step is reached.
     pub failpoint_rate: f64,
     pub max_zxid_counter: u32,
@@ -104,6 +116,22 @@ impl Options {
         }
     }
 
+    /// Many more faults: frequent crashes, partitions, connection breaks, 20% loss.
+    pub fn storm(seed: u64, voters: usize) -> Self {
+        Options {
+            loss: 0.2,
+            duplicate: 0.1,
+            max_delay: 12,
+            crash_rate: 0.02,
+            disconnect_rate: 0.01,
+            partition_rate: 0.01,
+            snapshot_rate: 0.01,
+            failpoint_rate: 1.0,
+            committed_log_max: 4,
+            ..Options::new(seed, voters)
+        }
+    }
+
     /// The defaults the CI seeds run with.
     pub fn new(seed: u64, voters: usize) -> Self {
         Options {
@@ -121,6 +149,7 @@ impl Options {
             partition_rate: 0.002,
             snapshot_rate: 0.003,
             failpoint_rate: 0.3,
+            fsync_rate: 0.4,
             max_zxid_counter: 40,
             committed_log_max: 8,
             injected_bug: None,
@@ -153,6 +182,8 @@ pub struct Stats {
     pub snapshots_restored: u64,
     /// COMMITs delivered to a learner after NEWLEADER and before UPTODATE (ZK-4394).
     pub commits_before_uptodate: u64,
+    pub syncs_done: u64,
+    pub session_pings: u64,
 }
 
 impl Stats {
@@ -174,6 +205,8 @@ impl Stats {
         self.truncations += o.truncations;
         self.snapshots_restored += o.snapshots_restored;
         self.commits_before_uptodate += o.commits_before_uptodate;
+        self.syncs_done += o.syncs_done;
+        self.session_pings += o.session_pings;
     }
 
     /// Messages of one type sent.
@@ -199,9 +232,13 @@ pub struct Sim {
     pub checker: Checker,
     pub stats: Stats,
     client_seq: u64,
+    client_sequence: u64,
     /// Every client write: payload -> origin server.
     origins: BTreeMap<Vec<u8>, ServerId>,
     pending_disconnects: Vec<(ServerId, ServerId)>,
+    /// (server, sync id) -> the zxid the server must have applied when the sync returns.
+    pending_syncs: BTreeMap<(ServerId, u64), Zxid>,
+    next_sync_id: u64,
     /// Print every delivery to stderr (`ZKD_SIM_TRACE=1`).
     pub trace: bool,
 }
@@ -225,8 +262,11 @@ impl Sim {
             checker: Checker::default(),
             stats: Stats::default(),
             client_seq: 0,
+            client_sequence: 0,
             origins: BTreeMap::new(),
             pending_disconnects: Vec::new(),
+            pending_syncs: BTreeMap::new(),
+            next_sync_id: 0,
             trace: std::env::var_os("ZKD_SIM_TRACE").is_some(),
             opts,
         };
@@ -346,6 +386,34 @@ impl Sim {
         } else {
             false
         }
+    }
+
+    /// A client `sync` at server `via`. When it returns, `via` must have applied every
+    /// write acknowledged before now whose epoch is not above the epoch of `via`'s leader
+    /// (ZooKeeper's guarantee: as up to date as that leader when it saw the sync).
+    pub fn client_sync(&mut self, via: ServerId) -> bool {
+        let Some(z) = self.nodes.get_mut(&via).and_then(|n| n.zab.as_mut()) else {
+            return false;
+        };
+        if !z.is_serving() {
+            return false;
+        }
+        let epoch = z.current_epoch();
+        self.next_sync_id += 1;
+        let id = self.next_sync_id;
+        if z.sync(id).is_err() {
+            return false;
+        }
+        let bound = zkd_zab::make_zxid(epoch + 1, 0);
+        let required = self
+            .checker
+            .acked()
+            .range(..bound)
+            .next_back()
+            .map_or(0, |(z, _)| *z);
+        self.pending_syncs.insert((via, id), required);
+        self.drain(via);
+        true
     }
 
     fn schedule(&mut self, from: ServerId, to: ServerId, msg: Message) {
@@ -513,13 +581,45 @@ impl Sim {
                     }
                 }
             }
+            Output::CloseConnection { peer } => self.pending_disconnects.push((id, peer)),
             Output::ForwardedRequest { payload, .. } => {
                 let zab = self.nodes.get_mut(&id).unwrap().zab.as_mut().unwrap();
                 if zab.propose(payload).is_ok() {
                     self.stats.proposals += 1;
                 }
             }
-            Output::SessionPing { .. } | Output::SyncDone { .. } => {}
+            Output::SessionPing { from, payload } => {
+                // Session touches must arrive at the leader from the learner that sent them.
+                let expect = format!("ping@{from}:");
+                if !payload.starts_with(expect.as_bytes()) {
+                    self.checker.fail(
+                        self.now,
+                        Violation(format!(
+                            "SessionPing at {id} claims to come from {from} but carries {:?}",
+                            String::from_utf8_lossy(&payload)
+                        )),
+                    );
+                }
+                self.stats.session_pings += 1;
+            }
+            Output::SyncDone { id: sync_id } => {
+                let applied = self.nodes[&id].zab.as_ref().map_or(0, |z| z.applied_zxid());
+                match self.pending_syncs.remove(&(id, sync_id)) {
+                    None => self.checker.fail(
+                        self.now,
+                        Violation(format!("SyncDone {sync_id} at {id} for no pending sync")),
+                    ),
+                    Some(required) if applied < required => self.checker.fail(
+                        self.now,
+                        Violation(format!(
+                            "SyncConsistency: sync {sync_id} at server {id} returned at applied \
+                             {applied:#x}, but a write at {required:#x} of its leader's epoch \
+                             or earlier was acknowledged before the sync was issued"
+                        )),
+                    ),
+                    Some(_) => self.stats.syncs_done += 1,
+                }
+            }
         }
         true
     }
@@ -534,6 +634,20 @@ impl Sim {
             let ids: Vec<ServerId> = self.nodes.keys().copied().collect();
             let via = ids[self.rng.gen_range(0..ids.len())];
             self.client_write(via);
+        }
+        if self.clients && self.rng.gen_bool(self.opts.client_rate / 3.0) {
+            let ids: Vec<ServerId> = self.nodes.keys().copied().collect();
+            let via = ids[self.rng.gen_range(0..ids.len())];
+            self.client_sync(via);
+        }
+        if self.clients && self.rng.gen_bool(0.05) {
+            let ids: Vec<ServerId> = self.nodes.keys().copied().collect();
+            let via = ids[self.rng.gen_range(0..ids.len())];
+            self.client_sequence += 1;
+            let payload = format!("ping@{via}:{}", self.client_sequence).into_bytes();
+            if let Some(z) = self.nodes.get_mut(&via).and_then(|n| n.zab.as_mut()) {
+                z.set_ping_payload(payload);
+            }
         }
         // Deliver what is due.
         while let Some((&key, _)) = self.queue.first_key_value() {
@@ -567,7 +681,7 @@ impl Sim {
         // fsync completions.
         let ids: Vec<ServerId> = self.nodes.keys().copied().collect();
         for &id in &ids {
-            if self.nodes[&id].needs_sync() && self.rng.gen_bool(0.4) {
+            if self.nodes[&id].needs_sync() && self.rng.gen_bool(self.opts.fsync_rate) {
                 self.nodes.get_mut(&id).unwrap().sync();
                 self.drain(id);
             }

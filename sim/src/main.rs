@@ -32,6 +32,15 @@ struct Args {
     /// Largest zxid counter before a new epoch is forced.
     #[arg(long)]
     max_zxid_counter: Option<u32>,
+    /// Ticks of faults and client traffic before healing (default 150).
+    #[arg(long)]
+    ticks: Option<u64>,
+    /// Probability per time unit that a pending fsync completes (default 0.4).
+    #[arg(long)]
+    fsync_rate: Option<f64>,
+    /// Use the storm profile (far more crashes, partitions and loss).
+    #[arg(long)]
+    storm: bool,
     /// Run with a deliberately injected protocol bug: ack-before-fsync | apply-uncommitted.
     #[arg(long)]
     bug: Option<String>,
@@ -41,8 +50,18 @@ fn options(args: &Args, seed: u64) -> Result<Options, String> {
     if args.servers != 3 && args.servers != 5 {
         return Err("--servers must be 3 or 5".to_string());
     }
-    let mut o = Options::new(seed, args.servers as usize);
+    let mut o = if args.storm {
+        Options::storm(seed, args.servers as usize)
+    } else {
+        Options::new(seed, args.servers as usize)
+    };
     o.observers = args.observers;
+    if let Some(t) = args.ticks {
+        o.fault_ticks = t;
+    }
+    if let Some(f) = args.fsync_rate {
+        o.fsync_rate = f;
+    }
     if let Some(m) = args.max_zxid_counter {
         o.max_zxid_counter = m;
     }
@@ -79,10 +98,14 @@ fn main() -> ExitCode {
             Err(v) => {
                 failed += 1;
                 println!(
-                    "FAILED seed {seed}: {v}\n  reproduce: zkd-sim --reproduce {seed} --servers {} --observers {}{}",
+                    "FAILED seed {seed}: {v}\n  reproduce: zkd-sim --reproduce {seed} --servers {} --observers {}{}{}{}{}{}",
                     args.servers,
                     args.observers,
-                    args.bug.as_ref().map(|b| format!(" --bug {b}")).unwrap_or_default()
+                    if args.storm { " --storm" } else { "" },
+                    args.max_zxid_counter.map(|m| format!(" --max-zxid-counter {m}")).unwrap_or_default(),
+                    args.bug.as_ref().map(|b| format!(" --bug {b}")).unwrap_or_default(),
+                    args.ticks.map(|t| format!(" --ticks {t}")).unwrap_or_default(),
+                    args.fsync_rate.map(|f| format!(" --fsync-rate {f}")).unwrap_or_default()
                 );
             }
         }

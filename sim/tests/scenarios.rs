@@ -328,3 +328,37 @@ fn minority_partition_leader_steps_down_and_majority_moves_on() {
     writes(&mut sim, l2, 2);
     ok(&mut sim);
 }
+
+#[test]
+fn zk2845_deposed_leader_drops_its_uncommitted_proposal_without_a_restart() {
+    let mut sim = quiet(8);
+    let l = elect(&mut sim);
+    writes(&mut sim, l, 3);
+    sim.run_ticks(2);
+    // Cut off, the leader still accepts a write and logs it; it can never commit.
+    sim.partition(&[l]);
+    assert!(sim.client_write(l));
+    let orphan = sim.nodes[&l].zab.as_ref().unwrap().last_zxid();
+    sim.run_ticks(12);
+    let z = sim.nodes[&l].zab.as_ref().unwrap();
+    assert_ne!(
+        z.established_epoch(),
+        Some(zxid_epoch(orphan)),
+        "stepped down"
+    );
+    assert!(z.applied_zxid() < orphan, "never applied");
+    let l2 = sim.leader().expect("majority leader");
+    writes(&mut sim, l2, 2);
+    // Heal: the old leader, still running (no restart, its tree in memory), rejoins and
+    // must drop the orphan from its log; its tree never had it.
+    sim.heal();
+    assert!(sim.run_until(60, |s| s.nodes[&l]
+        .zab
+        .as_ref()
+        .is_some_and(|z| z.is_serving())));
+    let z = sim.nodes[&l].zab.as_ref().unwrap();
+    assert!(z.log_window().all(|e| e.0 != orphan));
+    assert!(sim.nodes[&l].rsm.entries.iter().all(|e| e.0 != orphan));
+    assert_eq!(sim.nodes[&l].rsm.entries.len(), 5);
+    ok(&mut sim);
+}

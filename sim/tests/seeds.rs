@@ -118,3 +118,36 @@ fn a_seed_replays_exactly() {
         assert_eq!(a, b, "seed {seed} is not deterministic");
     }
 }
+
+#[test]
+fn storm_200_seeds() {
+    // Far more crashes, failpoints, partitions and loss, over longer runs.
+    let stats = run_seeds(
+        "storm",
+        0..200,
+        |s| {
+            let mut o = Options::storm(s, 3);
+            o.fault_ticks = 400;
+            o
+        },
+        "--servers 3 --storm --ticks 400",
+    );
+    let t = total(&stats);
+    eprintln!("storm: {t:?}");
+    assert!(t.count("SNAP") > 20 && t.count("TRUNC") > 20);
+}
+
+#[test]
+fn slow_disk_storm_200_seeds() {
+    // fsyncs lag far behind appends: every ACK, currentEpoch and NEWLEADER ACK must wait.
+    run_seeds(
+        "slow-disk storm",
+        0..200,
+        |s| {
+            let mut o = Options::storm(s, 3);
+            o.fsync_rate = 0.1;
+            o
+        },
+        "--servers 3 --storm --fsync-rate 0.1",
+    );
+}

@@ -34,10 +34,14 @@
 //! | `Apply { zxid, payload }` | apply the committed txn to the data tree (strictly in order) |
 //! | `TakeSnapshot` | serialise the data tree as of the last `Apply` and call `snapshot_ready` |
 //! | `Send { to, msg }` | send over the election (`msg.is_election()`) or quorum transport |
-//! | `RoleChanged { .. }` | LOOKING/FOLLOWING/LEADING/OBSERVING changed; on any change the host closes this server's quorum connections (ZooKeeper does) |
+//! | `RoleChanged { role, leader, serving }` | note it (metrics, client listener); when `role` becomes Looking, close all of this server's quorum connections (ZooKeeper does when a peer stops leading or following) |
 //! | `ForwardedRequest { from, payload }` | leader: a client request to prepare and `propose` |
 //! | `SessionPing { from, payload }` | leader: session touches carried by a learner's PING |
 //! | `SyncDone { id }` | the `sync` with this id may be answered |
+//! | `CloseConnection { peer }` | close the quorum connection to `peer` (and report `disconnected` on both ends) |
+//!
+//! A host that cannot carry out a persistence output (disk full, failed fsync) must stop
+//! the server and restart from disk: zab has already moved on and there is no undo.
 //!
 //! Transports: notifications may be lost, duplicated and reordered. The quorum transport
 //! must be a reliable FIFO connection per peer pair; when it breaks the host calls
@@ -62,6 +66,14 @@
 //! - A leader persists currentEpoch only after its own log is fsynced (same reason).
 //! - UPTODATE carries the leader's committed zxid and the learner commits only up to it:
 //!   sync never applies an uncommitted proposal (ZOOKEEPER-3911).
+//! - A learner answers LEADERINFO for an epoch it had already accepted with ACKEPOCH
+//!   currentEpoch = -1, and the leader does not count it towards its quorum (as
+//!   ZooKeeper): otherwise two leaders could each gather a quorum for one epoch number.
+//! - A learner whose acceptedEpoch is above the established leader's epoch (it promised a
+//!   leader that never made it) can never join; ZooKeeper leaves it out until the next
+//!   election, our leader steps down so that the next epoch is chosen above the promise.
+//! - The leader drops a learner it has not heard from within syncLimit (initLimit while
+//!   syncing) and asks the host to close that connection ([`Output::CloseConnection`]).
 //! - zxid counter exhaustion: when the counter reaches `Config::max_zxid_counter` the
 //!   leader refuses new proposals (`ZabError::EpochExhausted`, retryable), waits until all
 //!   its outstanding proposals are committed, then steps down so that an election starts
@@ -249,6 +261,11 @@ pub enum Output {
     },
     SyncDone {
         id: u64,
+    },
+    /// Close the quorum connection to this peer (the leader gave up on a silent learner;
+    /// the learner must see the connection end to start over).
+    CloseConnection {
+        peer: ServerId,
     },
 }
 

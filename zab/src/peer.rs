@@ -542,8 +542,8 @@ impl Zab {
                     return Ok(());
                 }
                 let r = self.learner_step(msg);
-                if let Err(e) = &r {
-                    let _ = e;
+                if r.is_err() {
+                    // The leader broke the protocol: drop it and elect again.
                     self.become_looking();
                 }
                 r
@@ -1130,9 +1130,16 @@ impl Zab {
                         what: "learner type does not match the configuration",
                     });
                 }
-                // One connection per learner: a repeat on the same connection is a resend.
-                if ls.learners.contains_key(&from) {
-                    return Ok(());
+                // A learner resends FOLLOWERINFO only until LEADERINFO reaches it, so a
+                // repeat while we still wait for its ACKEPOCH is a resend; one arriving
+                // later means it reconnected (the host may not have reported the old
+                // connection's end yet): start over with it.
+                match ls.learners.get(&from).map(|h| h.phase) {
+                    Some(HandlerPhase::Info) => return Ok(()),
+                    Some(_) => {
+                        ls.learners.remove(&from);
+                    }
+                    None => {}
                 }
                 if ls.epoch.is_some_and(|e| accepted_epoch > e) {
                     // This learner promised a later epoch to a leader that never made it;
@@ -1246,7 +1253,6 @@ impl Zab {
     fn leader_progress(&mut self) {
         let now = self.now;
         let quorum = self.quorum();
-        let me = self.cfg.id;
         let my_accepted = self.accepted_epoch;
         let Phase::Leading(ls) = &mut self.phase else {
             return;
@@ -1263,7 +1269,10 @@ impl Zab {
             if connected.len() < quorum {
                 return;
             }
-            let epoch = connected.iter().max().copied().unwrap_or(0) + 1;
+            let highest = connected.iter().max().copied().unwrap_or(0);
+            // 2^32 - 1 epochs: only a corrupt acceptedEpoch file gets here.
+            assert!(highest < u32::MAX, "epoch space exhausted");
+            let epoch = highest + 1;
             ls.epoch = Some(epoch);
             // Persisted before any LEADERINFO leaves (Ready order).
             self.set_accepted_epoch(epoch);
@@ -1341,7 +1350,6 @@ impl Zab {
             for a in active {
                 self.send_uptodate_if_ready(a);
             }
-            let _ = me;
         }
     }
 
@@ -1515,14 +1523,23 @@ impl Zab {
             return;
         }
         // Drop learners we have not heard from; they will reconnect and resync.
-        ls.learners.retain(|_, h| {
+        let mut dropped = Vec::new();
+        ls.learners.retain(|id, h| {
             let limit = if matches!(h.phase, HandlerPhase::Active) {
                 sync
             } else {
                 init
             };
-            now - h.last_heard <= limit
+            let keep = now - h.last_heard <= limit;
+            if !keep {
+                dropped.push(*id);
+            }
+            keep
         });
+        for peer in dropped {
+            self.out.push(Output::CloseConnection { peer });
+        }
+        let ls = self.ls_mut();
         let alive = 1 + ls
             .learners
             .values()

@@ -393,6 +393,7 @@ struct Cluster {
     syncs: Vec<(ServerId, u64)>,
     lookings: usize,
     snaps_restored: usize,
+    closed: Vec<(ServerId, ServerId)>,
 }
 
 fn encode_list(list: &[(Zxid, Vec<u8>)]) -> Vec<u8> {
@@ -436,6 +437,7 @@ impl Cluster {
             syncs: Vec::new(),
             lookings: 0,
             snaps_restored: 0,
+            closed: Vec::new(),
         };
         cl.pump();
         cl
@@ -496,6 +498,14 @@ impl Cluster {
                         }
                         Output::SessionPing { from, payload } => self.pings.push((from, payload)),
                         Output::SyncDone { id: s } => self.syncs.push((id, s)),
+                        Output::CloseConnection { peer } => {
+                            self.closed.push((id, peer));
+                            self.queue.retain(|(f, t, m)| {
+                                m.is_election()
+                                    || !((*f == id && *t == peer) || (*f == peer && *t == id))
+                            });
+                            self.peers.get_mut(&peer).unwrap().disconnected(id);
+                        }
                         _ => {}
                     }
                 }
@@ -514,6 +524,33 @@ impl Cluster {
             }
         }
         panic!("cluster did not quiesce");
+    }
+
+    /// Delivers at most one message and executes outputs once (for tests that interfere
+    /// with the queue between deliveries).
+    fn pump_once(&mut self, blocked: (ServerId, ServerId)) {
+        let ids: Vec<ServerId> = self.peers.keys().copied().collect();
+        for id in ids {
+            let out = self.peers.get_mut(&id).unwrap().ready();
+            for o in out {
+                match o {
+                    Output::Send { to, msg } => self.queue.push_back((id, to, msg)),
+                    Output::CloseConnection { peer } => {
+                        self.closed.push((id, peer));
+                        self.peers.get_mut(&peer).unwrap().disconnected(id);
+                    }
+                    _ => {}
+                }
+            }
+            let z = self.peers.get_mut(&id).unwrap();
+            let last = z.last_zxid();
+            z.log_synced(last);
+        }
+        if let Some((from, to, msg)) = self.queue.pop_front() {
+            if msg.is_election() || (from, to) != blocked {
+                let _ = self.peers.get_mut(&to).unwrap().step(from, msg);
+            }
+        }
     }
 
     fn ticks(&mut self, n: usize) {
@@ -795,4 +832,107 @@ fn a_learner_behind_the_committed_log_window_gets_snap() {
     c.peers.get_mut(&l).unwrap().propose(vec![11]).unwrap();
     c.pump();
     assert_eq!(c.applied[&f].len(), 11);
+}
+
+#[test]
+fn bad_config_and_bad_restored_state_are_errors() {
+    let mut c = cfg3(4);
+    assert!(
+        matches!(c.validate(), Err(ZabError::BadConfig(_))),
+        "id not a member"
+    );
+    c = cfg3(1);
+    c.observers = vec![1];
+    assert!(c.validate().is_err(), "listed twice");
+    c = cfg3(1);
+    c.max_zxid_counter = 1;
+    assert!(c.validate().is_err());
+    let r = Restored {
+        accepted_epoch: 1,
+        current_epoch: 2,
+        ..Restored::default()
+    };
+    assert!(matches!(
+        Zab::new(cfg3(1), r, 0),
+        Err(ZabError::BadRestore(_))
+    ));
+    let r = Restored {
+        log: vec![(make_zxid(1, 2), vec![1]), (make_zxid(1, 1), vec![1])],
+        accepted_epoch: 1,
+        current_epoch: 1,
+        ..Restored::default()
+    };
+    assert!(Zab::new(cfg3(1), r, 0).is_err(), "log out of order");
+    let mut z = Zab::new(cfg3(1), Restored::default(), 0).unwrap();
+    assert_eq!(
+        z.step(9, Message::Ack { zxid: 1 }),
+        Err(ZabError::UnknownPeer(9))
+    );
+    assert_eq!(z.propose(vec![1]), Err(ZabError::NotLeader));
+    assert_eq!(z.propose(vec![]), Err(ZabError::BadPayload));
+    assert_eq!(z.submit_request(vec![1]), Err(ZabError::NoLeader));
+}
+
+#[test]
+fn a_learner_reconnecting_before_its_old_connection_is_reported_closed_is_resynced() {
+    let mut c = Cluster::new(&[1, 2, 3], &[], |_| {});
+    c.ticks(5);
+    let l = c.leader().unwrap();
+    let f = if l == 1 { 2 } else { 1 };
+    c.peers.get_mut(&l).unwrap().propose(vec![1]).unwrap();
+    c.pump();
+    // f loses the leader; the leader is never told (no disconnected(f) on its side).
+    c.peers.get_mut(&f).unwrap().disconnected(l);
+    let out = c.peers.get_mut(&f).unwrap().ready();
+    assert!(out.iter().any(|o| matches!(
+        o,
+        Output::RoleChanged {
+            role: Role::Looking,
+            ..
+        }
+    )));
+    // Deliver f's notifications, but do not let the cluster close the leader's side.
+    for o in out {
+        if let Output::Send { to, msg } = o {
+            c.queue.push_back((f, to, msg));
+        }
+    }
+    c.pump();
+    c.ticks(10);
+    assert!(c.peers[&f].is_serving(), "f rejoined the same leader");
+    assert_eq!(
+        c.peers[&l].established_epoch(),
+        Some(1),
+        "without a new election"
+    );
+    c.peers.get_mut(&l).unwrap().propose(vec![2]).unwrap();
+    c.pump();
+    assert_eq!(c.applied[&f].len(), 2);
+}
+
+#[test]
+fn leader_closes_the_connection_of_a_silent_learner() {
+    let mut c = Cluster::new(&[1, 2, 3], &[], |_| {});
+    c.ticks(5);
+    let l = c.leader().unwrap();
+    let f = if l == 1 { 2 } else { 1 };
+    // f's messages to the leader vanish (one-way trouble); the leader hears nothing.
+    for _ in 0..8 {
+        let ids: Vec<ServerId> = c.peers.keys().copied().collect();
+        for id in ids {
+            c.peers.get_mut(&id).unwrap().tick();
+        }
+        for _ in 0..50 {
+            c.pump_once((f, l));
+        }
+    }
+    assert!(
+        c.closed.contains(&(l, f)),
+        "leader gave up on f: {:?}",
+        c.closed
+    );
+    assert!(
+        !c.peers[&f].is_serving(),
+        "f saw its connection close and started over"
+    );
 }

@@ -230,6 +230,15 @@ pub fn execute(host: &dyn EnsembleHost, core: &mut Core, out: ZabOutput, now_ms:
             }
         }
         ZabOutput::SyncDone { id } => core.sync_done(id, now_ms),
+        ZabOutput::CloseConnection { peer } => {
+            // The leader gave up on a silent learner: end the stream so both sides start
+            // over (the peer sees EOF; zab here is told directly, since dropping our own
+            // side reports nothing back).
+            io.sender.disconnect(peer);
+            if let Some(z) = core.zab.as_mut() {
+                z.disconnected(peer);
+            }
+        }
     }
 }
 

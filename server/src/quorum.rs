@@ -40,8 +40,10 @@
 //!
 //! The acceptor accepts a handshake only if the magic and version match, the channel is
 //! the listener's, the id is a configured peer other than ourselves, and the TCP source IP
-//! is one of the IPs of that peer's configured addresses (an unknown server must never
-//! join: CVE-2018-8012). The dialler accepts the ack only if it carries the id it meant to
+//! is one of the IPs of that peer's configured addresses or of
+//! `TransportOptions::extra_allowed_ips` (an unknown server must never join:
+//! CVE-2018-8012). Outbound sockets are not bound to a source IP, so a multi-homed server
+//! connects from whichever interface routes to the peer: list all its IPs there. The dialler accepts the ack only if it carries the id it meant to
 //! reach (a port pointing at the wrong server is a dial failure, not a stream).
 //!
 //! Frame limits: a quorum body may be at most `max_message_bytes + FRAME_OVERHEAD`, an
@@ -130,6 +132,35 @@ pub struct PeerAddrs {
 }
 
 impl PeerAddrs {
+    /// Resolves `host` (blocking DNS: call it at start-up or from `spawn_blocking`).
+    /// Returns the addresses of its first IP and every IP it resolves to, the latter for
+    /// [`TransportOptions::extra_allowed_ips`]: a multi-homed peer may connect from any
+    /// of them.
+    pub fn resolve(
+        host: &str,
+        quorum_port: u16,
+        election_port: u16,
+    ) -> io::Result<(PeerAddrs, Vec<IpAddr>)> {
+        use std::net::ToSocketAddrs;
+        let mut ips: Vec<IpAddr> = (host, quorum_port)
+            .to_socket_addrs()?
+            .map(|a| a.ip().to_canonical())
+            .collect();
+        let mut seen = std::collections::HashSet::new();
+        ips.retain(|ip| seen.insert(*ip));
+        let first = *ips.first().ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{host} resolves to no address"),
+            )
+        })?;
+        let addrs = PeerAddrs {
+            quorum: SocketAddr::new(first, quorum_port),
+            election: SocketAddr::new(first, election_port),
+        };
+        Ok((addrs, ips))
+    }
+
     fn addr(&self, ch: Channel) -> SocketAddr {
         match ch {
             Channel::Election => self.election,
@@ -205,6 +236,9 @@ pub struct TransportOptions {
     pub quorum_queue_max_bytes: usize,
     /// Outbound election queue cap per peer; the oldest is dropped beyond it.
     pub election_queue_max_messages: usize,
+    /// Source IPs accepted for a peer on top of the IPs of its [`PeerAddrs`] (all the IPs
+    /// its configured host name resolves to, see [`PeerAddrs::resolve`]).
+    pub extra_allowed_ips: HashMap<ServerId, Vec<IpAddr>>,
     /// Capacity of the events channel to the host. Full means back-pressure on the
     /// inbound connections (they stop reading).
     pub event_capacity: usize,
@@ -222,6 +256,7 @@ impl Default for TransportOptions {
             quorum_queue_max_messages: 100_000,
             quorum_queue_max_bytes: 256 << 20,
             election_queue_max_messages: 16,
+            extra_allowed_ips: HashMap::new(),
             event_capacity: 1024,
         }
     }
@@ -394,7 +429,10 @@ impl QuorumTransport {
         let allowed = peers
             .iter()
             .map(|(&id, a)| {
-                let mut ips = vec![a.quorum.ip().to_canonical(), a.election.ip().to_canonical()];
+                let mut ips = vec![a.quorum.ip(), a.election.ip()];
+                ips.extend(opts.extra_allowed_ips.get(&id).into_iter().flatten());
+                let mut ips: Vec<IpAddr> = ips.into_iter().map(|ip| ip.to_canonical()).collect();
+                ips.sort_unstable();
                 ips.dedup();
                 (id, ips)
             })
@@ -577,10 +615,14 @@ impl QuorumTransport {
 struct TaskGuard {
     inner: Arc<Inner>,
     key: u64,
+    /// Set before the removal, so that `spawn` does not register a task that already
+    /// ended (see there).
+    finished: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Drop for TaskGuard {
     fn drop(&mut self) {
+        self.finished.store(true, Ordering::SeqCst);
         if let Some(t) = self.inner.tasks.lock().as_mut() {
             t.remove(&self.key);
         }
@@ -607,19 +649,32 @@ impl Inner {
         Fut: Future<Output = ()> + Send + 'static,
     {
         let key = self.fresh_id();
+        if self.tasks.lock().is_none() {
+            return key;
+        }
+        let finished = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let guard = TaskGuard {
             inner: self.clone(),
             key,
+            finished: finished.clone(),
         };
         let fut = f(key);
-        // Registering under the lock orders it before the guard's removal.
+        // Not under the tasks lock: a runtime that is shutting down drops the future
+        // (and its guard, which takes that lock) inside `spawn`.
+        let h = self.rt.spawn(async move {
+            let _guard = guard;
+            fut.await
+        });
+        // The guard sets `finished` before taking the lock to remove the entry, so either
+        // we see it set and skip the insert, or its removal runs after our insert.
         let mut tasks = self.tasks.lock();
-        if let Some(t) = tasks.as_mut() {
-            let h = self.rt.spawn(async move {
-                let _guard = guard;
-                fut.await
-            });
-            t.insert(key, h.abort_handle());
+        match tasks.as_mut() {
+            Some(t) if !finished.load(Ordering::SeqCst) => {
+                t.insert(key, h.abort_handle());
+            }
+            Some(_) => {}
+            // Shut down meanwhile: shutdown() could not see this task.
+            None => h.abort(),
         }
         key
     }
@@ -995,15 +1050,24 @@ async fn read_frame<R: AsyncRead + Unpin>(
     if len > limit {
         return Err(FrameError::TooLarge(len));
     }
-    // Grow with the bytes that actually arrive: a lying length costs nothing up front.
-    let mut body = Vec::with_capacity(len.min(BIG_BODY));
-    let got = (&mut *r)
-        .take(len as u64)
-        .read_to_end(&mut body)
-        .await
-        .map_err(FrameError::Io)?;
-    if got < len {
-        return Err(FrameError::Truncated);
+    // Grow with the bytes that actually arrive (a lying length costs nothing up front),
+    // doubling but never past `len` (a 64 MiB snapshot must not take 128 MiB).
+    let mut body: Vec<u8> = Vec::new();
+    while body.len() < len {
+        if body.len() == body.capacity() {
+            body.reserve_exact((len - body.len()).min(body.len().max(BIG_BODY)));
+        }
+        let want = (len - body.len()) as u64;
+        // `take` keeps the read inside this frame; the spare capacity keeps `read_buf`
+        // from growing the vector on its own.
+        let n = (&mut *r)
+            .take(want)
+            .read_buf(&mut body)
+            .await
+            .map_err(FrameError::Io)?;
+        if n == 0 {
+            return Err(FrameError::Truncated);
+        }
     }
     Ok(Some(body))
 }

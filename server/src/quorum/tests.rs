@@ -20,6 +20,7 @@ fn opts() -> TransportOptions {
         quorum_queue_max_messages: 10_000,
         quorum_queue_max_bytes: 8 << 20,
         election_queue_max_messages: 64,
+        extra_allowed_ips: HashMap::new(),
         event_capacity: 64,
     }
 }
@@ -585,6 +586,107 @@ async fn shutdown_closes_everything() {
         .await
         .unwrap()
         .is_none());
+}
+
+#[tokio::test]
+async fn extra_allowed_ips_admit_another_source_address() {
+    let o = TransportOptions {
+        extra_allowed_ips: HashMap::from([(2, vec!["127.0.0.2".parse().unwrap()])]),
+        ..opts()
+    };
+    let (t, _rx, me) = lone(o).await;
+    let hs = handshake(2, Channel::Quorum);
+    assert!(raw(me.quorum, "127.0.0.2:0", &hs).await.1);
+    assert!(raw(me.quorum, "127.0.0.1:0", &hs).await.1);
+    assert!(!raw(me.quorum, "127.0.0.3:0", &hs).await.1);
+    t.shutdown();
+}
+
+#[test]
+fn resolve_lists_every_ip_of_the_host() {
+    let (a, ips) = PeerAddrs::resolve("127.0.0.1", 2888, 3888).unwrap();
+    assert_eq!(a.quorum, "127.0.0.1:2888".parse().unwrap());
+    assert_eq!(a.election, "127.0.0.1:3888".parse().unwrap());
+    assert_eq!(ips, vec!["127.0.0.1".parse::<IpAddr>().unwrap()]);
+}
+
+#[tokio::test]
+async fn a_full_events_channel_delays_but_never_loses_or_reorders_a_break() {
+    let o = TransportOptions {
+        event_capacity: 1,
+        ..opts()
+    };
+    let (mut n, _) = cluster(2, o).await;
+    // Establish 1 -> 2 so that 1 has a quorum stream to lose.
+    n[0].t.send(2, &proposal(0, 0));
+    assert_eq!(next_msg(&mut n[1].rx).await, (1, proposal(0, 0)));
+    // 1's host does not read: p1 fills its channel, p2 waits in the reader.
+    n[1].t.send(1, &proposal(1, 1));
+    n[1].t.send(1, &proposal(2, 1));
+    // Wait until both are on the wire (disconnect() discards what is still queued).
+    tokio::time::timeout(GUARD, async {
+        while n[1].t.metrics().messages_sent < 2 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .unwrap();
+    // 2 drops the stream and opens a new one. Whenever 1 notices (EOF, or the new
+    // inbound connection), and however full its channel is, it must deliver a prefix of
+    // the old stream, then one Disconnected, then the new stream.
+    n[1].t.disconnect(1);
+    n[1].t.send(1, &proposal(3, 1));
+    let mut old = Vec::new();
+    let ev = loop {
+        match next(&mut n[0].rx).await {
+            TransportEvent::Message { from: 2, msg } => old.push(msg),
+            ev => break ev,
+        }
+    };
+    assert!(
+        [proposal(1, 1), proposal(2, 1)].starts_with(&old),
+        "{old:?}"
+    );
+    assert_eq!(ev, TransportEvent::Disconnected { peer: 2 });
+    assert_eq!(next_msg(&mut n[0].rx).await, (2, proposal(3, 1)));
+    assert_eq!(n[0].t.metrics().disconnects_reported, 1);
+    for x in &n {
+        x.t.shutdown();
+    }
+}
+
+#[tokio::test]
+async fn message_size_limit_is_max_message_bytes_of_data() {
+    let o = TransportOptions {
+        max_message_bytes: 300_000,
+        ..opts()
+    };
+    let (mut n, _) = cluster(2, o).await;
+    let fits = Message::Snap {
+        zxid: 1,
+        data: vec![3; 300_000],
+    };
+    n[0].t.send(2, &fits);
+    assert_eq!(next_msg(&mut n[1].rx).await, (1, fits));
+    // One byte more cannot be sent: the stream breaks here rather than at the peer.
+    n[0].t.send(
+        2,
+        &Message::Snap {
+            zxid: 2,
+            data: vec![3; 300_001],
+        },
+    );
+    assert_eq!(
+        next(&mut n[0].rx).await,
+        TransportEvent::Disconnected { peer: 2 }
+    );
+    assert_eq!(
+        next(&mut n[1].rx).await,
+        TransportEvent::Disconnected { peer: 1 }
+    );
+    for x in &n {
+        x.t.shutdown();
+    }
 }
 
 #[test]

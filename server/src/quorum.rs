@@ -398,11 +398,21 @@ struct Inner {
     c: Counters,
 }
 
-/// Handle on the transport; clones share it. Call [`QuorumTransport::shutdown`] to stop
-/// it: dropping the handles does not stop the tasks.
+/// Handle on the transport; clones share it. [`QuorumTransport::shutdown`] stops it, and
+/// so does dropping the last handle.
 #[derive(Clone)]
 pub struct QuorumTransport {
     inner: Arc<Inner>,
+    _owner: Arc<Owner>,
+}
+
+/// Shared by the handles only (tasks hold `Inner`), so its drop means "no handle left".
+struct Owner(Arc<Inner>);
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        shutdown(&self.0);
+    }
 }
 
 impl fmt::Debug for QuorumTransport {
@@ -469,7 +479,14 @@ impl QuorumTransport {
         }
         let i = inner.clone();
         inner.spawn(move |_| flusher(i, tx));
-        (QuorumTransport { inner }, rx)
+        let owner = Arc::new(Owner(inner.clone()));
+        (
+            QuorumTransport {
+                inner,
+                _owner: owner,
+            },
+            rx,
+        )
     }
 
     /// Queues `msg` for `to` on the channel `msg.is_election()` picks. Never blocks.
@@ -572,22 +589,7 @@ impl QuorumTransport {
     /// Closes every connection and both listeners and stops every task. The events
     /// receiver yields `None` once all of them are gone. Later sends are ignored.
     pub fn shutdown(&self) {
-        let inner = &self.inner;
-        {
-            let mut st = inner.state.lock();
-            if st.events.take().is_none() {
-                return;
-            }
-            for links in st.peers.values_mut() {
-                *links = PeerLinks::new(inner.opts.backoff_min);
-            }
-        }
-        let tasks = inner.tasks.lock().take().unwrap_or_default();
-        for h in tasks.values() {
-            h.abort();
-        }
-        inner.c.connections.store(0, Ordering::Relaxed);
-        info!(my_id = inner.my_id, "quorum transport shut down");
+        shutdown(&self.inner);
     }
 
     /// Current counters.
@@ -609,6 +611,25 @@ impl QuorumTransport {
             connections: g(&c.connections),
         }
     }
+}
+
+/// [`QuorumTransport::shutdown`], also run when the last handle is dropped.
+fn shutdown(inner: &Inner) {
+    {
+        let mut st = inner.state.lock();
+        if st.events.take().is_none() {
+            return;
+        }
+        for links in st.peers.values_mut() {
+            *links = PeerLinks::new(inner.opts.backoff_min);
+        }
+    }
+    let tasks = inner.tasks.lock().take().unwrap_or_default();
+    for h in tasks.values() {
+        h.abort();
+    }
+    inner.c.connections.store(0, Ordering::Relaxed);
+    info!(my_id = inner.my_id, "quorum transport shut down");
 }
 
 /// Removes its task from the registry when the task ends or is aborted.

@@ -197,7 +197,8 @@ async fn two_servers_exchange_every_variant_both_ways_in_order() {
     }
 }
 
-#[tokio::test]
+// Multi-threaded: the locking must hold up under real parallelism.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_servers_all_pairs_fifo() {
     let (mut n, _) = cluster(3, opts()).await;
     const K: u32 = 300;
@@ -234,7 +235,8 @@ async fn three_servers_all_pairs_fifo() {
     }
 }
 
-#[tokio::test]
+// Multi-threaded: the locking must hold up under real parallelism.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restarted_peer_is_reported_and_redialled() {
     let (mut n, addrs) = cluster(2, opts()).await;
     n[0].t.send(2, &proposal(1, 0));
@@ -581,8 +583,13 @@ async fn shutdown_closes_everything() {
         assert_eq!(r.unwrap_err().kind(), io::ErrorKind::ConnectionRefused);
     }
     n[1].t.send(1, &proposal(2, 1)); // ignored, no panic
-    n[0].t.shutdown();
-    assert!(tokio::time::timeout(GUARD, n[0].rx.recv())
+                                     // Dropping the last handle shuts down too.
+    let Node { t, mut rx } = n.remove(0);
+    let t2 = t.clone();
+    drop(t);
+    t2.send(2, &proposal(3, 0)); // a clone still works
+    drop(t2);
+    assert!(tokio::time::timeout(GUARD, rx.recv())
         .await
         .unwrap()
         .is_none());
@@ -610,7 +617,8 @@ fn resolve_lists_every_ip_of_the_host() {
     assert_eq!(ips, vec!["127.0.0.1".parse::<IpAddr>().unwrap()]);
 }
 
-#[tokio::test]
+// Multi-threaded: the locking must hold up under real parallelism.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_events_channel_delays_but_never_loses_or_reorders_a_break() {
     let o = TransportOptions {
         event_capacity: 1,

@@ -43,7 +43,9 @@
 //! is one of the IPs of that peer's configured addresses or of
 //! `TransportOptions::extra_allowed_ips` (an unknown server must never join:
 //! CVE-2018-8012). Outbound sockets are not bound to a source IP, so a multi-homed server
-//! connects from whichever interface routes to the peer: list all its IPs there. The dialler accepts the ack only if it carries the id it meant to
+//! connects from whichever interface routes to the peer: list all its IPs there. At most
+//! `max_pending_handshakes` inbound connections may be in their handshake at once, each
+//! for at most `handshake_timeout`; more are closed on accept. The dialler accepts the ack only if it carries the id it meant to
 //! reach (a port pointing at the wrong server is a dial failure, not a stream).
 //!
 //! Frame limits: a quorum body may be at most `max_message_bytes + FRAME_OVERHEAD`, an
@@ -225,6 +227,8 @@ pub struct TransportOptions {
     pub connect_timeout: Duration,
     /// Time an inbound connection has to send its handshake.
     pub handshake_timeout: Duration,
+    /// Inbound connections allowed in their handshake at once; more are closed at once.
+    pub max_pending_handshakes: usize,
     /// A write making no progress for this long breaks the connection.
     pub write_stall_timeout: Duration,
     /// First re-dial delay after a failed dial; doubles per failure up to `backoff_max`.
@@ -250,6 +254,7 @@ impl Default for TransportOptions {
             max_message_bytes: 64 << 20,
             connect_timeout: Duration::from_secs(5),
             handshake_timeout: Duration::from_secs(5),
+            max_pending_handshakes: 64,
             write_stall_timeout: Duration::from_secs(30),
             backoff_min: Duration::from_millis(50),
             backoff_max: Duration::from_secs(5),
@@ -393,6 +398,8 @@ struct Inner {
     /// shut down. Lock order: `state` before `tasks`.
     tasks: Mutex<Option<HashMap<u64, AbortHandle>>>,
     next_id: AtomicU64,
+    /// Inbound connections still in their handshake (`max_pending_handshakes`).
+    handshake_slots: Arc<tokio::sync::Semaphore>,
     /// Wakes the flusher when a `Disconnected` is pending.
     flush: Notify,
     c: Counters,
@@ -451,6 +458,7 @@ impl QuorumTransport {
             .keys()
             .map(|&id| (id, PeerLinks::new(opts.backoff_min)))
             .collect();
+        let slots = opts.max_pending_handshakes.max(1);
         let inner = Arc::new(Inner {
             my_id,
             addrs: peers,
@@ -463,6 +471,7 @@ impl QuorumTransport {
             }),
             tasks: Mutex::new(Some(HashMap::new())),
             next_id: AtomicU64::new(1),
+            handshake_slots: Arc::new(tokio::sync::Semaphore::new(slots)),
             flush: Notify::new(),
             c: Counters::default(),
         });
@@ -1002,8 +1011,15 @@ async fn accept_loop(inner: Arc<Inner>, acceptor: Acceptor, ch: Channel) {
     loop {
         match acceptor.listener.accept().await {
             Ok((stream, from)) => {
+                // Unauthenticated sockets are cheap to open: cap how many may sit in the
+                // handshake at once so that a flood cannot exhaust memory or tasks.
+                let Ok(slot) = inner.handshake_slots.clone().try_acquire_owned() else {
+                    bump(&inner.c.handshakes_refused, 1);
+                    warn!(%from, channel = %ch, "refused connection: too many pending handshakes");
+                    continue;
+                };
                 let i = inner.clone();
-                inner.spawn(move |key| inbound(i, stream, from, ch, key));
+                inner.spawn(move |key| inbound(i, stream, from, ch, key, slot));
             }
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning.
@@ -1099,6 +1115,7 @@ async fn inbound(
     from: SocketAddr,
     ch: Channel,
     task: u64,
+    slot: tokio::sync::OwnedSemaphorePermit,
 ) {
     let _ = stream.set_nodelay(true);
     let mut hs = [0u8; HANDSHAKE_LEN];
@@ -1123,6 +1140,7 @@ async fn inbound(
             return;
         }
     };
+    drop(slot); // authenticated: no longer a pending handshake
     let conn = inner.fresh_id();
     let Some(tx) = inner.register_inbound(peer, ch, conn, task) else {
         return;

@@ -14,6 +14,7 @@ fn opts() -> TransportOptions {
         max_message_bytes: 1 << 20,
         connect_timeout: Duration::from_secs(2),
         handshake_timeout: Duration::from_secs(2),
+        max_pending_handshakes: 64,
         write_stall_timeout: Duration::from_secs(2),
         backoff_min: Duration::from_millis(5),
         backoff_max: Duration::from_millis(50),
@@ -606,6 +607,34 @@ async fn extra_allowed_ips_admit_another_source_address() {
     assert!(raw(me.quorum, "127.0.0.2:0", &hs).await.1);
     assert!(raw(me.quorum, "127.0.0.1:0", &hs).await.1);
     assert!(!raw(me.quorum, "127.0.0.3:0", &hs).await.1);
+    t.shutdown();
+}
+
+#[tokio::test]
+async fn pending_handshakes_are_capped() {
+    let o = TransportOptions {
+        max_pending_handshakes: 1,
+        ..opts()
+    };
+    let (t, _rx, me) = lone(o).await;
+    let hs = handshake(2, Channel::Quorum);
+    // The first connection holds the only slot by not finishing its handshake.
+    let mut first = TcpStream::connect(me.quorum).await.unwrap();
+    first.write_all(&hs[..3]).await.unwrap();
+    assert!(!raw(me.quorum, "127.0.0.1:0", &hs).await.1, "no slot left");
+    // Finishing it frees the slot (before the ack is sent).
+    first.write_all(&hs[3..]).await.unwrap();
+    let mut ack = [0u8; HANDSHAKE_LEN];
+    tokio::time::timeout(GUARD, first.read_exact(&mut ack))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        raw(me.election, "127.0.0.1:0", &handshake(2, Channel::Election))
+            .await
+            .1
+    );
+    assert_eq!(t.metrics().handshakes_refused, 1);
     t.shutdown();
 }
 

@@ -638,6 +638,54 @@ async fn pending_handshakes_are_capped() {
     t.shutdown();
 }
 
+#[tokio::test]
+async fn an_ack_from_the_wrong_server_is_a_dial_failure() {
+    // Server 1 believes server 2 lives where server 3 actually listens.
+    let (q1, e1, a1) = bind().await;
+    let (q3, e3, a3) = bind().await;
+    let (t1, mut rx1) =
+        QuorumTransport::start(1, HashMap::from([(2, a3), (3, a3)]), q1, e1, opts());
+    let (t3, _rx3) = QuorumTransport::start(3, HashMap::from([(1, a1)]), q3, e3, opts());
+    t1.send(2, &proposal(1, 0));
+    tokio::time::timeout(GUARD, async {
+        while t1.metrics().dial_failures == 0 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(t1.metrics().connections, 0);
+    assert_eq!(t1.metrics().messages_sent, 0);
+    assert!(rx1.try_recv().is_err(), "a failed dial is not a break");
+    t1.shutdown();
+    t3.shutdown();
+}
+
+#[tokio::test]
+async fn an_acceptor_that_writes_breaks_the_stream() {
+    let (q, e, _) = bind().await;
+    let (q2, _e2, a2) = bind().await;
+    let (t, mut rx) = QuorumTransport::start(1, HashMap::from([(2, a2)]), q, e, opts());
+    let peer = tokio::spawn(async move {
+        let (mut s, _) = q2.accept().await.unwrap();
+        let mut hs = [0u8; HANDSHAKE_LEN];
+        s.read_exact(&mut hs).await.unwrap();
+        s.write_all(&handshake(2, Channel::Quorum)).await.unwrap();
+        let mut b = vec![0u8; 4 + zkd_zab::encode(&proposal(1, 0)).len()];
+        s.read_exact(&mut b).await.unwrap();
+        s.write_all(b"junk").await.unwrap();
+        s
+    });
+    t.send(2, &proposal(1, 0));
+    let _s = peer.await.unwrap();
+    assert_eq!(
+        next(&mut rx).await,
+        TransportEvent::Disconnected { peer: 2 }
+    );
+    assert_eq!(t.metrics().connections, 0);
+    t.shutdown();
+}
+
 #[test]
 fn resolve_lists_every_ip_of_the_host() {
     let (a, ips) = PeerAddrs::resolve("127.0.0.1", 2888, 3888).unwrap();

@@ -785,3 +785,150 @@ fn handshake_layout() {
         Ok((5, Channel::Election))
     );
 }
+
+/// Three real zab peers over three real transports: they elect a leader and commit a
+/// proposal; the leader dies, the survivors see the break, elect again and commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zab_peers_elect_and_commit_over_the_transport() {
+    use zkd_zab::{Config, Output, Restored, Role, Zab};
+
+    struct Host {
+        zab: Zab,
+        t: QuorumTransport,
+        role: Role,
+        applied: Vec<Vec<u8>>,
+    }
+    let (nodes, _) = cluster(3, opts()).await;
+    let (all_tx, mut all_rx) = mpsc::channel::<(ServerId, TransportEvent)>(256);
+    let mut hosts: HashMap<ServerId, Host> = HashMap::new();
+    for (i, Node { t, mut rx }) in nodes.into_iter().enumerate() {
+        let id = i as u64 + 1;
+        let tx = all_tx.clone();
+        tokio::spawn(async move {
+            while let Some(ev) = rx.recv().await {
+                if tx.send((id, ev)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let mut cfg = Config::new(id, vec![1, 2, 3], vec![]);
+        cfg.max_message_bytes = opts().max_message_bytes;
+        let zab = Zab::new(cfg, Restored::default(), id).unwrap();
+        hosts.insert(
+            id,
+            Host {
+                zab,
+                t,
+                role: Role::Looking,
+                applied: Vec::new(),
+            },
+        );
+    }
+    drop(all_tx);
+
+    // The host loop of the crate header, in miniature (everything "durable" at once).
+    fn pump(h: &mut Host) {
+        loop {
+            let out = h.zab.ready();
+            if out.is_empty() {
+                return;
+            }
+            for o in out {
+                match o {
+                    Output::Send { to, msg } => h.t.send(to, &msg),
+                    // Only a role change closes the streams, not `serving` flipping.
+                    Output::RoleChanged { role, .. } if role != h.role => {
+                        h.t.disconnect_all();
+                        h.role = role;
+                    }
+                    Output::Apply { payload, .. } => h.applied.push(payload),
+                    Output::TakeSnapshot => {
+                        let z = h.zab.applied_zxid();
+                        h.zab.snapshot_ready(z, vec![1]).unwrap();
+                    }
+                    _ => {}
+                }
+            }
+            let last = h.zab.last_zxid();
+            h.zab.log_synced(last);
+        }
+    }
+
+    /// Runs the hosts until every one has applied `payload`; returns the leader.
+    async fn drive(
+        hosts: &mut HashMap<ServerId, Host>,
+        events: &mut mpsc::Receiver<(ServerId, TransportEvent)>,
+        tick: &mut tokio::time::Interval,
+        disconnects: &mut Vec<(ServerId, ServerId)>,
+        payload: &'static [u8],
+    ) -> ServerId {
+        let mut proposed = false;
+        loop {
+            for h in hosts.values_mut() {
+                pump(h);
+            }
+            let leader = hosts
+                .values()
+                .find(|h| h.zab.role() == Role::Leading && h.zab.is_serving())
+                .map(|h| h.zab.id());
+            if let Some(l) = leader {
+                if !proposed && hosts.values().all(|h| h.zab.is_serving()) {
+                    let z = &mut hosts.get_mut(&l).unwrap().zab;
+                    z.propose(payload.to_vec()).unwrap();
+                    proposed = true;
+                    continue;
+                }
+                let done = |h: &Host| h.applied.last().map(Vec::as_slice) == Some(payload);
+                if proposed && hosts.values().all(done) {
+                    return l;
+                }
+            }
+            tokio::select! {
+                _ = tick.tick() => {
+                    for h in hosts.values_mut() {
+                        h.zab.tick();
+                    }
+                }
+                ev = events.recv() => {
+                    let (id, ev) = ev.expect("forwarders alive");
+                    let Some(h) = hosts.get_mut(&id) else { continue };
+                    match ev {
+                        TransportEvent::Message { from, msg } => {
+                            let _ = h.zab.step(from, msg);
+                        }
+                        TransportEvent::Disconnected { peer } => {
+                            disconnects.push((id, peer));
+                            h.zab.disconnected(peer);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    let mut disconnects: Vec<(ServerId, ServerId)> = Vec::new();
+    let first = tokio::time::timeout(
+        GUARD,
+        drive(&mut hosts, &mut all_rx, &mut tick, &mut disconnects, b"one"),
+    )
+    .await
+    .expect("no commit with three servers");
+    let dead = hosts.remove(&first).unwrap();
+    dead.t.shutdown();
+    let second = tokio::time::timeout(
+        GUARD,
+        drive(&mut hosts, &mut all_rx, &mut tick, &mut disconnects, b"two"),
+    )
+    .await
+    .expect("no commit after the leader died");
+    assert_ne!(first, second);
+    for (id, h) in &hosts {
+        assert!(
+            disconnects.contains(&(*id, first)),
+            "server {id} never saw the dead leader's stream break: {disconnects:?}"
+        );
+        assert_eq!(h.applied, vec![b"one".to_vec(), b"two".to_vec()]);
+        h.t.shutdown();
+    }
+}

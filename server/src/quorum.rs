@@ -43,10 +43,11 @@
 //! is one of the IPs of that peer's configured addresses or of
 //! `TransportOptions::extra_allowed_ips` (an unknown server must never join:
 //! CVE-2018-8012). Outbound sockets are not bound to a source IP, so a multi-homed server
-//! connects from whichever interface routes to the peer: list all its IPs there. At most
-//! `max_pending_handshakes` inbound connections may be in their handshake at once, each
-//! for at most `handshake_timeout`; more are closed on accept. The dialler accepts the ack only if it carries the id it meant to
-//! reach (a port pointing at the wrong server is a dial failure, not a stream).
+//! connects from whichever interface routes to the peer: list all its IPs there. The
+//! dialler accepts the ack only if it carries the id it meant to reach (a port pointing at
+//! the wrong server is a dial failure, not a stream). At most `max_pending_handshakes`
+//! inbound connections may be in their handshake at once, each for at most
+//! `handshake_timeout`; more are closed on accept.
 //!
 //! Frame limits: a quorum body may be at most `max_message_bytes + FRAME_OVERHEAD`, an
 //! election body at most [`ELECTION_FRAME_MAX`]. A larger length, a body that does not
@@ -76,6 +77,23 @@
 //! stream *without* emitting `Disconnected`: the host already knows, and a late
 //! `Disconnected` could be mistaken by zab for the break of the stream it opens next. Events
 //! already in the channel when the host calls it are still delivered.
+//!
+//! # Host wiring
+//!
+//! ```text
+//! event loop:  TransportEvent::Message { from, msg } → zab.step(from, msg)
+//!              TransportEvent::Disconnected { peer } → zab.disconnected(peer)
+//! zab.ready(), in order:
+//!              Output::Send { to, msg }             → transport.send(to, &msg)
+//!              Output::RoleChanged { role, .. }     → transport.disconnect_all() if `role`
+//!                                                     differs from the previous one (not
+//!                                                     when only `serving` changes: that
+//!                                                     would cut the stream just synced)
+//! exit:        transport.shutdown()
+//! ```
+//!
+//! zab emits `RoleChanged` before the sends of the new role (e.g. FOLLOWERINFO), so
+//! executing outputs in order never discards them.
 //!
 //! # Election connections
 //!
@@ -235,7 +253,8 @@ pub struct TransportOptions {
     pub backoff_min: Duration,
     pub backoff_max: Duration,
     /// Outbound quorum queue caps per peer; exceeding either breaks the stream. One
-    /// message is always accepted into an empty queue, whatever its size.
+    /// message is always accepted into an empty queue, whatever its size. The batch being
+    /// written is no longer counted, so a peer can pin up to about twice the byte cap.
     pub quorum_queue_max_messages: usize,
     pub quorum_queue_max_bytes: usize,
     /// Outbound election queue cap per peer; the oldest is dropped beyond it.
@@ -284,7 +303,8 @@ pub struct TransportMetrics {
     pub unroutable: u64,
     /// Inbound handshakes refused (bad magic/version/channel, unknown id, wrong IP).
     pub handshakes_refused: u64,
-    /// Connections closed for a bad frame (oversized, undecodable, wrong channel, truncated).
+    /// Connections closed for a bad frame (oversized, undecodable, wrong channel). A frame
+    /// cut short by EOF is an ordinary break, not counted here.
     pub poison_frames: u64,
     /// Failed dials (connect, handshake or ack).
     pub dial_failures: u64,
@@ -1162,7 +1182,9 @@ async fn inbound(
                 return;
             }
             Err(e) => {
-                if !matches!(e, FrameError::Io(_)) {
+                // A peer that dies or drops us mid-write leaves a truncated frame: a
+                // break, not an attack. Only a length above the limit is poison here.
+                if matches!(e, FrameError::TooLarge(_)) {
                     bump(&inner.c.poison_frames, 1);
                     warn!(peer, channel = %ch, "closing connection: {e}");
                 }

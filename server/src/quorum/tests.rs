@@ -493,6 +493,42 @@ async fn poison_frames_close_the_connection_and_report_the_break() {
 }
 
 #[tokio::test]
+async fn random_bytes_after_a_valid_handshake_never_panic() {
+    use rand::{Rng, SeedableRng};
+    let (t, mut rx, me) = lone(opts()).await;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed);
+    for _ in 0..40 {
+        let (mut s, acked) = raw(me.quorum, "127.0.0.1:0", &handshake(2, Channel::Quorum)).await;
+        assert!(acked);
+        let len = rng.gen_range(0..300);
+        let mut junk: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
+        if rng.gen_bool(0.5) && junk.len() >= 4 {
+            // A plausible length prefix, so the codec sees the garbage too.
+            let n = (junk.len() - 4) as u32;
+            junk[..4].copy_from_slice(&n.to_be_bytes());
+        }
+        s.write_all(&junk).await.unwrap();
+        s.shutdown().await.unwrap();
+        let mut b = [0u8; 16];
+        let r = tokio::time::timeout(GUARD, s.read(&mut b)).await.unwrap();
+        assert!(matches!(r, Ok(0) | Err(_)), "{r:?}");
+    }
+    // Still serving: a genuine peer's message gets through after whatever the junk made.
+    let (mut s, acked) = raw(me.quorum, "127.0.0.1:0", &handshake(2, Channel::Quorum)).await;
+    assert!(acked);
+    s.write_all(&frame(&zkd_zab::encode(&proposal(9, 9))))
+        .await
+        .unwrap();
+    loop {
+        match next(&mut rx).await {
+            TransportEvent::Message { msg, .. } if msg == proposal(9, 9) => break,
+            _ => {}
+        }
+    }
+    t.shutdown();
+}
+
+#[tokio::test]
 async fn quorum_queue_overflow_to_a_dead_peer_reports_disconnected() {
     let o = TransportOptions {
         quorum_queue_max_messages: 4,

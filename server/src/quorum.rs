@@ -104,9 +104,9 @@
 //!
 //! # Writes
 //!
-//! TCP_NODELAY on every socket. A writer drains its whole queue at once and copies small
-//! frames into one buffer per `write` (big bodies are written from their own buffer to
-//! avoid copying snapshots). A write that makes no progress for `write_stall_timeout`
+//! TCP_NODELAY on every socket. A writer drains its whole queue at once and copies the
+//! frames into one buffer per `write`, up to 256 KiB (bodies of 64 KiB and more are
+//! written from their own buffer after their head, to avoid copying snapshots). A write that makes no progress for `write_stall_timeout`
 //! breaks the connection.
 
 use std::collections::{HashMap, VecDeque};
@@ -1326,16 +1326,25 @@ async fn write_batch<W: AsyncWrite + Unpin>(
     for body in &batch {
         buf.extend_from_slice(&(body.len() as u32).to_be_bytes());
         if body.len() >= BIG_BODY {
+            // Flush what is batched plus the body's head (so the length prefix never
+            // leaves alone in a tiny segment), then the rest straight from the body.
+            let (head, tail) = body.split_at(BIG_BODY);
+            buf.extend_from_slice(head);
             write_all_stall(wr, buf, stall).await?;
             buf.clear();
-            write_all_stall(wr, body, stall).await?;
+            write_all_stall(wr, tail, stall).await?;
         } else {
             buf.extend_from_slice(body);
+            // Bound the copy: a long queue of small messages goes out in 256 KiB writes.
+            if buf.len() >= 4 * BIG_BODY {
+                write_all_stall(wr, buf, stall).await?;
+                buf.clear();
+            }
         }
     }
     write_all_stall(wr, buf, stall).await?;
-    // Keep a big one-off batch from pinning memory for the connection's lifetime.
-    if buf.capacity() > 4 * BIG_BODY {
+    // Keep a one-off large buffer from pinning memory for the connection's lifetime.
+    if buf.capacity() > 8 * BIG_BODY {
         *buf = Vec::new();
     }
     Ok(())

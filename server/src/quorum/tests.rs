@@ -198,6 +198,35 @@ async fn two_servers_exchange_every_variant_both_ways_in_order() {
     }
 }
 
+#[tokio::test]
+async fn a_burst_larger_than_one_write_buffer_arrives_in_order() {
+    let o = TransportOptions {
+        quorum_queue_max_messages: 100_000,
+        ..opts()
+    };
+    let (mut n, _) = cluster(2, o).await;
+    // ~30 bytes each: the batch spans several 256 KiB writes, with big bodies between.
+    let mut sent = Vec::new();
+    for i in 0..20_000u32 {
+        let m = if i % 5000 == 4999 {
+            Message::Snap {
+                zxid: i as i64,
+                data: vec![i as u8; 100_000],
+            }
+        } else {
+            proposal(i, 1)
+        };
+        n[0].t.send(2, &m);
+        sent.push(m);
+    }
+    for m in &sent {
+        assert_eq!(&next_msg(&mut n[1].rx).await.1, m);
+    }
+    for x in &n {
+        x.t.shutdown();
+    }
+}
+
 // Multi-threaded: the locking must hold up under real parallelism.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_servers_all_pairs_fifo() {

@@ -52,9 +52,9 @@
 //! Frame limits: a quorum body may be at most `max_message_bytes + FRAME_OVERHEAD`, an
 //! election body at most [`ELECTION_FRAME_MAX`]. A larger length, a body that does not
 //! decode, a message of the other channel, or EOF inside a frame closes the connection with
-//! a log line naming the peer ("poison packet"). Bodies are read incrementally, so a
-//! hostile length never allocates more than the bytes actually received (and never more
-//! than the limit).
+//! a log line naming the peer ("poison packet"). Bodies are read incrementally, the
+//! buffer at most doubling ahead of the bytes received (from 64 KiB) and never past the
+//! frame's length, so a hostile length costs at most 64 KiB until its bytes arrive.
 //!
 //! # Quorum streams: reliable FIFO or reported broken
 //!

@@ -276,7 +276,9 @@ impl Default for TransportOptions {
             max_pending_handshakes: 64,
             write_stall_timeout: Duration::from_secs(30),
             backoff_min: Duration::from_millis(50),
-            backoff_max: Duration::from_secs(5),
+            // ZooKeeper's learner retries its leader connection every second; a longer
+            // cap would delay elections after a peer restarts.
+            backoff_max: Duration::from_secs(1),
             quorum_queue_max_messages: 100_000,
             quorum_queue_max_bytes: 256 << 20,
             election_queue_max_messages: 16,

@@ -617,8 +617,10 @@ impl QuorumTransport {
         }
     }
 
-    /// Closes every connection and both listeners and stops every task. The events
-    /// receiver yields `None` once all of them are gone. Later sends are ignored.
+    /// Closes every connection and both listeners and stops every task (aborted tasks
+    /// close their sockets as the runtime drops them, right after). The events receiver
+    /// yields `None` once the listeners and the inbound connections are closed. Later
+    /// sends are ignored.
     pub fn shutdown(&self) {
         shutdown(&self.inner);
     }

@@ -40,16 +40,21 @@
 //!
 //! The acceptor accepts a handshake only if the magic and version match, the channel is
 //! the listener's, the id is a configured peer other than ourselves, and the TCP source IP
-//! is one of the IPs of that peer's configured addresses (an unknown server must never
-//! join: CVE-2018-8012). The dialler accepts the ack only if it carries the id it meant to
-//! reach (a port pointing at the wrong server is a dial failure, not a stream).
+//! is one of the IPs of that peer's configured addresses or of
+//! `TransportOptions::extra_allowed_ips` (an unknown server must never join:
+//! CVE-2018-8012). Outbound sockets are not bound to a source IP, so a multi-homed server
+//! connects from whichever interface routes to the peer: list all its IPs there. The
+//! dialler accepts the ack only if it carries the id it meant to reach (a port pointing at
+//! the wrong server is a dial failure, not a stream). At most `max_pending_handshakes`
+//! inbound connections may be in their handshake at once, each for at most
+//! `handshake_timeout`; more are closed on accept.
 //!
 //! Frame limits: a quorum body may be at most `max_message_bytes + FRAME_OVERHEAD`, an
 //! election body at most [`ELECTION_FRAME_MAX`]. A larger length, a body that does not
 //! decode, a message of the other channel, or EOF inside a frame closes the connection with
-//! a log line naming the peer ("poison packet"). Bodies are read incrementally, so a
-//! hostile length never allocates more than the bytes actually received (and never more
-//! than the limit).
+//! a log line naming the peer ("poison packet"). Bodies are read incrementally, the
+//! buffer at most doubling ahead of the bytes received (from 64 KiB) and never past the
+//! frame's length, so a hostile length costs at most 64 KiB until its bytes arrive.
 //!
 //! # Quorum streams: reliable FIFO or reported broken
 //!
@@ -73,6 +78,23 @@
 //! `Disconnected` could be mistaken by zab for the break of the stream it opens next. Events
 //! already in the channel when the host calls it are still delivered.
 //!
+//! # Host wiring
+//!
+//! ```text
+//! event loop:  TransportEvent::Message { from, msg } → zab.step(from, msg)
+//!              TransportEvent::Disconnected { peer } → zab.disconnected(peer)
+//! zab.ready(), in order:
+//!              Output::Send { to, msg }             → transport.send(to, &msg)
+//!              Output::RoleChanged { role, .. }     → transport.disconnect_all() if `role`
+//!                                                     differs from the previous one (not
+//!                                                     when only `serving` changes: that
+//!                                                     would cut the stream just synced)
+//! exit:        transport.shutdown()
+//! ```
+//!
+//! zab emits `RoleChanged` before the sends of the new role (e.g. FOLLOWERINFO), so
+//! executing outputs in order never discards them.
+//!
 //! # Election connections
 //!
 //! Best effort, as fast leader election expects: the outbound queue keeps at most
@@ -82,9 +104,9 @@
 //!
 //! # Writes
 //!
-//! TCP_NODELAY on every socket. A writer drains its whole queue at once and copies small
-//! frames into one buffer per `write` (big bodies are written from their own buffer to
-//! avoid copying snapshots). A write that makes no progress for `write_stall_timeout`
+//! TCP_NODELAY on every socket. A writer drains its whole queue at once and copies the
+//! frames into one buffer per `write`, up to 256 KiB (bodies of 64 KiB and more are
+//! written from their own buffer after their head, to avoid copying snapshots). A write that makes no progress for `write_stall_timeout`
 //! breaks the connection.
 
 use std::collections::{HashMap, VecDeque};
@@ -130,6 +152,35 @@ pub struct PeerAddrs {
 }
 
 impl PeerAddrs {
+    /// Resolves `host` (blocking DNS: call it at start-up or from `spawn_blocking`).
+    /// Returns the addresses of its first IP and every IP it resolves to, the latter for
+    /// [`TransportOptions::extra_allowed_ips`]: a multi-homed peer may connect from any
+    /// of them.
+    pub fn resolve(
+        host: &str,
+        quorum_port: u16,
+        election_port: u16,
+    ) -> io::Result<(PeerAddrs, Vec<IpAddr>)> {
+        use std::net::ToSocketAddrs;
+        let mut ips: Vec<IpAddr> = (host, quorum_port)
+            .to_socket_addrs()?
+            .map(|a| a.ip().to_canonical())
+            .collect();
+        let mut seen = std::collections::HashSet::new();
+        ips.retain(|ip| seen.insert(*ip));
+        let first = *ips.first().ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{host} resolves to no address"),
+            )
+        })?;
+        let addrs = PeerAddrs {
+            quorum: SocketAddr::new(first, quorum_port),
+            election: SocketAddr::new(first, election_port),
+        };
+        Ok((addrs, ips))
+    }
+
     fn addr(&self, ch: Channel) -> SocketAddr {
         match ch {
             Channel::Election => self.election,
@@ -194,17 +245,23 @@ pub struct TransportOptions {
     pub connect_timeout: Duration,
     /// Time an inbound connection has to send its handshake.
     pub handshake_timeout: Duration,
+    /// Inbound connections allowed in their handshake at once; more are closed at once.
+    pub max_pending_handshakes: usize,
     /// A write making no progress for this long breaks the connection.
     pub write_stall_timeout: Duration,
     /// First re-dial delay after a failed dial; doubles per failure up to `backoff_max`.
     pub backoff_min: Duration,
     pub backoff_max: Duration,
     /// Outbound quorum queue caps per peer; exceeding either breaks the stream. One
-    /// message is always accepted into an empty queue, whatever its size.
+    /// message is always accepted into an empty queue, whatever its size. The batch being
+    /// written is no longer counted, so a peer can pin up to about twice the byte cap.
     pub quorum_queue_max_messages: usize,
     pub quorum_queue_max_bytes: usize,
     /// Outbound election queue cap per peer; the oldest is dropped beyond it.
     pub election_queue_max_messages: usize,
+    /// Source IPs accepted for a peer on top of the IPs of its [`PeerAddrs`] (all the IPs
+    /// its configured host name resolves to, see [`PeerAddrs::resolve`]).
+    pub extra_allowed_ips: HashMap<ServerId, Vec<IpAddr>>,
     /// Capacity of the events channel to the host. Full means back-pressure on the
     /// inbound connections (they stop reading).
     pub event_capacity: usize,
@@ -216,12 +273,16 @@ impl Default for TransportOptions {
             max_message_bytes: 64 << 20,
             connect_timeout: Duration::from_secs(5),
             handshake_timeout: Duration::from_secs(5),
+            max_pending_handshakes: 64,
             write_stall_timeout: Duration::from_secs(30),
             backoff_min: Duration::from_millis(50),
-            backoff_max: Duration::from_secs(5),
+            // ZooKeeper's learner retries its leader connection every second; a longer
+            // cap would delay elections after a peer restarts.
+            backoff_max: Duration::from_secs(1),
             quorum_queue_max_messages: 100_000,
             quorum_queue_max_bytes: 256 << 20,
             election_queue_max_messages: 16,
+            extra_allowed_ips: HashMap::new(),
             event_capacity: 1024,
         }
     }
@@ -244,7 +305,8 @@ pub struct TransportMetrics {
     pub unroutable: u64,
     /// Inbound handshakes refused (bad magic/version/channel, unknown id, wrong IP).
     pub handshakes_refused: u64,
-    /// Connections closed for a bad frame (oversized, undecodable, wrong channel, truncated).
+    /// Connections closed for a bad frame (oversized, undecodable, wrong channel). A frame
+    /// cut short by EOF is an ordinary break, not counted here.
     pub poison_frames: u64,
     /// Failed dials (connect, handshake or ack).
     pub dial_failures: u64,
@@ -358,16 +420,28 @@ struct Inner {
     /// shut down. Lock order: `state` before `tasks`.
     tasks: Mutex<Option<HashMap<u64, AbortHandle>>>,
     next_id: AtomicU64,
+    /// Inbound connections still in their handshake (`max_pending_handshakes`).
+    handshake_slots: Arc<tokio::sync::Semaphore>,
     /// Wakes the flusher when a `Disconnected` is pending.
     flush: Notify,
     c: Counters,
 }
 
-/// Handle on the transport; clones share it. Call [`QuorumTransport::shutdown`] to stop
-/// it: dropping the handles does not stop the tasks.
+/// Handle on the transport; clones share it. [`QuorumTransport::shutdown`] stops it, and
+/// so does dropping the last handle.
 #[derive(Clone)]
 pub struct QuorumTransport {
     inner: Arc<Inner>,
+    _owner: Arc<Owner>,
+}
+
+/// Shared by the handles only (tasks hold `Inner`), so its drop means "no handle left".
+struct Owner(Arc<Inner>);
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        shutdown(&self.0);
+    }
 }
 
 impl fmt::Debug for QuorumTransport {
@@ -394,7 +468,10 @@ impl QuorumTransport {
         let allowed = peers
             .iter()
             .map(|(&id, a)| {
-                let mut ips = vec![a.quorum.ip().to_canonical(), a.election.ip().to_canonical()];
+                let mut ips = vec![a.quorum.ip(), a.election.ip()];
+                ips.extend(opts.extra_allowed_ips.get(&id).into_iter().flatten());
+                let mut ips: Vec<IpAddr> = ips.into_iter().map(|ip| ip.to_canonical()).collect();
+                ips.sort_unstable();
                 ips.dedup();
                 (id, ips)
             })
@@ -403,6 +480,7 @@ impl QuorumTransport {
             .keys()
             .map(|&id| (id, PeerLinks::new(opts.backoff_min)))
             .collect();
+        let slots = opts.max_pending_handshakes.max(1);
         let inner = Arc::new(Inner {
             my_id,
             addrs: peers,
@@ -415,6 +493,7 @@ impl QuorumTransport {
             }),
             tasks: Mutex::new(Some(HashMap::new())),
             next_id: AtomicU64::new(1),
+            handshake_slots: Arc::new(tokio::sync::Semaphore::new(slots)),
             flush: Notify::new(),
             c: Counters::default(),
         });
@@ -431,7 +510,14 @@ impl QuorumTransport {
         }
         let i = inner.clone();
         inner.spawn(move |_| flusher(i, tx));
-        (QuorumTransport { inner }, rx)
+        let owner = Arc::new(Owner(inner.clone()));
+        (
+            QuorumTransport {
+                inner,
+                _owner: owner,
+            },
+            rx,
+        )
     }
 
     /// Queues `msg` for `to` on the channel `msg.is_election()` picks. Never blocks.
@@ -531,25 +617,12 @@ impl QuorumTransport {
         }
     }
 
-    /// Closes every connection and both listeners and stops every task. The events
-    /// receiver yields `None` once all of them are gone. Later sends are ignored.
+    /// Closes every connection and both listeners and stops every task (aborted tasks
+    /// close their sockets as the runtime drops them, right after). The events receiver
+    /// yields `None` once the listeners and the inbound connections are closed. Later
+    /// sends are ignored.
     pub fn shutdown(&self) {
-        let inner = &self.inner;
-        {
-            let mut st = inner.state.lock();
-            if st.events.take().is_none() {
-                return;
-            }
-            for links in st.peers.values_mut() {
-                *links = PeerLinks::new(inner.opts.backoff_min);
-            }
-        }
-        let tasks = inner.tasks.lock().take().unwrap_or_default();
-        for h in tasks.values() {
-            h.abort();
-        }
-        inner.c.connections.store(0, Ordering::Relaxed);
-        info!(my_id = inner.my_id, "quorum transport shut down");
+        shutdown(&self.inner);
     }
 
     /// Current counters.
@@ -573,14 +646,37 @@ impl QuorumTransport {
     }
 }
 
+/// [`QuorumTransport::shutdown`], also run when the last handle is dropped.
+fn shutdown(inner: &Inner) {
+    {
+        let mut st = inner.state.lock();
+        if st.events.take().is_none() {
+            return;
+        }
+        for links in st.peers.values_mut() {
+            *links = PeerLinks::new(inner.opts.backoff_min);
+        }
+    }
+    let tasks = inner.tasks.lock().take().unwrap_or_default();
+    for h in tasks.values() {
+        h.abort();
+    }
+    inner.c.connections.store(0, Ordering::Relaxed);
+    info!(my_id = inner.my_id, "quorum transport shut down");
+}
+
 /// Removes its task from the registry when the task ends or is aborted.
 struct TaskGuard {
     inner: Arc<Inner>,
     key: u64,
+    /// Set before the removal, so that `spawn` does not register a task that already
+    /// ended (see there).
+    finished: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Drop for TaskGuard {
     fn drop(&mut self) {
+        self.finished.store(true, Ordering::SeqCst);
         if let Some(t) = self.inner.tasks.lock().as_mut() {
             t.remove(&self.key);
         }
@@ -607,19 +703,32 @@ impl Inner {
         Fut: Future<Output = ()> + Send + 'static,
     {
         let key = self.fresh_id();
+        if self.tasks.lock().is_none() {
+            return key;
+        }
+        let finished = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let guard = TaskGuard {
             inner: self.clone(),
             key,
+            finished: finished.clone(),
         };
         let fut = f(key);
-        // Registering under the lock orders it before the guard's removal.
+        // Not under the tasks lock: a runtime that is shutting down drops the future
+        // (and its guard, which takes that lock) inside `spawn`.
+        let h = self.rt.spawn(async move {
+            let _guard = guard;
+            fut.await
+        });
+        // The guard sets `finished` before taking the lock to remove the entry, so either
+        // we see it set and skip the insert, or its removal runs after our insert.
         let mut tasks = self.tasks.lock();
-        if let Some(t) = tasks.as_mut() {
-            let h = self.rt.spawn(async move {
-                let _guard = guard;
-                fut.await
-            });
-            t.insert(key, h.abort_handle());
+        match tasks.as_mut() {
+            Some(t) if !finished.load(Ordering::SeqCst) => {
+                t.insert(key, h.abort_handle());
+            }
+            Some(_) => {}
+            // Shut down meanwhile: shutdown() could not see this task.
+            None => h.abort(),
         }
         key
     }
@@ -926,8 +1035,15 @@ async fn accept_loop(inner: Arc<Inner>, acceptor: Acceptor, ch: Channel) {
     loop {
         match acceptor.listener.accept().await {
             Ok((stream, from)) => {
+                // Unauthenticated sockets are cheap to open: cap how many may sit in the
+                // handshake at once so that a flood cannot exhaust memory or tasks.
+                let Ok(slot) = inner.handshake_slots.clone().try_acquire_owned() else {
+                    bump(&inner.c.handshakes_refused, 1);
+                    warn!(%from, channel = %ch, "refused connection: too many pending handshakes");
+                    continue;
+                };
                 let i = inner.clone();
-                inner.spawn(move |key| inbound(i, stream, from, ch, key));
+                inner.spawn(move |key| inbound(i, stream, from, ch, key, slot));
             }
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning.
@@ -995,15 +1111,24 @@ async fn read_frame<R: AsyncRead + Unpin>(
     if len > limit {
         return Err(FrameError::TooLarge(len));
     }
-    // Grow with the bytes that actually arrive: a lying length costs nothing up front.
-    let mut body = Vec::with_capacity(len.min(BIG_BODY));
-    let got = (&mut *r)
-        .take(len as u64)
-        .read_to_end(&mut body)
-        .await
-        .map_err(FrameError::Io)?;
-    if got < len {
-        return Err(FrameError::Truncated);
+    // Grow with the bytes that actually arrive (a lying length costs nothing up front),
+    // doubling but never past `len` (a 64 MiB snapshot must not take 128 MiB).
+    let mut body: Vec<u8> = Vec::new();
+    while body.len() < len {
+        if body.len() == body.capacity() {
+            body.reserve_exact((len - body.len()).min(body.len().max(BIG_BODY)));
+        }
+        let want = (len - body.len()) as u64;
+        // `take` keeps the read inside this frame; the spare capacity keeps `read_buf`
+        // from growing the vector on its own.
+        let n = (&mut *r)
+            .take(want)
+            .read_buf(&mut body)
+            .await
+            .map_err(FrameError::Io)?;
+        if n == 0 {
+            return Err(FrameError::Truncated);
+        }
     }
     Ok(Some(body))
 }
@@ -1014,6 +1139,7 @@ async fn inbound(
     from: SocketAddr,
     ch: Channel,
     task: u64,
+    slot: tokio::sync::OwnedSemaphorePermit,
 ) {
     let _ = stream.set_nodelay(true);
     let mut hs = [0u8; HANDSHAKE_LEN];
@@ -1038,6 +1164,7 @@ async fn inbound(
             return;
         }
     };
+    drop(slot); // authenticated: no longer a pending handshake
     let conn = inner.fresh_id();
     let Some(tx) = inner.register_inbound(peer, ch, conn, task) else {
         return;
@@ -1059,7 +1186,9 @@ async fn inbound(
                 return;
             }
             Err(e) => {
-                if !matches!(e, FrameError::Io(_)) {
+                // A peer that dies or drops us mid-write leaves a truncated frame: a
+                // break, not an attack. Only a length above the limit is poison here.
+                if matches!(e, FrameError::TooLarge(_)) {
                     bump(&inner.c.poison_frames, 1);
                     warn!(peer, channel = %ch, "closing connection: {e}");
                 }
@@ -1201,16 +1330,25 @@ async fn write_batch<W: AsyncWrite + Unpin>(
     for body in &batch {
         buf.extend_from_slice(&(body.len() as u32).to_be_bytes());
         if body.len() >= BIG_BODY {
+            // Flush what is batched plus the body's head (so the length prefix never
+            // leaves alone in a tiny segment), then the rest straight from the body.
+            let (head, tail) = body.split_at(BIG_BODY);
+            buf.extend_from_slice(head);
             write_all_stall(wr, buf, stall).await?;
             buf.clear();
-            write_all_stall(wr, body, stall).await?;
+            write_all_stall(wr, tail, stall).await?;
         } else {
             buf.extend_from_slice(body);
+            // Bound the copy: a long queue of small messages goes out in 256 KiB writes.
+            if buf.len() >= 4 * BIG_BODY {
+                write_all_stall(wr, buf, stall).await?;
+                buf.clear();
+            }
         }
     }
     write_all_stall(wr, buf, stall).await?;
-    // Keep a big one-off batch from pinning memory for the connection's lifetime.
-    if buf.capacity() > 4 * BIG_BODY {
+    // Keep a one-off large buffer from pinning memory for the connection's lifetime.
+    if buf.capacity() > 8 * BIG_BODY {
         *buf = Vec::new();
     }
     Ok(())

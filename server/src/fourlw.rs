@@ -481,6 +481,31 @@ fn mntr(core: &Core, now_ms: i64) -> String {
     if let Some(open) = open_file_descriptors() {
         lines.push(("open_file_descriptor_count", open.to_string()));
     }
+    if let Some(zab) = core.zab.as_ref() {
+        // QuorumZooKeeperServer's peer_state and quorum_size, and the leader's gauges.
+        let phase = if core.replication == crate::core::Replication::Unavailable {
+            "discovery"
+        } else {
+            "broadcast"
+        };
+        let state = match core.ensemble_role {
+            Some(zkd_zab::Role::Leading) => "leading",
+            Some(zkd_zab::Role::Following) => "following",
+            Some(zkd_zab::Role::Observing) => "observing",
+            _ => "looking",
+        };
+        lines.push(("peer_state", format!("{state} - {phase}")));
+        lines.push(("quorum_size", zab.voters().to_string()));
+        if let Some(l) = zab.leader_stats() {
+            lines.extend([
+                ("learners", l.learners.to_string()),
+                ("synced_followers", l.synced_followers.to_string()),
+                ("synced_non_voting_followers", "0".to_string()),
+                ("synced_observers", l.synced_observers.to_string()),
+                ("pending_syncs", l.pending_syncs.to_string()),
+            ]);
+        }
+    }
     lines.extend([
         ("local_sessions", "0".to_string()),
         ("uptime", (now_ms - core.started_ms).max(0).to_string()),

@@ -51,6 +51,22 @@ async fn three_servers_elect_replicate_and_survive_the_leader() {
     let mut e = ZkdEnsemble::start(3, 0, "");
     let leader = e.wait_for_quorum(Duration::from_secs(30));
     let follower = (0..3).find(|i| *i != leader).unwrap();
+    // mntr reports the quorum as ZooKeeper's leader and follower gauges do.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let m = four_letter(e.clients[leader], "mntr");
+        if m.contains("zk_synced_followers\t2\n") {
+            assert!(m.contains("zk_server_state\tleader\n"), "{m}");
+            assert!(m.contains("zk_quorum_size\t3\n"), "{m}");
+            assert!(m.contains("zk_learners\t2\n"), "{m}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "leader mntr: {m}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let m = four_letter(e.clients[follower], "mntr");
+    assert!(m.contains("zk_peer_state\tfollowing - broadcast\n"), "{m}");
+    assert!(!m.contains("zk_synced_followers"), "{m}");
 
     // Writes through a follower are visible everywhere after sync.
     let c = connect(e.clients[follower]).await;

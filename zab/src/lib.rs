@@ -94,7 +94,7 @@ mod peer;
 mod tests;
 
 pub use message::{decode, encode, DecodeError, Message, Notification, PeerState};
-pub use peer::Zab;
+pub use peer::{LeaderStats, Zab};
 
 /// A server id (ZooKeeper's `myid`).
 pub type ServerId = u64;

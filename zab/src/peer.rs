@@ -137,6 +137,19 @@ enum Phase {
     Learning(LearnerState),
 }
 
+/// Counts a leader reports about its learners.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LeaderStats {
+    /// Connected learners in any phase (ZooKeeper's `learners`).
+    pub learners: usize,
+    /// Voting learners synced and receiving proposals (`synced_followers`).
+    pub synced_followers: usize,
+    /// Observers synced and receiving INFORMs (`synced_observers`).
+    pub synced_observers: usize,
+    /// `sync` requests waiting for their commit (`pending_syncs`).
+    pub pending_syncs: usize,
+}
+
 /// One ZAB peer. See the crate header for the host contract.
 #[derive(Debug)]
 pub struct Zab {
@@ -271,6 +284,33 @@ impl Zab {
     }
     pub fn log_base(&self) -> Zxid {
         self.log_base
+    }
+    /// The leader's view of its learners, for `mntr` (ZooKeeper's learners,
+    /// synced_followers, synced_observers and pending_syncs gauges); None unless leading.
+    pub fn leader_stats(&self) -> Option<LeaderStats> {
+        let Phase::Leading(l) = &self.phase else {
+            return None;
+        };
+        let synced = |h: &&Handler| matches!(h.phase, HandlerPhase::Synced | HandlerPhase::Active);
+        Some(LeaderStats {
+            learners: l.learners.len(),
+            synced_followers: l
+                .learners
+                .values()
+                .filter(|h| !h.observer)
+                .filter(synced)
+                .count(),
+            synced_observers: l
+                .learners
+                .values()
+                .filter(|h| h.observer)
+                .filter(synced)
+                .count(),
+            pending_syncs: l.pending_syncs.len(),
+        })
+    }
+    pub fn voters(&self) -> usize {
+        self.cfg.voters.len()
     }
     /// The in-memory log window (every txn above `log_base`).
     pub fn log_window(&self) -> impl Iterator<Item = &(Zxid, Vec<u8>)> {

@@ -124,18 +124,129 @@ async fn three_servers_elect_replicate_and_survive_the_leader() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_observer_follows_without_voting() {
-    let e = ZkdEnsemble::start(3, 1, "");
+async fn an_observer_added_later_catches_up_and_serves_without_voting() {
+    let mut e = common::ZkdEnsemble::start_some(3, 1, 200, "", &[3]);
+    let leader = e.wait_for_quorum(Duration::from_secs(30));
+    let c = connect(e.clients[leader]).await;
+    for i in 0..50 {
+        c.create(
+            &format!("/pre{i}"),
+            b"x",
+            &Acl::open_unsafe(),
+            CreateMode::Persistent,
+        )
+        .await
+        .unwrap();
+    }
+    // The observer joins a running ensemble and is synced to everything before it.
+    e.restart(3);
     e.wait_for_quorum(Duration::from_secs(30));
     assert_eq!(e.mode(3), "observer");
-    let c = connect(e.clients[3]).await;
-    c.create("/o", b"1", &Acl::open_unsafe(), CreateMode::Persistent)
+    let o = connect(e.clients[3]).await;
+    o.sync("/").await.unwrap();
+    assert_eq!(o.get_children("/", false).await.unwrap().len(), 51);
+    // Writes through the observer are forwarded to the leader.
+    o.create("/o", b"1", &Acl::open_unsafe(), CreateMode::Persistent)
         .await
         .unwrap();
     let r = connect(e.clients[0]).await;
     r.sync("/o").await.unwrap();
     assert_eq!(r.get_data("/o", false).await.unwrap().0, b"1");
     assert!(four_letter(e.clients[3], "mntr").contains("zk_server_state\tobserver"));
+    // It never counts for the quorum: with two voters down, nothing is served.
+    let down: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
+    e.kill(down[0]);
+    e.kill(down[1]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while e.mode(3) == "observer" || e.mode(leader) == "leader" {
+        assert!(
+            Instant::now() < deadline,
+            "a leader and an observer are not a quorum"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The leader is killed while clients write through the followers: every write that was
+/// acknowledged is still there afterwards, and writes succeed again once a new leader is
+/// elected (the time it took is printed; the test only bounds it loosely).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leader_killed_under_load_loses_no_acknowledged_write() {
+    let mut e = ZkdEnsemble::start(3, 0, "");
+    let leader = e.wait_for_quorum(Duration::from_secs(30));
+    let followers: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let mut writers = Vec::new();
+    for (w, f) in followers.iter().enumerate() {
+        let addr = e.clients[*f];
+        let stop = stop.clone();
+        let acked = acked.clone();
+        writers.push(tokio::spawn(async move {
+            let mut n = 0;
+            let mut c = connect(addr).await;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let p = format!("/w{w}-{n}");
+                match c
+                    .create(&p, b"", &Acl::open_unsafe(), CreateMode::Persistent)
+                    .await
+                {
+                    Ok(_) => {
+                        acked.lock().unwrap().push(p);
+                        n += 1;
+                    }
+                    Err(zkd_client::Error::Keeper(zkd_client::ErrorCode::NodeExists)) => n += 1,
+                    Err(_) => {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        c = connect(addr).await;
+                    }
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before_kill = acked.lock().unwrap().len();
+    let killed = Instant::now();
+    e.kill(leader);
+    // Writes resume once the survivors elected a leader.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if acked.lock().unwrap().len() > before_kill + 20 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no writes after the leader's death"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    eprintln!(
+        "writes resumed {:?} after the leader's SIGKILL (tickTime 200 ms, initLimit 10)",
+        killed.elapsed()
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for w in writers {
+        w.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert!(before_kill > 0 && acked.len() > before_kill);
+    for f in &followers {
+        let c = connect(e.clients[*f]).await;
+        c.sync("/").await.unwrap();
+        let have: std::collections::HashSet<String> = c
+            .get_children("/", false)
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
+        for p in &acked {
+            assert!(
+                have.contains(&p[1..]),
+                "acknowledged {p} missing on server {}",
+                f + 1
+            );
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -246,6 +246,18 @@ impl ZkdEnsemble {
         tick_ms: u32,
         extra_cfg: &str,
     ) -> ZkdEnsemble {
+        Self::start_some(voters, observers, tick_ms, extra_cfg, &[])
+    }
+
+    /// Writes every server's files but starts only those not in `later` (start them
+    /// with `restart(i)`).
+    pub fn start_some(
+        voters: usize,
+        observers: usize,
+        tick_ms: u32,
+        extra_cfg: &str,
+        later: &[usize],
+    ) -> ZkdEnsemble {
         let dir = unique_temp_dir();
         let n = voters + observers;
         let ports: Vec<(u16, u16, u16)> = (0..n)
@@ -278,7 +290,9 @@ impl ZkdEnsemble {
                 data.display()
             );
             fs::write(sdir.join("zoo.cfg"), cfg).expect("write zoo.cfg");
-            e.spawn(i);
+            if !later.contains(&i) {
+                e.spawn(i);
+            }
         }
         e
     }

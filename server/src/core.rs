@@ -274,7 +274,12 @@ impl Core {
     /// resume their sessions, which are global. The tree keeps only committed txns, so it
     /// stays; the prep stage restarts from it, with zxids from `leader_zxid_base` (the
     /// new epoch's zxid with counter 0) when leading.
-    pub fn set_replication(&mut self, replication: Replication, leader_zxid_base: i64) {
+    pub fn set_replication(
+        &mut self,
+        replication: Replication,
+        leader_zxid_base: i64,
+        now_ms: i64,
+    ) {
         let conns: Vec<ConnId> = self.conns.keys().copied().collect();
         for c in conns {
             if let Some(conn) = self.conns.get(&c) {
@@ -299,6 +304,14 @@ impl Core {
             _ => self.tree.last_processed_zxid,
         };
         self.prep = Prep::new(base);
+        if replication == Replication::Leader && self.replication != Replication::Leader {
+            // A new leader starts every session's clock afresh, as ZooKeeper's new
+            // LeaderSessionTracker does: as a learner it never saw most sessions' pings.
+            let all: Vec<(i64, i32)> = self.sessions.iter().map(|s| (s.id, s.timeout_ms)).collect();
+            for (id, timeout) in all {
+                self.sessions.touch(id, timeout, now_ms);
+            }
+        }
         self.replication = replication;
     }
 

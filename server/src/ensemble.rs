@@ -215,7 +215,7 @@ pub fn execute(host: &dyn EnsembleHost, core: &mut Core, out: ZabOutput, now_ms:
                     .as_ref()
                     .and_then(|z| z.established_epoch())
                     .map_or(0, |e| make_zxid(e, 0));
-                core.set_replication(replication, base);
+                core.set_replication(replication, base, now_ms);
             }
         }
         ZabOutput::ForwardedRequest { from, payload } => {
@@ -270,7 +270,7 @@ pub fn route(
             client(core, rest);
         }
         for o in to_zab_outs {
-            to_zab(core, o);
+            to_zab(core, o, now_ms);
         }
         for o in zab_outs {
             execute(host, core, o, now_ms);
@@ -281,7 +281,7 @@ pub fn route(
 /// Hands one client-pipeline output meant for zab to zab. A refusal (no leader any more,
 /// or an exhausted epoch) turns clients away until zab establishes a leader again, as
 /// ZooKeeper drops its clients when it stops leading.
-pub fn to_zab(core: &mut Core, out: crate::core::Output) {
+pub fn to_zab(core: &mut Core, out: crate::core::Output, now_ms: i64) {
     use crate::core::Output;
     let Some(zab) = core.zab.as_mut() else {
         tracing::error!("ensemble output without zab: {out:?}");
@@ -301,7 +301,7 @@ pub fn to_zab(core: &mut Core, out: crate::core::Output) {
     };
     if let Some(e) = refused {
         tracing::warn!("zab refused a client request ({e}); dropping clients until it serves");
-        core.set_replication(Replication::Unavailable, 0);
+        core.set_replication(Replication::Unavailable, 0, now_ms);
     }
 }
 

@@ -114,7 +114,7 @@ impl Shared {
                 // Sent while the core lock is held, so the log sees txns in zxid order.
                 Output::Persist { zxid, txn } => self.append_to_log(zxid, txn),
                 o @ (Output::Propose { .. } | Output::Forward { .. } | Output::Sync { .. }) => {
-                    crate::ensemble::to_zab(core, o)
+                    crate::ensemble::to_zab(core, o, now_ms())
                 }
             }
         }

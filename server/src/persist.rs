@@ -138,7 +138,7 @@ pub fn open(config: &Config, now: i64) -> Result<(Core, Persistence), String> {
         let seed = (now as u64) ^ zab_config.id.rotate_left(32);
         let zab = zkd_zab::Zab::new(zab_config, restored, seed).map_err(|e| e.to_string())?;
         core.zab = Some(Box::new(zab));
-        core.set_replication(crate::core::Replication::Unavailable, 0);
+        core.set_replication(crate::core::Replication::Unavailable, 0, now);
         core.take_output();
     } else {
         core.restore(snapshot, &txns, now);

@@ -1228,8 +1228,8 @@ mod ensemble {
         fn new() -> Pair {
             let mut leader = core_with(|_| {});
             let mut learner = core_with(|_| {});
-            leader.set_replication(Replication::Leader, EPOCH_BASE);
-            learner.set_replication(Replication::Learner, 0);
+            leader.set_replication(Replication::Leader, EPOCH_BASE, T0);
+            learner.set_replication(Replication::Learner, 0, T0);
             leader.take_output();
             learner.take_output();
             Pair {
@@ -1438,7 +1438,7 @@ mod ensemble {
     fn a_role_change_closes_clients_and_restarts_prep_from_the_tree() {
         let mut p = Pair::new();
         connect_learner(&mut p, 1, T0);
-        p.learner.set_replication(Replication::Unavailable, 0);
+        p.learner.set_replication(Replication::Unavailable, 0, T0);
         assert!(p
             .learner
             .take_output()

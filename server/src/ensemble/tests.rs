@@ -106,7 +106,7 @@ impl Cluster {
                 let zab =
                     zkd_zab::Zab::new(zab_config(&cfg).unwrap(), Restored::default(), id).unwrap();
                 core.zab = Some(Box::new(zab));
-                core.set_replication(Replication::Unavailable, 0);
+                core.set_replication(Replication::Unavailable, 0, T0);
                 core.take_output();
                 Server {
                     id,
@@ -435,5 +435,85 @@ fn after_the_leader_dies_a_new_one_serves_and_sessions_move_between_servers() {
         let t = &c.s(id).core.tree;
         assert!(t.get("/before").is_some() && t.get("/after").is_some());
         assert_eq!(t.get("/mine").unwrap().stat.ephemeral_owner, sid);
+    }
+}
+
+#[test]
+fn a_lagging_server_refuses_a_client_that_has_seen_a_newer_zxid() {
+    let mut c = Cluster::new();
+    c.tick(5);
+    let leader = c.leader().unwrap();
+    let lagging = (1..=3).find(|i| *i != leader).unwrap();
+    connect(&mut c, leader, 1);
+    // The lagging follower hears nothing while the leader commits with the other one.
+    c.s(lagging).alive = false;
+    let (h, _) = request(
+        &mut c,
+        leader,
+        1,
+        1,
+        &create("/new", CreateMode::Persistent),
+    );
+    assert_eq!(h.err, 0);
+    c.s(lagging).alive = true;
+    let seen = h.zxid;
+    assert!(c.s(lagging).core.tree.last_processed_zxid < seen);
+    let now = c.now;
+    let s = c.s(lagging);
+    assert!(s.core.accept(9, addr(9), now));
+    s.core.connect(
+        9,
+        &ConnectRequest {
+            time_out: 30_000,
+            last_zxid_seen: seen,
+            passwd: vec![0; 16],
+            has_read_only: true,
+            ..Default::default()
+        },
+        now,
+    );
+    // "client must try another server": closed without a ConnectResponse.
+    let outs = s.core.take_output();
+    assert!(
+        outs.iter()
+            .all(|o| !matches!(o, Output::Send { conn: 9, .. })),
+        "{outs:?}"
+    );
+    assert!(outs.iter().any(|o| matches!(o, Output::Close { conn: 9 })));
+}
+
+#[test]
+fn a_new_leader_restarts_every_session_clock() {
+    let mut c = Cluster::new();
+    c.tick(5);
+    let old = c.leader().unwrap();
+    let sid = connect(&mut c, old, 1);
+    request(&mut c, old, 1, 1, &create("/mine", CreateMode::Ephemeral));
+    // 40 s of pings to the leader itself: the followers' session clocks never move (only
+    // learners report touches), so theirs passed the 30 s timeout long ago.
+    for _ in 0..20 {
+        let now = c.now;
+        let mut w = Writer::new();
+        Request::Ping.encode_body(&mut w);
+        c.s(old)
+            .core
+            .request(1, -2, OpCode::Ping as i32, &w.buf, now);
+        c.tick(1);
+        c.s(old).sent.clear();
+    }
+    c.s(old).alive = false;
+    c.tick(6);
+    let new = c.leader().expect("a new leader");
+    assert_ne!(new, old);
+    // The new leader gives the session a full timeout from its election, so the client
+    // has time to reconnect.
+    for id in (1..=3).filter(|i| *i != old) {
+        let t = &c.s(id).core.tree;
+        assert_eq!(t.get("/mine").map(|n| n.stat.ephemeral_owner), Some(sid));
+    }
+    // And it does expire a full timeout later if the client never comes back.
+    c.tick(20);
+    for id in (1..=3).filter(|i| *i != old) {
+        assert!(c.s(id).core.tree.get("/mine").is_none());
     }
 }

@@ -22,12 +22,13 @@
 //! bytes and hit them uniformly at random. Afterwards everything is deleted with `multi`
 //! batches (unless `--keep`).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
-use zkd_client::{op, Acl, Client, CreateMode, Error};
+use zkd_client::{op, Acl, Client, CreateMode, Error, ErrorCode, MultiResult};
 
 use crate::stats::{self, Hist};
 
@@ -39,17 +40,34 @@ pub enum Workload {
     Set,
     /// getData on existing znodes (reads).
     Get,
+    /// exists on existing znodes (reads, no data in the reply).
+    Exists,
     /// getData with --read-pct probability, else setData.
     Mixed,
+    /// multi of --multi-ops setData on existing znodes (one write txn each).
+    Multi,
+    /// watch fan-out: every session sets a watch on one znode (exists), a separate writer
+    /// session changes it; latency = setData sent until every session got its event.
+    Watch,
+    /// session storm: connect, create one ephemeral, close; latency = the whole cycle.
+    Storm,
+    /// large tree: create --znodes znodes of --size bytes under 1000 parents as fast as
+    /// the pipeline allows, then stop (kept; no cleanup); pair with --server-pid for RSS.
+    Populate,
 }
 
 impl Workload {
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Workload::Create => "create",
             Workload::Set => "set",
             Workload::Get => "get",
+            Workload::Exists => "exists",
             Workload::Mixed => "mixed",
+            Workload::Multi => "multi",
+            Workload::Watch => "watch",
+            Workload::Storm => "storm",
+            Workload::Populate => "populate",
         }
     }
 }
@@ -92,6 +110,22 @@ pub struct LoadArgs {
     /// Leave the run's znodes in place (no cleanup).
     #[arg(long)]
     pub keep: bool,
+    /// setData ops per multi (multi workload).
+    #[arg(long, default_value_t = 4)]
+    pub multi_ops: usize,
+    /// Znodes the populate workload creates.
+    #[arg(long, default_value_t = 100_000)]
+    pub znodes: usize,
+    /// PID of the server process (on this machine): its CPU time (utime+stime from
+    /// /proc/PID/stat) over the measured window and its RSS afterwards are reported.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    /// Write a latency-over-time plot (PNG) here.
+    #[arg(long)]
+    pub plot: Option<std::path::PathBuf>,
+    /// A name for the server in the output (e.g. zkd, zookeeper).
+    #[arg(long, default_value = "")]
+    pub label: String,
 }
 
 impl LoadArgs {
@@ -110,7 +144,27 @@ impl LoadArgs {
             keys: 1000,
             session_timeout_ms: 30_000,
             keep: false,
+            multi_ops: 4,
+            znodes: 100_000,
+            server_pid: None,
+            plot: None,
+            label: String::new(),
         }
+    }
+
+    /// Closed-loop settings for `workload` against `server`.
+    pub fn closed(
+        server: String,
+        workload: Workload,
+        sessions: usize,
+        pipeline: usize,
+        duration: f64,
+        warmup: f64,
+    ) -> Self {
+        let mut a = Self::for_group_commit(server, sessions, duration, warmup);
+        a.workload = workload;
+        a.pipeline = pipeline;
+        a
     }
 }
 
@@ -126,6 +180,14 @@ pub struct LoadResult {
     /// Znodes the run created (create workload) and whether cleanup removed them.
     pub created: usize,
     pub cleanup: String,
+    /// Server CPU seconds (utime+stime) over the measured window, with --server-pid.
+    pub server_cpu_s: Option<f64>,
+    /// Server VmRSS in bytes at the end of the run (before cleanup), with --server-pid.
+    pub server_rss: Option<u64>,
+    /// (ms since the start of the window, latency us) of every measured request.
+    pub samples: Vec<(u32, u32)>,
+    /// Seconds the measured window lasted.
+    pub window_s: f64,
 }
 
 impl LoadResult {
@@ -139,6 +201,12 @@ impl LoadResult {
         stats::q_us(&self.hist, 0.999)
     }
 
+    /// Server CPU microseconds per successful op in the window.
+    pub fn cpu_us_per_op(&self) -> Option<f64> {
+        let cpu = self.server_cpu_s?;
+        (self.ops > 0).then(|| cpu * 1e6 / self.ops as f64)
+    }
+
     fn mode(&self) -> String {
         match self.args.rate {
             None => "closed".into(),
@@ -148,7 +216,8 @@ impl LoadResult {
 
     pub fn table(&self) -> String {
         format!(
-            "load {:<6} {:<12} sessions={:<3} pipeline={:<3} size={:<5} ops/s={:>9.0}  p50={:>7} p99={:>7} p99.9={:>7} max={:>7} errors={}",
+            "load {:<8} {:<8} {:<12} sessions={:<3} pipeline={:<3} size={:<5} ops/s={:>9.0}  p50={:>7} p99={:>7} p99.9={:>7} max={:>7} errors={}{}",
+            self.args.label,
             self.args.workload.name(),
             self.mode(),
             self.args.sessions,
@@ -160,15 +229,21 @@ impl LoadResult {
             stats::fmt_us(self.p999_us()),
             stats::fmt_us(stats::max_us(&self.hist)),
             self.errors,
+            match (self.cpu_us_per_op(), self.server_rss) {
+                (Some(c), Some(r)) => format!(" server_cpu/op={c:.1}us rss={}", stats::mib(r)),
+                (None, Some(r)) => format!(" rss={}", stats::mib(r)),
+                _ => String::new(),
+            },
         )
     }
 
     pub fn json(&self) -> String {
         format!(
-            "{{\"bench\":\"load\",\"server\":\"{}\",\"workload\":\"{}\",\"mode\":\"{}\",\"sessions\":{},\"pipeline\":{},\
+            "{{\"bench\":\"load\",\"label\":\"{}\",\"server\":\"{}\",\"workload\":\"{}\",\"mode\":\"{}\",\"sessions\":{},\"pipeline\":{},\
              \"size\":{},\"duration_s\":{},\"warmup_s\":{},\"rate\":{},\"ops\":{},\"ops_per_s\":{:.1},\
              \"p50_us\":{:.1},\"p99_us\":{:.1},\"p999_us\":{:.1},\"max_us\":{:.1},\"mean_us\":{:.1},\
-             \"errors\":{},\"created\":{},\"cleanup\":\"{}\"}}",
+             \"errors\":{},\"created\":{},\"cleanup\":\"{}\",\"server_cpu_s\":{},\"server_cpu_us_per_op\":{},\"server_rss\":{}}}",
+            self.args.label,
             self.args.server,
             self.args.workload.name(),
             self.mode(),
@@ -194,8 +269,15 @@ impl LoadResult {
             self.errors,
             self.created,
             self.cleanup.replace('"', "'"),
+            opt_json(self.server_cpu_s),
+            opt_json(self.cpu_us_per_op()),
+            self.server_rss.map_or("null".into(), |r| r.to_string()),
         )
     }
+}
+
+fn opt_json(v: Option<f64>) -> String {
+    v.map_or("null".into(), |v| format!("{v:.3}"))
 }
 
 /// One request to send.
@@ -203,6 +285,8 @@ enum Op {
     Create(String),
     Set(String),
     Get(String),
+    Exists(String),
+    Multi(Vec<String>),
 }
 
 /// Picks the requests of one worker (or one open-loop session).
@@ -212,6 +296,7 @@ struct OpGen {
     tag: String,
     keys: usize,
     read_pct: u32,
+    multi_ops: usize,
     rng: u64,
 }
 
@@ -223,6 +308,7 @@ impl OpGen {
             tag: format!("c{session}-{worker}-"),
             keys: args.keys.max(1),
             read_pct: args.read_pct.min(100),
+            multi_ops: args.multi_ops.max(1),
             rng: 0x9e37_79b9_7f4a_7c15 ^ (((session as u64) << 32) | (worker as u64 + 1)),
         }
     }
@@ -242,9 +328,19 @@ impl OpGen {
 
     fn next(&mut self, seq: u64) -> Op {
         match self.workload {
-            Workload::Create => Op::Create(format!("{}/{}{seq}", self.root, self.tag)),
+            Workload::Create | Workload::Storm | Workload::Watch => {
+                Op::Create(format!("{}/{}{seq}", self.root, self.tag))
+            }
+            Workload::Populate => Op::Create(format!(
+                "{}/p{:03}/{}{seq}",
+                self.root,
+                seq % 1000,
+                self.tag
+            )),
             Workload::Set => Op::Set(self.key()),
             Workload::Get => Op::Get(self.key()),
+            Workload::Exists => Op::Exists(self.key()),
+            Workload::Multi => Op::Multi((0..self.multi_ops).map(|_| self.key()).collect()),
             Workload::Mixed => {
                 if self.rand() % 100 < u64::from(self.read_pct) {
                     Op::Get(self.key())
@@ -265,6 +361,24 @@ async fn run_op(c: &Client, op: Op, data: &[u8]) -> Result<Option<String>, Error
             .map(Some),
         Op::Set(p) => c.set_data(&p, data, -1).await.map(|_| None),
         Op::Get(p) => c.get_data(&p, false).await.map(|_| None),
+        Op::Exists(p) => c.exists(&p, false).await.map(|_| None),
+        Op::Multi(ps) => {
+            let ops = ps.iter().map(|p| op::set_data(p, data, -1)).collect();
+            let rs = c.multi(ops).await?;
+            match rs.iter().find_map(multi_err) {
+                Some(e) => {
+                    Err(ErrorCode::from_code(e).map_or(Error::UnknownCode(e), Error::Keeper))
+                }
+                None => Ok(None),
+            }
+        }
+    }
+}
+
+fn multi_err(r: &MultiResult) -> Option<i32> {
+    match r {
+        MultiResult::Error { err } if *err != 0 => Some(*err),
+        _ => None,
     }
 }
 
@@ -275,6 +389,8 @@ struct Acc {
     errors: u64,
     first_error: Option<String>,
     created: Vec<String>,
+    /// (ms since window start, latency us) of measured requests, for the plot.
+    samples: Vec<(u32, u32)>,
 }
 
 impl Acc {
@@ -285,6 +401,7 @@ impl Acc {
             errors: 0,
             first_error: None,
             created: Vec::new(),
+            samples: Vec::new(),
         }
     }
 
@@ -296,6 +413,14 @@ impl Acc {
             self.first_error = o.first_error;
         }
         self.created.extend(o.created);
+        self.samples.extend(o.samples);
+    }
+
+    fn sample(&mut self, w: &Window, start: Instant, lat: Duration) {
+        let at = start.saturating_duration_since(w.measure_start).as_millis();
+        let us = lat.as_micros().min(u128::from(u32::MAX));
+        self.samples
+            .push((at.min(u128::from(u32::MAX)) as u32, us as u32));
     }
 
     /// Accounts one finished request started (or meant to start) at `start`.
@@ -314,6 +439,7 @@ impl Acc {
                 }
                 if in_window {
                     stats::record(&mut self.hist, done - start);
+                    self.sample(w, start, done - start);
                 }
                 if done >= w.measure_start && done < w.end {
                     self.ok_in_window += 1;
@@ -322,6 +448,7 @@ impl Acc {
             Err(e) => {
                 if in_window {
                     stats::record(&mut self.hist, done - start);
+                    self.sample(w, start, done - start);
                     self.errors += 1;
                     if self.first_error.is_none() {
                         self.first_error = Some(e.to_string());
@@ -339,13 +466,24 @@ struct Window {
     end: Instant,
 }
 
-async fn closed_worker(c: Client, mut gen: OpGen, data: Arc<Vec<u8>>, w: Window) -> Acc {
+async fn closed_worker(
+    c: Client,
+    mut gen: OpGen,
+    data: Arc<Vec<u8>>,
+    w: Window,
+    limit: Option<(Arc<AtomicU64>, u64)>,
+) -> Acc {
     let mut acc = Acc::new();
     let mut seq = 0u64;
     loop {
         let t0 = Instant::now();
         if t0 >= w.end {
             break;
+        }
+        if let Some((n, max)) = &limit {
+            if n.fetch_add(1, Ordering::Relaxed) >= *max {
+                break;
+            }
         }
         let op = gen.next(seq);
         seq += 1;
@@ -473,6 +611,102 @@ async fn cleanup(c: &Client, paths: Vec<String>, root: &str) -> String {
     }
 }
 
+/// Session storm worker: connect, create one ephemeral, close, again.
+async fn storm_worker(
+    args: LoadArgs,
+    root: Arc<str>,
+    s: usize,
+    data: Arc<Vec<u8>>,
+    w: Window,
+) -> Acc {
+    let mut acc = Acc::new();
+    let timeout = Duration::from_millis(args.session_timeout_ms);
+    let mut seq = 0u64;
+    loop {
+        let t0 = Instant::now();
+        if t0 >= w.end {
+            break;
+        }
+        let path = format!("{root}/e{s}-{seq}");
+        seq += 1;
+        let r = async {
+            let c = Client::connect(&args.server, timeout).await?;
+            let r = c
+                .create(&path, &data, &Acl::open_unsafe(), CreateMode::Ephemeral)
+                .await;
+            c.close().await?;
+            r.map(|_| None)
+        }
+        .await;
+        acc.finish(&w, t0, Instant::now(), r);
+    }
+    acc
+}
+
+/// Watch fan-out: every watcher sets an exists watch on `path`, the writer changes it,
+/// and the round ends when every watcher has its event.
+async fn watch_rounds(
+    writer: &Client,
+    watchers: &[Client],
+    path: &str,
+    data: Arc<Vec<u8>>,
+    w: Window,
+) -> Result<Acc, String> {
+    let mut rxs = Vec::with_capacity(watchers.len());
+    for c in watchers {
+        rxs.push(c.take_events().ok_or("events already taken")?);
+    }
+    let mut acc = Acc::new();
+    loop {
+        if Instant::now() >= w.end {
+            break;
+        }
+        let mut set = JoinSet::new();
+        for c in watchers {
+            let (c, p) = (c.clone(), path.to_string());
+            set.spawn(async move { c.exists(&p, true).await.map(|_| ()) });
+        }
+        while let Some(r) = set.join_next().await {
+            r.map_err(|e| e.to_string())?
+                .map_err(|e| format!("exists watch: {e}"))?;
+        }
+        let t0 = Instant::now();
+        let r = writer.set_data(path, &data, -1).await;
+        let r = match r {
+            Ok(_) => {
+                let mut res = Ok(None);
+                for rx in rxs.iter_mut() {
+                    match tokio::time::timeout(Duration::from_secs(30), rx.recv()).await {
+                        Ok(Some(_)) => {}
+                        _ => {
+                            res = Err(Error::Timeout);
+                            break;
+                        }
+                    }
+                }
+                res
+            }
+            Err(e) => Err(e),
+        };
+        acc.finish(&w, t0, Instant::now(), r);
+    }
+    Ok(acc)
+}
+
+/// utime+stime of a process in seconds, from /proc/PID/stat.
+pub fn proc_cpu_secs(pid: u32) -> Option<f64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the ")" that closes comm: state is field 3, utime 14, stime 15.
+    let rest = &s[s.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ut: u64 = f.get(11)?.parse().ok()?;
+    let st: u64 = f.get(12)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let hz = if hz > 0 { hz as f64 } else { 100.0 };
+    Some((ut + st) as f64 / hz)
+}
+
 /// Runs one load measurement. Prints nothing; see [`LoadResult::table`] and `json`.
 pub async fn run(args: &LoadArgs) -> Result<LoadResult, String> {
     if args.sessions == 0 {
@@ -485,16 +719,33 @@ pub async fn run(args: &LoadArgs) -> Result<LoadResult, String> {
         if r.is_nan() || r <= 0.0 {
             return Err("--rate must be positive".into());
         }
+        if matches!(
+            args.workload,
+            Workload::Watch | Workload::Storm | Workload::Populate
+        ) {
+            return Err(format!(
+                "--rate is not supported for the {} workload",
+                args.workload.name()
+            ));
+        }
     }
     let timeout = Duration::from_millis(args.session_timeout_ms);
-    let mut clients = Vec::with_capacity(args.sessions);
-    for _ in 0..args.sessions {
-        let c = Client::connect(&args.server, timeout)
+    let connect = || async {
+        Client::connect(&args.server, timeout)
             .await
-            .map_err(|e| format!("connect {}: {e}", args.server))?;
-        clients.push(c);
+            .map_err(|e| format!("connect {}: {e}", args.server))
+    };
+    let admin = connect().await?;
+    // Storm opens its own sessions; the others share `sessions` connections.
+    let n_clients = if args.workload == Workload::Storm {
+        0
+    } else {
+        args.sessions
+    };
+    let mut clients = Vec::with_capacity(n_clients);
+    for _ in 0..n_clients {
+        clients.push(connect().await?);
     }
-    let admin = clients[0].clone();
     let root: Arc<str> = unique_root().into();
     admin
         .create(&root, b"", &Acl::open_unsafe(), CreateMode::Persistent)
@@ -502,42 +753,100 @@ pub async fn run(args: &LoadArgs) -> Result<LoadResult, String> {
         .map_err(|e| format!("create {root}: {e}"))?;
     let data = Arc::new(vec![b'x'; args.size]);
     let mut key_paths = Vec::new();
-    if args.workload != Workload::Create {
-        key_paths = (0..args.keys.max(1))
-            .map(|k| format!("{root}/k{k}"))
-            .collect();
-        create_all(&admin, key_paths.clone(), data.clone(), 64).await?;
+    match args.workload {
+        Workload::Set | Workload::Get | Workload::Exists | Workload::Mixed | Workload::Multi => {
+            key_paths = (0..args.keys.max(1))
+                .map(|k| format!("{root}/k{k}"))
+                .collect();
+        }
+        Workload::Watch => key_paths = vec![format!("{root}/watched")],
+        Workload::Populate => key_paths = (0..1000).map(|k| format!("{root}/p{k:03}")).collect(),
+        Workload::Create | Workload::Storm => {}
     }
+    create_all(&admin, key_paths.clone(), data.clone(), 64).await?;
 
+    let populate = args.workload == Workload::Populate;
     let start = Instant::now();
-    let measure_start = start + Duration::from_secs_f64(args.warmup.max(0.0));
+    let warmup = if populate { 0.0 } else { args.warmup.max(0.0) };
+    let measure_start = start + Duration::from_secs_f64(warmup);
     let w = Window {
         start,
         measure_start,
-        end: measure_start + Duration::from_secs_f64(args.duration.max(0.001)),
+        end: if populate {
+            start + Duration::from_secs(86_400)
+        } else {
+            measure_start + Duration::from_secs_f64(args.duration.max(0.001))
+        },
     };
-    let mut set = JoinSet::new();
-    for (s, c) in clients.iter().enumerate() {
-        match args.rate {
-            None => {
-                for wk in 0..args.pipeline {
-                    let gen = OpGen::new(args, &root, s, wk);
-                    set.spawn(closed_worker(c.clone(), gen, data.clone(), w));
-                }
+    // Server CPU time at the window's edges.
+    let cpu_probe = args.server_pid.map(|pid| {
+        let end = w.end;
+        tokio::spawn(async move {
+            tokio::time::sleep_until(measure_start.into()).await;
+            let a = proc_cpu_secs(pid);
+            if populate {
+                return (a, None);
             }
-            Some(rate) => {
-                let gen = OpGen::new(args, &root, s, 0);
-                let per = rate / args.sessions as f64;
-                let phase = s as f64 / args.sessions as f64;
-                set.spawn(open_session(
-                    c.clone(),
-                    gen,
-                    data.clone(),
-                    w,
-                    per,
-                    phase,
-                    args.pipeline,
-                ));
+            tokio::time::sleep_until(end.into()).await;
+            (a, proc_cpu_secs(pid))
+        })
+    });
+    let mut set = JoinSet::new();
+    let limit = populate.then(|| (Arc::new(AtomicU64::new(0)), args.znodes as u64));
+    match args.workload {
+        Workload::Watch => {
+            let (writer, path, data, watchers) = (
+                admin.clone(),
+                key_paths[0].clone(),
+                data.clone(),
+                clients.clone(),
+            );
+            set.spawn(async move {
+                watch_rounds(&writer, &watchers, &path, data, w)
+                    .await
+                    .unwrap_or_else(|e| {
+                        let mut a = Acc::new();
+                        a.errors = 1;
+                        a.first_error = Some(e);
+                        a
+                    })
+            });
+        }
+        Workload::Storm => {
+            for s in 0..args.sessions {
+                set.spawn(storm_worker(args.clone(), root.clone(), s, data.clone(), w));
+            }
+        }
+        _ => {
+            for (s, c) in clients.iter().enumerate() {
+                match args.rate {
+                    None => {
+                        for wk in 0..args.pipeline {
+                            let gen = OpGen::new(args, &root, s, wk);
+                            set.spawn(closed_worker(
+                                c.clone(),
+                                gen,
+                                data.clone(),
+                                w,
+                                limit.clone(),
+                            ));
+                        }
+                    }
+                    Some(rate) => {
+                        let gen = OpGen::new(args, &root, s, 0);
+                        let per = rate / args.sessions as f64;
+                        let phase = s as f64 / args.sessions as f64;
+                        set.spawn(open_session(
+                            c.clone(),
+                            gen,
+                            data.clone(),
+                            w,
+                            per,
+                            phase,
+                            args.pipeline,
+                        ));
+                    }
+                }
             }
         }
     }
@@ -545,9 +854,31 @@ pub async fn run(args: &LoadArgs) -> Result<LoadResult, String> {
     while let Some(r) = set.join_next().await {
         acc.merge(r.map_err(|e| format!("worker failed: {e}"))?);
     }
+    let finished = Instant::now();
+    let (window_s, ops) = if populate {
+        let s = (finished - start).as_secs_f64();
+        (s, acc.created.len() as u64)
+    } else {
+        ((w.end - w.measure_start).as_secs_f64(), acc.ok_in_window)
+    };
+    let server_cpu_s = match cpu_probe {
+        Some(h) => {
+            let (a, b) = h.await.map_err(|e| e.to_string())?;
+            let b = if populate {
+                args.server_pid.and_then(proc_cpu_secs)
+            } else {
+                b
+            };
+            a.zip(b).map(|(a, b)| b - a)
+        }
+        None => None,
+    };
+    let server_rss = args
+        .server_pid
+        .and_then(|pid| crate::server::proc_status_kb(pid, "VmRSS"));
 
     let created = acc.created.len();
-    let cleanup_note = if args.keep {
+    let cleanup_note = if args.keep || populate {
         format!("kept under {root}")
     } else {
         let mut paths = std::mem::take(&mut acc.created);
@@ -557,14 +888,23 @@ pub async fn run(args: &LoadArgs) -> Result<LoadResult, String> {
     for c in &clients {
         let _ = c.close().await;
     }
-    Ok(LoadResult {
+    let _ = admin.close().await;
+    let res = LoadResult {
         args: args.clone(),
-        ops: acc.ok_in_window,
-        ops_per_s: acc.ok_in_window as f64 / (w.end - w.measure_start).as_secs_f64(),
+        ops,
+        ops_per_s: ops as f64 / window_s,
         hist: acc.hist,
         errors: acc.errors,
         first_error: acc.first_error,
         created,
         cleanup: cleanup_note,
-    })
+        server_cpu_s,
+        server_rss,
+        samples: acc.samples,
+        window_s,
+    };
+    if let Some(p) = &args.plot {
+        crate::plot::latency_over_time(&res, p)?;
+    }
+    Ok(res)
 }

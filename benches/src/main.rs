@@ -14,9 +14,11 @@
 //! Benchmarks measure the real path (real processes, sockets, fsyncs) and report medians
 //! of repeated runs; they are not tests and assert nothing about speed.
 
+mod compare;
 mod fsync;
 mod group_commit;
 mod load;
+mod plot;
 mod restart;
 mod server;
 mod stats;
@@ -44,6 +46,8 @@ enum Cmd {
     GroupCommit(group_commit::GroupCommitArgs),
     /// Time from spawning zkd on a large data directory until it serves.
     Restart(restart::RestartArgs),
+    /// zkd and Apache ZooKeeper side by side: workload matrix, CPU/op, RSS, restart.
+    Compare(compare::CompareArgs),
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -72,6 +76,7 @@ fn main() {
         }),
         Cmd::GroupCommit(a) => runtime().block_on(group_commit::run(&a)),
         Cmd::Restart(a) => runtime().block_on(restart::run(&a)),
+        Cmd::Compare(a) => runtime().block_on(compare::run(&a)),
     };
     if let Err(e) = result {
         eprintln!("zkd-bench: {e}");

@@ -147,6 +147,26 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// How jute's `ToStringOutputArchive` (the `toString` of every record, which ZooKeeper's
+/// tools and zkCli.sh print) writes a string field: quoted with a leading `'` and with
+/// `\0 \n \r , } %` percent-escaped.
+pub fn to_string_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 1);
+    out.push('\'');
+    for c in s.chars() {
+        match c {
+            '\0' => out.push_str("%00"),
+            '\n' => out.push_str("%0A"),
+            '\r' => out.push_str("%0D"),
+            ',' => out.push_str("%2C"),
+            '}' => out.push_str("%7D"),
+            '%' => out.push_str("%25"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// An output buffer for records.
 #[derive(Debug, Default, Clone)]
 pub struct Writer {

@@ -350,24 +350,6 @@ fn op_name(txn_type: i32) -> String {
     }
 }
 
-/// jute `toString` of a string field.
-fn jute_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 1);
-    out.push('\'');
-    for c in s.chars() {
-        match c {
-            '\0' => out.push_str("%00"),
-            '\n' => out.push_str("%0A"),
-            '\r' => out.push_str("%0D"),
-            ',' => out.push_str("%2C"),
-            '}' => out.push_str("%7D"),
-            '%' => out.push_str("%25"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 /// jute `toString` of a buffer field (null and empty both print nothing), with two hex
 /// digits per byte.
 fn jute_buffer(b: Option<&[u8]>) -> String {
@@ -384,8 +366,8 @@ fn jute_acls(acl: &[Acl]) -> String {
             format!(
                 "s{{{},s{{{},{}}}}}",
                 a.perms,
-                jute_string(&a.id.scheme),
-                jute_string(&a.id.id)
+                zkd_proto::jute::to_string_escape(&a.id.scheme),
+                zkd_proto::jute::to_string_escape(&a.id.id)
             )
         })
         .collect();
@@ -405,7 +387,7 @@ fn body_text(body: &TxnBody) -> String {
     match body {
         TxnBody::Create(t) | TxnBody::Create2(t) => format!(
             "{},{},{},{},{}",
-            jute_string(&t.path),
+            zkd_proto::jute::to_string_escape(&t.path),
             jute_buffer(t.data.as_deref()),
             jute_acls(&t.acl),
             tf(t.ephemeral),
@@ -413,7 +395,7 @@ fn body_text(body: &TxnBody) -> String {
         ),
         TxnBody::CreateTtl(t) => format!(
             "{},{},{},{},{}",
-            jute_string(&t.path),
+            zkd_proto::jute::to_string_escape(&t.path),
             jute_buffer(t.data.as_deref()),
             jute_acls(&t.acl),
             t.parent_cversion,
@@ -421,28 +403,38 @@ fn body_text(body: &TxnBody) -> String {
         ),
         TxnBody::CreateContainer(t) => format!(
             "{},{},{},{}",
-            jute_string(&t.path),
+            zkd_proto::jute::to_string_escape(&t.path),
             jute_buffer(t.data.as_deref()),
             jute_acls(&t.acl),
             t.parent_cversion
         ),
-        TxnBody::Delete(t) | TxnBody::DeleteContainer(t) => jute_string(&t.path),
+        TxnBody::Delete(t) | TxnBody::DeleteContainer(t) => {
+            zkd_proto::jute::to_string_escape(&t.path)
+        }
         TxnBody::SetData(t) => format!(
             "{},{},{}",
-            jute_string(&t.path),
+            zkd_proto::jute::to_string_escape(&t.path),
             jute_buffer(t.data.as_deref()),
             t.version
         ),
         TxnBody::SetAcl(t) => format!(
             "{},{},{}",
-            jute_string(&t.path),
+            zkd_proto::jute::to_string_escape(&t.path),
             jute_acls(&t.acl),
             t.version
         ),
-        TxnBody::Check(t) => format!("{},{}", jute_string(&t.path), t.version),
+        TxnBody::Check(t) => format!(
+            "{},{}",
+            zkd_proto::jute::to_string_escape(&t.path),
+            t.version
+        ),
         TxnBody::CreateSession(t) => t.time_out.to_string(),
         TxnBody::CloseSession(t) => {
-            let paths: Vec<String> = t.paths_to_delete.iter().map(|p| jute_string(p)).collect();
+            let paths: Vec<String> = t
+                .paths_to_delete
+                .iter()
+                .map(|p| zkd_proto::jute::to_string_escape(p))
+                .collect();
             format!("v{{{}}}", paths.join(","))
         }
         TxnBody::Error(t) => t.err.to_string(),
@@ -1220,7 +1212,10 @@ mod tests {
     #[test]
     fn escaping() {
         assert_eq!(json_str("a\"b\\c\n\u{1}é"), "\"a\\\"b\\\\c\\n\\u0001é\"");
-        assert_eq!(jute_string("/a,b}%\n"), "'/a%2Cb%7D%25%0A");
+        assert_eq!(
+            zkd_proto::jute::to_string_escape("/a,b}%\n"),
+            "'/a%2Cb%7D%25%0A"
+        );
         assert_eq!(jute_buffer(Some(&[0, 0xab])), "#00ab");
         assert_eq!(jute_buffer(None), "");
         assert_eq!(jute_acls(&Acl::open_unsafe()), "v{s{31,s{'world,'anyone}}}");

@@ -72,35 +72,16 @@ fn real_clients_against_a_zkd_follower() {
 
 #[test]
 fn real_clients_against_zkd() {
-    if !reference_clients_installed() {
-        let required = std::env::var("ZKD_REQUIRE_REFERENCE").is_ok_and(|v| v == "1");
-        assert!(
-            !required,
-            "ZKD_REQUIRE_REFERENCE=1 but the Debian reference clients are not installed"
-        );
-        eprintln!("skipping: install zookeeper, zookeeper-bin, libcurator-*-java, python3-kazoo (see .ci/run)");
+    if !reference_clients_or_skip() {
         return;
     }
     let zkd =
         ZkdProcess::start("extendedTypesEnabled=true\nznode.container.checkIntervalMs=1000\n");
-    let port = zkd.addr().port();
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../compat/run-all.sh");
-    let out = Command::new("bash")
-        .arg(&script)
-        .arg(format!("127.0.0.1:{port}"))
-        .env("COMPAT_VERBOSE", "1")
-        .output()
-        .expect("run compat/run-all.sh");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    println!("{stdout}");
-    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
-    if !out.status.success() {
+    let (ok, _) = run_suites(zkd.addr());
+    if !ok {
         let log = zkd.log();
         let tail: Vec<&str> = log.lines().rev().take(40).collect();
         eprintln!("zkd log (last lines, newest first):\n{}", tail.join("\n"));
     }
-    assert!(
-        out.status.success(),
-        "real-client compatibility suites failed"
-    );
+    assert!(ok, "real-client compatibility suites failed");
 }

@@ -273,6 +273,18 @@ fn request(
     replies.into_iter().next().unwrap()
 }
 
+/// A client ping on `conn`, then one tick of the whole cluster.
+fn ping_and_tick(c: &mut Cluster, server: ServerId, conn: ConnId) {
+    let now = c.now;
+    let mut w = Writer::new();
+    Request::Ping.encode_body(&mut w);
+    c.s(server)
+        .core
+        .request(conn, -2, OpCode::Ping as i32, &w.buf, now);
+    c.tick(1);
+    c.s(server).sent.clear();
+}
+
 fn create(path: &str, mode: CreateMode) -> Request {
     Request::Create {
         op: OpCode::Create,
@@ -367,15 +379,9 @@ fn a_client_kept_alive_through_a_follower_keeps_its_ephemeral() {
     let f = (1..=3).find(|i| *i != leader).unwrap();
     connect(&mut c, f, 1);
     request(&mut c, f, 1, 1, &create("/e", CreateMode::Ephemeral));
-    for i in 0..20 {
+    for _ in 0..20 {
         // A ping every tick: the follower reports the session to the leader.
-        let now = c.now;
-        let mut w = Writer::new();
-        Request::Ping.encode_body(&mut w);
-        c.s(f).core.request(1, -2, OpCode::Ping as i32, &w.buf, now);
-        c.tick(1);
-        c.s(f).sent.clear();
-        let _ = i;
+        ping_and_tick(&mut c, f, 1);
     }
     assert!(c.s(leader).core.tree.get("/e").is_some());
 }

@@ -67,30 +67,13 @@ pub fn perm_string(p: i32) -> String {
     s
 }
 
-/// How jute's ToStringOutputArchive escapes a string field.
-fn jute_escape(s: &str) -> String {
-    let mut out = String::from("'");
-    for c in s.chars() {
-        match c {
-            '\0' => out.push_str("%00"),
-            '\n' => out.push_str("%0A"),
-            '\r' => out.push_str("%0D"),
-            ',' => out.push_str("%2C"),
-            '}' => out.push_str("%7D"),
-            '%' => out.push_str("%25"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 /// One getAcl line. zkCli.sh prints `Id.toString()`, a jute record dump ending in a
 /// newline, so the permissions land on a line of their own: "'world,'anyone\n: cdrwa".
 pub fn acl_line(a: &Acl) -> String {
     format!(
         "{},{}\n: {}",
-        jute_escape(&a.id.scheme),
-        jute_escape(&a.id.id),
+        zkd_proto::jute::to_string_escape(&a.id.scheme),
+        zkd_proto::jute::to_string_escape(&a.id.id),
         perm_string(a.perms)
     )
 }

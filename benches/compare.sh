@@ -34,19 +34,27 @@ if [ "$(nproc)" -ge 2 ]; then
   PIN_SRV=(--server-cpu "$SERVER_CPU")
 fi
 
-# zkd-bench kills its servers itself; this trap covers an interrupted run.
+# zkd-bench kills its servers itself when it ends normally. On an interrupt, the trap
+# kills zkd-bench's whole process group (job control gives it its own; the servers it
+# started are in it) and removes the scratch directory.
+SCRATCH=$(mktemp -d "$BENCH_DIR/zkd-compare.XXXXXX")
 BENCH_PID=
 cleanup() {
   if [ -n "$BENCH_PID" ] && kill -0 "$BENCH_PID" 2>/dev/null; then
-    kill "$BENCH_PID" 2>/dev/null || true
-    wait "$BENCH_PID" 2>/dev/null || true
+    kill -- "-$BENCH_PID" 2>/dev/null || true
+    sleep 0.5
+    kill -KILL -- "-$BENCH_PID" 2>/dev/null || true
   fi
+  rm -rf "$SCRATCH"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 echo "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), commit $(git rev-parse --short HEAD), $(date -u +%FT%TZ)"
 echo "results and plots: $OUT"
+set -m
 "${PIN_BENCH[@]}" "$TARGET/release/zkd-bench" compare --zkd "$TARGET/release/zkd" \
-  --mode "$MODE" --dir "$BENCH_DIR" --out "$OUT" "${PIN_SRV[@]}" "$@" &
+  --mode "$MODE" --dir "$SCRATCH" --out "$OUT" "${PIN_SRV[@]}" "$@" &
 BENCH_PID=$!
+set +m
 wait "$BENCH_PID"

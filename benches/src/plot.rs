@@ -157,6 +157,7 @@ pub fn latency_over_time(r: &LoadResult, path: &Path) -> Result<(), String> {
     if text {
         chart
             .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
             .background_style(WHITE.mix(0.8))
             .border_style(BLACK)
             .label_font(("sans-serif", 14))

@@ -1,0 +1,7 @@
+//! zkd-jepsen: a Jepsen-style harness for zkd and Apache ZooKeeper.
+//!
+//! Owns the history model, the checkers (pure), and the runner that starts real server
+//! processes in network namespaces, injects faults and drives workloads with zkd-client.
+
+pub mod checker;
+pub mod history;

@@ -4,4 +4,11 @@
 //! processes in network namespaces, injects faults and drives workloads with zkd-client.
 
 pub mod checker;
+pub mod cleanup;
+pub mod cluster;
 pub mod history;
+pub mod nemesis;
+pub mod netns;
+pub mod plot;
+pub mod runner;
+pub mod workload;

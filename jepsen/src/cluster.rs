@@ -80,11 +80,15 @@ impl Cluster {
         base: &Path,
         keep_dir: bool,
     ) -> Result<Cluster, ClusterError> {
-        let dir = base.join(format!("run-{}-{}", std::process::id(), kind.name()));
+        let net = Net::create(n)?;
+        let dir = base.join(format!(
+            "run-{}-{}",
+            net.bridge.trim_start_matches(crate::netns::PREFIX),
+            kind.name()
+        ));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir)?;
         cleanup::register_dir(&dir);
-        let net = Net::create(n)?;
         let tick_ms = 500;
         let mut servers = Vec::new();
         for i in 0..n {

@@ -1,8 +1,8 @@
 //! Network namespaces, the bridge that joins them, and nftables link cuts.
 //!
-//! Owns every kernel object the harness makes: one namespace per server (`zkj<pid>n<i>`), a
-//! veth pair from it to one bridge inside a hub namespace (`zkj<pid>hub`), an uplink veth
-//! (`zkj<pid>h`) from the root namespace to that bridge, addresses in a
+//! Owns every kernel object the harness makes: one namespace per server (`zkj<pid>-<k>n<i>`), a
+//! veth pair from it to one bridge inside a hub namespace (`zkj<pid>-<k>hub`), an uplink veth
+//! (`zkj<pid>-<k>h`) from the root namespace to that bridge, addresses in a
 //! private 10.231.<x>.0/24 chosen to avoid ones already in use, and an `inet zkj` nftables
 //! table inside each namespace whose input chain drops what a partition forbids. Clients
 //! stay in the root namespace and always reach every server; partitions cut server-to-server
@@ -67,7 +67,13 @@ pub struct Net {
 impl Net {
     /// Makes `n` namespaces joined by a fresh bridge (`bridge` names the hub namespace).
     pub fn create(n: usize) -> Result<Net, NetError> {
+        static RUNS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let pid = std::process::id();
+        // pid plus a per-process counter: tests in one process may make several nets.
+        let id = format!(
+            "{pid}-{}",
+            RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
         let used = run(&["ip", "-4", "-o", "addr"])?;
         let x = (1..=250u32)
             .map(|i| (pid + i) % 250 + 1)
@@ -77,8 +83,8 @@ impl Net {
         // br_netfilter on with a FORWARD DROP policy (Docker), which would drop bridged
         // server-to-server traffic. A fresh namespace has no rules, so we change nothing
         // global. The root namespace reaches the hub through one more veth pair.
-        let hub = format!("{PREFIX}{pid}hub");
-        let uplink = format!("{PREFIX}{pid}h");
+        let hub = format!("{PREFIX}{id}hub");
+        let uplink = format!("{PREFIX}{id}h");
         let gateway = format!("10.231.{x}.1");
         cleanup::register_netns(&hub);
         cleanup::register_link(&uplink);
@@ -111,8 +117,8 @@ impl Net {
             gateway,
         };
         for i in 1..=n {
-            let ns = format!("{PREFIX}{pid}n{i}");
-            let veth = format!("{PREFIX}{pid}v{i}");
+            let ns = format!("{PREFIX}{id}n{i}");
+            let veth = format!("{PREFIX}{id}v{i}");
             let ip = format!("10.231.{x}.{}", 10 + i);
             cleanup::register_netns(&ns);
             run(&["ip", "netns", "add", &ns])?;
@@ -208,13 +214,9 @@ pub fn sweep_leftovers() -> Vec<String> {
             .take_while(|c| c.is_ascii_digit())
             .collect();
         match digits.parse::<u32>() {
-            Ok(pid) => {
-                pid == std::process::id()
-                    || std::path::Path::new(&format!("/proc/{pid}")).exists()
-                        && std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                            .map(|c| c.starts_with("zkd-jepsen"))
-                            .unwrap_or(false)
-            }
+            // A live process with that pid still owns it (a harness binary or a test
+            // binary using the library); pid reuse can only make us keep leftovers longer.
+            Ok(pid) => std::path::Path::new(&format!("/proc/{pid}")).exists(),
             Err(_) => true,
         }
     };

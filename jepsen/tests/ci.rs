@@ -1,0 +1,143 @@
+//! Short CI suite against real processes in network namespaces.
+//!
+//! Runs only as root with iproute2 and nft; otherwise it prints why and passes, unless
+//! ZKD_REQUIRE_REFERENCE=1 and the Apache ZooKeeper jars are missing (then it fails, so a CI
+//! machine that should have the reference cannot silently skip it). One test function on
+//! purpose: the runs share the machine's two cores and must not overlap.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use zkd_jepsen::checker::Validity;
+use zkd_jepsen::cluster::{self, ServerKind};
+use zkd_jepsen::nemesis::Kind;
+use zkd_jepsen::runner::{self, RunConfig};
+use zkd_jepsen::workload::Workload;
+
+fn cfg(
+    server: ServerKind,
+    nodes: usize,
+    workload: Workload,
+    nemesis: Kind,
+    secs: u64,
+    out: &str,
+) -> RunConfig {
+    RunConfig {
+        server,
+        nodes,
+        workload,
+        nemesis,
+        time: Duration::from_secs(secs),
+        seed: 7,
+        concurrency: 4,
+        out: std::env::temp_dir().join("zkd-jepsen-ci").join(out),
+        hold: Duration::from_secs(4),
+        gap: Duration::from_secs(3),
+        expiry_bound_ms: 10_000,
+        keep_data: false,
+    }
+}
+
+fn our_namespaces() -> Vec<String> {
+    let me = format!("{}{}-", zkd_jepsen::netns::PREFIX, std::process::id());
+    zkd_jepsen::netns::run(&["ip", "netns", "list"])
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with(&me))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn jepsen_ci_suite() {
+    let require = std::env::var("ZKD_REQUIRE_REFERENCE").as_deref() == Ok("1");
+    if let Err(why) = zkd_jepsen::netns::available() {
+        eprintln!("SKIPPED jepsen CI suite: {why} (needs root, iproute2, nft)");
+        return;
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut ran = 0;
+    if cluster::apache_zk_available() {
+        // Apache ZooKeeper keeps its promises under partitions and crashes: the harness
+        // must say valid there, or the harness is wrong.
+        for (w, n) in [
+            (Workload::Register, Kind::Partition),
+            (Workload::Set, Kind::Kill),
+            (Workload::Multi, Kind::Partition),
+        ] {
+            let c = cfg(
+                ServerKind::ApacheZk,
+                3,
+                w,
+                n,
+                15,
+                &format!("zk-{w:?}-{n:?}"),
+            );
+            let r = rt.block_on(runner::run(&c)).expect("run");
+            eprintln!("{}", r.summary);
+            assert_eq!(
+                r.valid,
+                Validity::Valid,
+                "{}: {}",
+                r.summary,
+                serde_json::to_string(&r.verdicts).unwrap()
+            );
+            // The same real history with one acknowledged effect removed must fail: the
+            // checker is live on real data, not only on hand-made histories.
+            if w == Workload::Set {
+                let mut h = r.history.clone();
+                let read = h
+                    .iter()
+                    .rposition(|o| o.f == "read" && o.kind == zkd_jepsen::history::OpType::Ok)
+                    .unwrap();
+                h[read].value.as_array_mut().unwrap().remove(0);
+                let v = zkd_jepsen::checker::set::check(&h);
+                assert_eq!(v.valid, Validity::Invalid);
+            }
+            ran += 1;
+        }
+    } else if require {
+        panic!(
+            "ZKD_REQUIRE_REFERENCE=1 but Apache ZooKeeper jars ({}, {}) or java are missing",
+            cluster::ZK_JAR,
+            cluster::SLF4J_JAR
+        );
+    } else {
+        eprintln!("SKIPPED Apache ZooKeeper runs: jars not installed");
+    }
+    let zkd: PathBuf = runner::default_zkd_bin();
+    if zkd.exists() {
+        let c = cfg(
+            ServerKind::Zkd(zkd),
+            1,
+            Workload::Register,
+            Kind::Kill,
+            12,
+            "zkd-register-kill",
+        );
+        let r = rt.block_on(runner::run(&c)).expect("run");
+        eprintln!("{}", r.summary);
+        assert_eq!(
+            r.valid,
+            Validity::Valid,
+            "{}: {}",
+            r.summary,
+            serde_json::to_string(&r.verdicts).unwrap()
+        );
+        ran += 1;
+    } else {
+        eprintln!(
+            "SKIPPED zkd run: {} not built (cargo build -p zkd-server)",
+            zkd.display()
+        );
+    }
+    drop(rt);
+    // Every run removed its namespaces.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        our_namespaces().is_empty(),
+        "left behind: {:?}",
+        our_namespaces()
+    );
+    eprintln!("jepsen CI suite: {ran} runs");
+}

@@ -544,6 +544,8 @@ async fn read_children(c: &Client, parent: &str) -> Outcome {
 async fn expiry_observer(ctx: Arc<Ctx>, stop: tokio::sync::watch::Receiver<bool>) {
     let mut client: Option<Client> = None;
     let mut pending: Vec<(i64, String)> = Vec::new();
+    let mut seen: BTreeMap<String, u64> = BTreeMap::new();
+    let mut server = 0;
     let process = 1_000_000;
     loop {
         pending.extend(
@@ -601,40 +603,69 @@ async fn expiry_observer(ctx: Arc<Ctx>, stop: tokio::sync::watch::Receiver<bool>
                         .flat_map(|(s, ps)| ps.into_iter().map(move |p| (s, p))),
                 );
                 if client.as_ref().is_none_or(|c| !c.state().is_connected()) {
-                    client = ctx.connect(0).await.ok();
+                    server += 1;
+                    client = ctx.connect(server).await.ok();
                 }
                 if let Some(c) = &client {
-                    let mut still = Vec::new();
-                    for (sid, path) in pending.drain(..) {
-                        if let Ok(None) = c.exists(&path, false).await {
-                            let t = ctx.rec.now();
-                            ctx.rec.record(Op::new(
-                                process,
-                                OpType::Invoke,
-                                "gone",
-                                None,
-                                Value::Null,
-                                t,
-                            ));
-                            ctx.rec.record(Op::new(
-                                process,
-                                OpType::Ok,
-                                "gone",
-                                None,
-                                json!({"session": sid, "path": path}),
-                                t,
-                            ));
-                        } else {
-                            still.push((sid, path));
-                        }
-                    }
-                    pending = still;
+                    observe(ctx.as_ref(), c, &mut pending, &mut seen, process).await;
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             return;
         }
     }
+}
+
+/// One pass over the abandoned ephemerals: remember when each was last seen present, record
+/// "gone" (with that time) when it is missing. Stops at the first error so the caller can
+/// move to another server.
+async fn observe(
+    ctx: &Ctx,
+    c: &Client,
+    pending: &mut Vec<(i64, String)>,
+    seen: &mut BTreeMap<String, u64>,
+    process: i64,
+) {
+    let mut still = Vec::new();
+    let mut broken = false;
+    for (sid, path) in pending.drain(..) {
+        if broken {
+            still.push((sid, path));
+            continue;
+        }
+        let t0 = ctx.rec.now();
+        match c.exists(&path, false).await {
+            Ok(None) => {
+                ctx.rec.record(Op::new(
+                    process,
+                    OpType::Invoke,
+                    "gone",
+                    None,
+                    Value::Null,
+                    t0,
+                ));
+                let last = seen.remove(&path);
+                ctx.rec.record(Op::new(
+                    process,
+                    OpType::Ok,
+                    "gone",
+                    None,
+                    json!({"session": sid, "path": path, "last_present": last}),
+                    ctx.rec.now(),
+                ));
+            }
+            Ok(Some(_)) => {
+                // The reply proves presence at some instant after t0.
+                seen.insert(path.clone(), t0);
+                still.push((sid, path));
+            }
+            Err(_) => {
+                broken = true;
+                still.push((sid, path));
+            }
+        }
+    }
+    *pending = still;
 }
 
 /// A watcher process: persistent watch on one key, every notification recorded.
@@ -644,9 +675,31 @@ async fn watcher(
     stop: tokio::sync::watch::Receiver<bool>,
     process: i64,
 ) {
+    // One window per connection: our client does not reconnect, so after a connection loss
+    // the watcher opens a new session (new process) on the next server and a new window.
+    let mut process = process;
+    let mut server = idx;
+    while !*stop.borrow() {
+        if watch_window(&ctx, idx, server, stop.clone(), process).await {
+            return;
+        }
+        process += 100;
+        server += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// One watch window; true when it ended because the run stopped.
+async fn watch_window(
+    ctx: &Arc<Ctx>,
+    idx: usize,
+    server: usize,
+    stop: tokio::sync::watch::Receiver<bool>,
+    process: i64,
+) -> bool {
     let path = ctx.key_path(idx % ctx.keys);
-    let Ok(c) = ctx.connect(idx).await else {
-        return;
+    let Ok(c) = ctx.connect(server).await else {
+        return false;
     };
     let mut events = c.take_events().expect("fresh client has its event stream");
     let t = ctx.rec.now();
@@ -682,10 +735,12 @@ async fn watcher(
                 )
                 .with_error(e.to_string()),
             );
-            return;
+            return false;
         }
     }
     let mut stop = stop;
+    let mut state = c.state_watcher();
+    let mut stopped = false;
     loop {
         tokio::select! {
             ev = events.recv() => match ev {
@@ -696,8 +751,20 @@ async fn watcher(
                 }
                 None => break,
             },
-            _ = stop.changed() => break,
+            _ = stop.changed() => {
+                stopped = true;
+                break;
+            }
+            _ = state.changed() => {
+                if !state.borrow().is_connected() {
+                    break;
+                }
+            }
         }
+    }
+    if !stopped {
+        let _ = c.close().await;
+        return false;
     }
     // End of window: sync + read, so every notification for zxid <= last_zxid has arrived.
     if c.state().is_connected() {
@@ -751,6 +818,7 @@ async fn watcher(
         }
     }
     let _ = c.close().await;
+    true
 }
 
 /// Runs `ctx.concurrency` workers until `stop` flips, then returns the workers (with their

@@ -1,15 +1,18 @@
 //! Sessions and ephemerals (P11).
 //!
 //! Owns three checks. After healing, on every server: no ephemeral owned by a session that is
-//! known dead (closed with an ok reply, or deliberately abandoned) — a leak; and every
-//! acknowledged ephemeral of a session confirmed alive at the end is present — a loss. For
-//! abandoned sessions: each of their ephemerals was observed gone within the session timeout
-//! plus `bound`. Never treats a session whose close was indeterminate as dead.
+//! known dead — closed with an ok reply before the read, or abandoned (socket dropped without
+//! closeSession) longer ago than its timeout plus `bound` — a leak; and every acknowledged
+//! ephemeral of a session confirmed alive at the end is present — a loss. Expiry timeliness:
+//! an abandoned session's ephemeral must not be *seen present* later than abandon + timeout +
+//! `bound`. The observer's own delays (it may be cut off while a server is down) can only
+//! make it see "gone" late, never "present" late, so only the last sighting is judged. Never
+//! treats a session whose close was indeterminate as dead.
 //!
 //! Encoding: "create-ephemeral" key=path, invoke value {"session": id}; "close" and
 //! "abandon" value {"session": id} ("abandon" also "timeout_ms"); "gone" ok value
-//! {"session": id, "path": p} at the time an observer saw the node missing; "alive" ok value
-//! {"session": id}; "final-ephemerals" ok value {"server": name, "ephemerals": {path: owner}}.
+//! {"session": id, "path": p, "last_present": ns or null}; "alive" ok value {"session": id};
+//! "final-ephemerals" ok value {"server": name, "ephemerals": {path: owner}}.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -20,11 +23,11 @@ use crate::history::{pairs, Op, OpType};
 
 pub fn check(history: &[Op], bound_ms: u64) -> Verdict {
     let mut created: BTreeMap<i64, BTreeSet<String>> = BTreeMap::new();
-    let mut closed = BTreeSet::new();
+    let mut closed: BTreeMap<i64, u64> = BTreeMap::new(); // sid -> close completion time
     let mut abandoned: BTreeMap<i64, (u64, u64)> = BTreeMap::new(); // sid -> (time ns, timeout ms)
-    let mut gone: BTreeMap<(i64, String), u64> = BTreeMap::new();
+    let mut last_present: BTreeMap<(i64, String), u64> = BTreeMap::new();
     let mut alive = BTreeSet::new();
-    let mut finals: Vec<(String, BTreeMap<String, i64>)> = Vec::new();
+    let mut finals: Vec<(String, u64, BTreeMap<String, i64>)> = Vec::new();
     for p in pairs(history) {
         if p.outcome() != OpType::Ok {
             continue;
@@ -41,7 +44,7 @@ pub fn check(history: &[Op], bound_ms: u64) -> Verdict {
                     .insert(p.invoke.key.clone().unwrap_or_default());
             }
             ("close", Some(s)) => {
-                closed.insert(s);
+                closed.insert(s, c.time);
             }
             ("abandon", Some(s)) => {
                 let t = p.invoke.value["timeout_ms"].as_u64().unwrap_or(0);
@@ -49,7 +52,9 @@ pub fn check(history: &[Op], bound_ms: u64) -> Verdict {
             }
             ("gone", Some(s)) => {
                 let path = c.value["path"].as_str().unwrap_or_default().to_string();
-                gone.entry((s, path)).or_insert(c.time);
+                if let Some(t) = c.value["last_present"].as_u64() {
+                    last_present.insert((s, path), t);
+                }
             }
             ("alive", Some(s)) => {
                 alive.insert(s);
@@ -61,16 +66,21 @@ pub fn check(history: &[Op], bound_ms: u64) -> Verdict {
                         .filter_map(|(k, v)| Some((k.clone(), v.as_i64()?)))
                         .collect()
                 });
-                finals.push((server, map.unwrap_or_default()));
+                finals.push((server, p.invoke.time, map.unwrap_or_default()));
             }
             _ => {}
         }
     }
     let mut leaked = Vec::new();
     let mut lost = Vec::new();
-    for (server, eph) in &finals {
+    let limit = |t0: u64, timeout_ms: u64| t0 + (timeout_ms + bound_ms) * 1_000_000;
+    for (server, read_at, eph) in &finals {
         for (path, owner) in eph {
-            if closed.contains(owner) || abandoned.contains_key(owner) {
+            let closed_before = closed.get(owner).is_some_and(|&t| t < *read_at);
+            let expired_before = abandoned
+                .get(owner)
+                .is_some_and(|&(t0, to)| limit(t0, to) < *read_at);
+            if closed_before || expired_before {
                 leaked.push(json!({"server": server, "path": path, "owner": owner}));
             }
         }
@@ -85,13 +95,10 @@ pub fn check(history: &[Op], bound_ms: u64) -> Verdict {
     let mut late = Vec::new();
     for (s, (t0, timeout_ms)) in &abandoned {
         for path in created.get(s).into_iter().flatten() {
-            let limit = t0 + (timeout_ms + bound_ms) * 1_000_000;
-            match gone.get(&(*s, path.clone())) {
-                Some(&t) if t <= limit => {}
-                Some(&t) => late.push(
-                    json!({"session": s, "path": path, "expired_after_ms": (t - t0) / 1_000_000}),
-                ),
-                None => late.push(json!({"session": s, "path": path, "expired_after_ms": null})),
+            if let Some(&t) = last_present.get(&(*s, path.clone())) {
+                if t > limit(*t0, *timeout_ms) {
+                    late.push(json!({"session": s, "path": path, "present_after_ms": (t - t0) / 1_000_000}));
+                }
             }
         }
     }
@@ -165,7 +172,7 @@ mod tests {
                 "ok",
                 "gone",
                 "",
-                json!({"session": 12, "path": "/e/c"}),
+                json!({"session": 12, "path": "/e/c", "last_present": 3000 * MS}),
                 4100 * MS,
             ),
             (0, "invoke", "alive", "", json!({"session": 10}), 9000 * MS),
@@ -214,13 +221,26 @@ mod tests {
     }
 
     #[test]
-    fn late_or_missing_expiry_is_caught() {
+    fn late_expiry_is_caught() {
+        // Seen present 8995 ms after abandon; timeout 4000 + bound 2000.
         let mut hist = good();
-        hist[11].time = 9000 * MS; // gone 8995 ms after abandon, timeout 4000 + bound 2000
+        hist[11].value = json!({"session": 12, "path": "/e/c", "last_present": 9000 * MS});
         assert_eq!(check(&hist, 2000).valid, Validity::Invalid);
+        // A late "gone" alone (observer was cut off) proves nothing.
         let mut hist = good();
-        hist[11].value = json!({"session": 12, "path": "/e/other"});
+        hist[11].time = 9000 * MS;
+        assert_eq!(check(&hist, 2000).valid, Validity::Valid);
+    }
+
+    #[test]
+    fn never_expired_abandoned_session_is_a_leak() {
+        let mut hist = good();
+        hist[15].value = json!({"server": "n1", "ephemerals": {"/e/a": 10, "/e/c": 12}});
         assert_eq!(check(&hist, 2000).valid, Validity::Invalid);
+        // But not if the final read came before the expiry limit.
+        let mut hist = good();
+        hist[15].value = json!({"server": "n1", "ephemerals": {"/e/a": 10, "/e/c": 12}});
+        assert_eq!(check(&hist, 9000).valid, Validity::Valid);
     }
 
     #[test]

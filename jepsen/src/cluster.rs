@@ -247,7 +247,13 @@ impl Cluster {
 
     /// Starts server `i` again on the same data directory (no-op when running).
     pub fn restart(&mut self, i: usize) -> Result<(), ClusterError> {
-        if self.servers[i].child.is_none() {
+        // A server that exited by itself (crashed on start-up, say) is started again too.
+        let exited = match self.servers[i].child.as_mut() {
+            Some(c) => c.try_wait()?.is_some(),
+            None => true,
+        };
+        if exited {
+            self.kill(i);
             self.spawn(i)?;
         }
         Ok(())

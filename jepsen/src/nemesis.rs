@@ -6,8 +6,12 @@
 //! schedule of a run can be read back from its history. Never judges the outcome.
 //!
 //! Implemented: partitions (random halves, isolate one, bridge, majorities ring, one-way),
-//! kill -9 + restart, SIGSTOP/SIGCONT. NOT implemented yet: clock skew, lost unsynced
-//! writes, bitflip/truncate of the newest log segment or snapshot.
+//! kill -9 + restart, SIGSTOP/SIGCONT, and `corrupt`: kill -9 one server, then truncate the
+//! tail of, or flip one bit near the end of, its newest txn log segment (`log.*`, both
+//! ZooKeeper and zkd name them so), restart at heal. Corruption destroys acknowledged data
+//! on that server by design, so it is only allowed with 3 or more servers. NOT implemented
+//! yet: clock skew (no libfaketime here), lost unsynced writes (needs a filesystem that
+//! drops unsynced data), snapshot corruption.
 
 use std::time::Duration;
 
@@ -26,6 +30,7 @@ pub enum Kind {
     Kill,
     Pause,
     Partition,
+    Corrupt,
     Mixed,
 }
 
@@ -37,10 +42,11 @@ impl std::str::FromStr for Kind {
             "kill" => Kind::Kill,
             "pause" => Kind::Pause,
             "partition" => Kind::Partition,
+            "corrupt" => Kind::Corrupt,
             "mixed" => Kind::Mixed,
             _ => {
                 return Err(format!(
-                    "unknown nemesis {s} (none|kill|pause|partition|mixed)"
+                    "unknown nemesis {s} (none|kill|pause|partition|corrupt|mixed)"
                 ))
             }
         })
@@ -54,6 +60,13 @@ pub enum Fault {
     Pause(usize),
     /// Name of the shape and the grudge.
     Partition(&'static str, Vec<Vec<usize>>),
+    /// Kill server, then cut `bytes` off its newest log segment (`flip` false) or flip one
+    /// bit `bytes` before its end (`flip` true).
+    Corrupt {
+        server: usize,
+        flip: bool,
+        bytes: u64,
+    },
 }
 
 /// Cut both ways between every pair across `a` and `b`.
@@ -131,6 +144,11 @@ pub fn schedule(
         let f = match k {
             Kind::Kill => Fault::Kill(rng.gen_range(0..n)),
             Kind::Pause => Fault::Pause(rng.gen_range(0..n)),
+            Kind::Corrupt => Fault::Corrupt {
+                server: rng.gen_range(0..n),
+                flip: rng.gen_bool(0.5),
+                bytes: rng.gen_range(1..4096),
+            },
             _ if n < 2 => Fault::Kill(0),
             _ => {
                 let (name, g) = partition(&mut rng, n);
@@ -147,6 +165,11 @@ fn describe(f: &Fault, cluster: &Cluster) -> serde_json::Value {
     match f {
         Fault::Kill(i) => json!({"kill": cluster.name(*i)}),
         Fault::Pause(i) => json!({"pause": cluster.name(*i)}),
+        Fault::Corrupt {
+            server,
+            flip,
+            bytes,
+        } => json!({"corrupt": cluster.name(*server), "flip": flip, "bytes": bytes}),
         Fault::Partition(name, g) => json!({"partition": name, "grudge": g.iter().enumerate()
             .map(|(i, v)| (cluster.name(i), v.iter().map(|&j| cluster.name(j)).collect::<Vec<_>>()))
             .collect::<std::collections::BTreeMap<_, _>>()}),
@@ -182,6 +205,23 @@ pub async fn run(
                 Ok(())
             }
             Fault::Partition(_, g) => cluster.net.apply(g).map_err(|e| e.to_string()),
+            Fault::Corrupt {
+                server,
+                flip,
+                bytes,
+            } => {
+                cluster.kill(*server);
+                corrupt_newest_log(&cluster.servers[*server].dir, *flip, *bytes).map(|f| {
+                    rec.record(Op::new(
+                        NEMESIS,
+                        OpType::Info,
+                        "corrupted",
+                        None,
+                        json!(f),
+                        rec.now(),
+                    ));
+                })
+            }
         };
         if let Err(e) = res {
             rec.record(Op::new(
@@ -203,9 +243,98 @@ pub async fn run(
     }
 }
 
+/// The most recently modified `log.*` file under `dir`.
+fn newest_log(dir: &std::path::Path) -> Option<std::path::PathBuf> {
+    let mut best: Option<(std::time::SystemTime, std::path::PathBuf)> = None;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).ok()?.flatten() {
+            let p = e.path();
+            let Ok(meta) = e.metadata() else { continue };
+            if meta.is_dir() {
+                stack.push(p);
+            } else if p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("log."))
+            {
+                let m = meta.modified().ok()?;
+                if best.as_ref().is_none_or(|(bm, _)| m > *bm) {
+                    best = Some((m, p));
+                }
+            }
+        }
+    }
+    best.map(|b| b.1)
+}
+
+/// Truncates or bit-flips the newest log segment of a (stopped) server; returns what it did.
+fn corrupt_newest_log(dir: &std::path::Path, flip: bool, bytes: u64) -> Result<String, String> {
+    let path = newest_log(dir).ok_or("no log segment")?;
+    // Both servers preallocate segments with zeros; measure from the end of the data.
+    let content = std::fs::read(&path).map_err(|e| e.to_string())?;
+    let len = content
+        .iter()
+        .rposition(|b| *b != 0)
+        .map_or(0, |i| i as u64 + 1);
+    let at = len.saturating_sub(bytes);
+    if flip {
+        use std::io::{Read, Seek, SeekFrom, Write};
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| e.to_string())?;
+        let mut b = [0u8];
+        f.seek(SeekFrom::Start(at))
+            .and_then(|_| f.read_exact(&mut b))
+            .map_err(|e| e.to_string())?;
+        b[0] ^= 1 << (bytes % 8);
+        f.seek(SeekFrom::Start(at))
+            .and_then(|_| f.write_all(&b))
+            .map_err(|e| e.to_string())?;
+        Ok(format!(
+            "flipped bit {} of byte {at} of {} ({len} bytes)",
+            bytes % 8,
+            path.display()
+        ))
+    } else {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .and_then(|f| f.set_len(at))
+            .map_err(|e| e.to_string())?;
+        Ok(format!(
+            "truncated {} from {len} to {at} bytes",
+            path.display()
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn corrupt_truncates_or_flips_only_the_newest_segment() {
+        let dir = std::env::temp_dir().join(format!("zkj-corrupt-{}", std::process::id()));
+        let v2 = dir.join("data/version-2");
+        std::fs::create_dir_all(&v2).unwrap();
+        // 100 bytes of data (0xff), then 50 bytes of zero preallocation.
+        let seg = [vec![0xffu8; 100], vec![0u8; 50]].concat();
+        std::fs::write(v2.join("log.1"), &seg).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        std::fs::write(v2.join("log.2"), &seg).unwrap();
+        std::fs::write(v2.join("snapshot.1"), &seg).unwrap();
+        corrupt_newest_log(&dir, false, 30).unwrap();
+        assert_eq!(std::fs::metadata(v2.join("log.2")).unwrap().len(), 70);
+        assert_eq!(std::fs::metadata(v2.join("log.1")).unwrap().len(), 150);
+        corrupt_newest_log(&dir, true, 10).unwrap();
+        let data = std::fs::read(v2.join("log.2")).unwrap();
+        assert_eq!(data.iter().filter(|b| **b != 0xff).count(), 1);
+        assert_eq!(data[60], 0xff ^ (1 << 2));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn schedules_are_seeded() {

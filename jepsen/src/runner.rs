@@ -58,6 +58,9 @@ pub fn check_all(history: &[Op], workload: Workload, expiry_bound_ms: u64) -> Ve
 
 pub async fn run(cfg: &RunConfig) -> Result<RunResult, String> {
     let started = Instant::now();
+    if cfg.nemesis == Kind::Corrupt && cfg.nodes < 3 {
+        return Err("the corrupt nemesis destroys acknowledged data on one server; it needs an ensemble of 3 or more".into());
+    }
     std::fs::create_dir_all(&cfg.out).map_err(|e| e.to_string())?;
     let mut cluster = Cluster::start(
         cfg.server.clone(),
@@ -89,11 +92,27 @@ pub async fn run(cfg: &RunConfig) -> Result<RunResult, String> {
     let (mut cluster, ()) = tokio::join!(nem, tokio::time::sleep(cfg.time));
     // Heal, then let the cluster settle before the workers stop.
     cluster.heal_all().map_err(|e| e.to_string())?;
+    // A server that does not come back (ZooKeeper refuses to start on a log CRC error, for
+    // instance) is a finding, not a harness failure: record it and go on with the others.
+    let mut live = 0;
     for i in 0..cluster.len() {
-        cluster
-            .wait_ready(i, Duration::from_secs(60))
-            .await
-            .map_err(|e| e.to_string())?;
+        match cluster.wait_ready(i, Duration::from_secs(60)).await {
+            Ok(()) => live += 1,
+            Err(e) => ctx.rec.record(
+                Op::new(
+                    crate::history::NEMESIS,
+                    OpType::Info,
+                    "unavailable",
+                    None,
+                    json!(cluster.name(i)),
+                    ctx.rec.now(),
+                )
+                .with_error(e.to_string()),
+            ),
+        }
+    }
+    if live == 0 {
+        return Err("no server serves sessions after healing".into());
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let _ = stop_tx.send(true);

@@ -134,6 +134,18 @@ impl Ctx {
         Client::connect_with(opts).await
     }
 
+    /// Connects to the first server from `first` on that accepts, each tried once.
+    pub async fn connect_live(&self, first: usize) -> Result<Client, Error> {
+        let mut last = Error::ConnectionLoss;
+        for k in 0..self.addrs.len() {
+            match self.connect(first + k).await {
+                Ok(c) => return Ok(c),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
     /// Connects to some server, trying each from `first` on.
     async fn connect_any(&self, first: usize) -> Client {
         let mut i = first;
@@ -917,7 +929,7 @@ pub async fn final_reads(ctx: &Ctx) {
             ctx.rec.now(),
         ));
         let res = async {
-            let c = ctx.connect(i).await?;
+            let c = ctx.connect_live(i).await?;
             c.sync(&path).await?;
             let r = c.get_children(&path, false).await;
             let _ = c.close().await;

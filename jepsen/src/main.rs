@@ -47,6 +47,10 @@ struct Args {
     /// Keep server data folders after the run.
     #[arg(long)]
     keep_data: bool,
+    /// register: read without sync first (ZooKeeper does not promise linearizable plain
+    /// reads; expect the checker to find stale ones under partitions).
+    #[arg(long)]
+    plain_reads: bool,
     /// Re-check an existing history.jsonl instead of running (needs --workload).
     #[arg(long)]
     check: Option<PathBuf>,
@@ -109,6 +113,7 @@ fn main() {
         gap: Duration::from_secs(args.gap),
         expiry_bound_ms: 10_000,
         keep_data: args.keep_data,
+        plain_reads: args.plain_reads,
     };
     let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
     let result = rt.block_on(runner::run(&cfg));

@@ -34,6 +34,8 @@ pub struct RunConfig {
     /// Allowed expiry delay beyond the session timeout (P11 bound).
     pub expiry_bound_ms: u64,
     pub keep_data: bool,
+    /// Register reads without sync (not linearizable in ZooKeeper; see `Ctx::plain_reads`).
+    pub plain_reads: bool,
 }
 
 pub struct RunResult {
@@ -71,7 +73,9 @@ pub async fn run(cfg: &RunConfig) -> Result<RunResult, String> {
     .await
     .map_err(|e| e.to_string())?;
     let addrs = (0..cluster.len()).map(|i| cluster.addr(i)).collect();
-    let ctx = Arc::new(Ctx::new(cfg.workload, addrs, cfg.concurrency));
+    let mut ctx = Ctx::new(cfg.workload, addrs, cfg.concurrency);
+    ctx.plain_reads = cfg.plain_reads;
+    let ctx = Arc::new(ctx);
     workload::setup(&ctx)
         .await
         .map_err(|e| format!("setup: {e}"))?;
@@ -150,10 +154,11 @@ pub async fn run(cfg: &RunConfig) -> Result<RunResult, String> {
             .count()
     };
     let summary = format!(
-        "zkd-jepsen server={} nodes={} workload={:?} nemesis={:?} seed={} time={}s wall={:.0}s ops={} ok={} fail={} info={} faults={} valid={} [{}]{}",
+        "zkd-jepsen server={} nodes={} workload={:?}{} nemesis={:?} seed={} time={}s wall={:.0}s ops={} ok={} fail={} info={} faults={} valid={} [{}]{}",
         cfg.server.name(),
         cfg.nodes,
         cfg.workload,
+        if cfg.plain_reads { "(plain-reads)" } else { "" },
         cfg.nemesis,
         cfg.seed,
         cfg.time.as_secs(),

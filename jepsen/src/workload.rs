@@ -106,6 +106,10 @@ pub struct Ctx {
     pub op_timeout: Duration,
     pub session_timeout: Duration,
     pub keys: usize,
+    /// Register reads without the preceding sync. ZooKeeper does not promise these are
+    /// linearizable (P5 allows stale cross-client reads), so the register checker is
+    /// expected to reject some histories: a check that the checker sees real staleness.
+    pub plain_reads: bool,
     next_value: AtomicI64,
     /// Sessions a worker deliberately abandoned: (session id, ephemeral paths, when).
     abandoned: Mutex<Vec<(i64, Vec<String>)>>,
@@ -121,6 +125,7 @@ impl Ctx {
             op_timeout: Duration::from_secs(3),
             session_timeout: Duration::from_secs(6),
             keys: 3,
+            plain_reads: false,
             next_value: AtomicI64::new(1),
             abandoned: Mutex::new(Vec::new()),
         }
@@ -399,11 +404,14 @@ impl Worker {
         let roll = self.rng.gen_range(0..10);
         let v = self.rng.gen_range(0..5i64);
         if roll < 4 {
+            let plain = ctx.plain_reads;
             self.op(ctx, "read", Some(&key), Value::Null, |c| async move {
                 // sync first: a plain read may be stale across clients (P5); sync+read is
                 // what ZooKeeper offers for read-after-other-client's-write.
-                if let Err(e) = c.sync(&p2).await {
-                    return (OpType::Info, Value::Null, None, Some(e.to_string()));
+                if !plain {
+                    if let Err(e) = c.sync(&p2).await {
+                        return (OpType::Info, Value::Null, None, Some(e.to_string()));
+                    }
                 }
                 match c.get_data(&p2, false).await {
                     Ok((data, stat)) => (

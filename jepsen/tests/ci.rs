@@ -35,6 +35,7 @@ fn cfg(
         gap: Duration::from_secs(3),
         expiry_bound_ms: 10_000,
         keep_data: false,
+        plain_reads: false,
     }
 }
 

@@ -73,7 +73,8 @@ impl Default for Budget {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyResult {
     Linearizable,
-    /// The longest linearizable prefix got stuck before the op with this history index.
+    /// The deepest search got stuck at the return of the op with this history index, after
+    /// linearizing `linearized` ops.
     NotLinearizable {
         stuck_at: usize,
         linearized: usize,
@@ -200,6 +201,8 @@ fn check_ops(ops: &[LOp], init: State, budget: Budget) -> KeyResult {
     let mut entry = next[head];
     let mut steps: u64 = 0;
     let started = Instant::now();
+    // Deepest point at which an op's return blocked the search: (ops linearized, that op's
+    // history index). This is the op a human should look at first.
     let mut best = (0usize, ops.first().map(|o| o.index).unwrap_or(0));
 
     while entry != NIL {
@@ -221,9 +224,6 @@ fn check_ops(ops: &[LOp], init: State, budget: Budget) -> KeyResult {
                     if ret_entry[i] != NIL {
                         unlink(&mut next, &mut prev, ret_entry[i]);
                     }
-                    if stack.len() > best.0 {
-                        best.0 = stack.len();
-                    }
                     entry = next[head];
                     continue;
                 }
@@ -232,15 +232,15 @@ fn check_ops(ops: &[LOp], init: State, budget: Budget) -> KeyResult {
             entry = next[entry];
         } else {
             // A return of an op not yet linearized: everything before it failed. Backtrack.
+            if stack.len() >= best.0 {
+                best = (stack.len(), ops[i].index);
+            }
             let Some((j, s_before)) = stack.pop() else {
                 return KeyResult::NotLinearizable {
-                    stuck_at: ops[i].index,
+                    stuck_at: best.1,
                     linearized: best.0,
                 };
             };
-            if stack.len() + 1 == best.0 {
-                best.1 = ops[i].index;
-            }
             state = s_before;
             linearized[j / 64] &= !(1 << (j % 64));
             if ret_entry[j] != NIL {
@@ -347,6 +347,9 @@ mod tests {
         ]);
         let v = check(&hist, (0, 0), Budget::default());
         assert_eq!(v.valid, Validity::Invalid, "{v:?}");
+        // The report points at the stale read's invocation (history index 2).
+        assert_eq!(v.details["a"]["stuck_at_op"], 2, "{v:?}");
+        assert_eq!(v.details["a"]["op"]["f"], "read");
     }
 
     #[test]

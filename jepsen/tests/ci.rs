@@ -145,3 +145,68 @@ fn jepsen_ci_suite() {
     );
     eprintln!("jepsen CI suite: {ran} runs");
 }
+
+/// The partition mechanism itself: after `cut(a, b)`, b no longer hears a (TCP connect from a
+/// to b times out) while b still reaches a; `heal` restores it. Uses python3 for the
+/// listener and the probe inside the namespaces.
+#[test]
+fn nft_cut_is_one_way_and_heal_restores() {
+    if zkd_jepsen::netns::available().is_err()
+        || std::process::Command::new("python3")
+            .arg("-V")
+            .output()
+            .is_err()
+    {
+        eprintln!("SKIPPED nft cut test: needs root, iproute2, nft and python3");
+        return;
+    }
+    let net = zkd_jepsen::netns::Net::create(2).expect("netns");
+    // A listener in each namespace on port 7000 that accepts forever.
+    let mut listeners = Vec::new();
+    for i in 0..2 {
+        let code = format!(
+            "import socket\ns=socket.socket()\ns.bind(('{}',7000))\ns.listen(64)\nwhile True:\n  c,_=s.accept(); c.close()",
+            net.ips[i]
+        );
+        listeners.push(
+            std::process::Command::new("ip")
+                .args(["netns", "exec", &net.namespaces[i], "python3", "-c", &code])
+                .spawn()
+                .unwrap(),
+        );
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let reach = |from: usize, to: usize| -> bool {
+        let code = format!(
+            "import socket\ntry:\n  socket.create_connection(('{}',7000),timeout=1); print('ok')\nexcept Exception: print('no')",
+            net.ips[to]
+        );
+        let out = zkd_jepsen::netns::run(&[
+            "ip",
+            "netns",
+            "exec",
+            &net.namespaces[from],
+            "python3",
+            "-c",
+            &code,
+        ])
+        .unwrap();
+        out.trim() == "ok"
+    };
+    assert!(
+        reach(0, 1) && reach(1, 0),
+        "namespaces reach each other through the hub bridge"
+    );
+    net.cut(0, 1).unwrap(); // n2 drops what n1 sends
+    assert!(!reach(0, 1), "cut 0->1 must stop n1 reaching n2");
+    assert!(
+        !reach(1, 0),
+        "a TCP connect needs both directions, so n2->n1 fails too (SYN-ACK dropped)"
+    );
+    net.heal().unwrap();
+    assert!(reach(0, 1) && reach(1, 0), "heal restores both directions");
+    for mut l in listeners {
+        let _ = l.kill();
+        let _ = l.wait();
+    }
+}

@@ -1,0 +1,213 @@
+//! Persistent watches (P10): every committed change to a watched znode is notified, in zxid
+//! order, with no duplicates and no gaps, while the watcher stays connected.
+//!
+//! Owns the per-watcher check. A watcher's window opens at the zxid its client had seen when
+//! addWatch returned ("watch" ok value {"zxid": z0}) and closes at the zxid of a sync+read it
+//! does at the end ("watch-end" ok value {"zxid": z1}); a watcher that lost its connection
+//! has no closed window and is only checked for order, duplicates and phantoms. Writers'
+//! "write" ops carry the mzxid setData returned. "event" ops are single `ok` entries (no
+//! invocation) with the notification's zxid when the server sends one (ZooKeeper ≥3.9,
+//! ZOOKEEPER-4655); without zxids the check falls back to counting: acknowledged writes in
+//! the window ≤ events ≤ those plus indeterminate writes. Never assumes one-shot semantics.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::json;
+
+use super::{merge, Validity, Verdict};
+use crate::history::{pairs, Op, OpType};
+
+pub fn check(history: &[Op]) -> Verdict {
+    // Committed writes per key: zxids of ok writes; count of indeterminate writes.
+    let mut ok_writes: BTreeMap<String, BTreeSet<i64>> = BTreeMap::new();
+    let mut info_writes: BTreeMap<String, usize> = BTreeMap::new();
+    let mut windows: BTreeMap<i64, (String, i64, Option<i64>)> = BTreeMap::new(); // process -> (key, z0, z1)
+    for p in pairs(history) {
+        let key = p.invoke.key.clone().unwrap_or_default();
+        match (p.invoke.f.as_str(), p.outcome()) {
+            ("write", OpType::Ok) => {
+                if let Some(z) = p.complete.unwrap().zxid {
+                    ok_writes.entry(key).or_default().insert(z);
+                }
+            }
+            ("write", OpType::Info) => *info_writes.entry(key).or_default() += 1,
+            ("watch", OpType::Ok) => {
+                let z0 = p.complete.unwrap().value["zxid"].as_i64().unwrap_or(0);
+                windows.insert(p.invoke.process, (key, z0, None));
+            }
+            ("watch-end", OpType::Ok) => {
+                if let Some(w) = windows.get_mut(&p.invoke.process) {
+                    w.2 = p.complete.unwrap().value["zxid"].as_i64();
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut events: BTreeMap<i64, Vec<&Op>> = BTreeMap::new();
+    for op in history
+        .iter()
+        .filter(|o| o.f == "event" && o.kind == OpType::Ok)
+    {
+        events.entry(op.process).or_default().push(op);
+    }
+    let mut per_watcher = BTreeMap::new();
+    let mut validities = Vec::new();
+    for (proc_, (key, z0, z1)) in &windows {
+        let evs: Vec<&Op> = events
+            .get(proc_)
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|e| e.key.as_deref() == Some(key.as_str()))
+            .collect();
+        let known: Vec<i64> = evs
+            .iter()
+            .filter_map(|e| e.zxid)
+            .filter(|&z| z > 0)
+            .collect();
+        let all_known = known.len() == evs.len();
+        let mut problems = Vec::new();
+        for w in known.windows(2) {
+            if w[1] == w[0] {
+                problems.push(json!({"duplicate": w[1]}));
+            } else if w[1] < w[0] {
+                problems.push(json!({"out_of_order": [w[0], w[1]]}));
+            }
+        }
+        let committed = ok_writes.get(key).cloned().unwrap_or_default();
+        let indeterminate = info_writes.get(key).copied().unwrap_or(0);
+        let end = z1.unwrap_or(i64::MAX);
+        let in_window: Vec<i64> = committed
+            .iter()
+            .copied()
+            .filter(|&z| z > *z0 && z <= end)
+            .collect();
+        if all_known {
+            let seen: BTreeSet<i64> = known.iter().copied().collect();
+            if z1.is_some() {
+                let gaps: Vec<i64> = in_window
+                    .iter()
+                    .copied()
+                    .filter(|z| !seen.contains(z))
+                    .collect();
+                if !gaps.is_empty() {
+                    problems.push(json!({"missed": gaps}));
+                }
+            }
+            let phantoms: Vec<i64> = seen
+                .iter()
+                .copied()
+                .filter(|z| *z <= *z0 || *z > end || (!committed.contains(z) && indeterminate == 0))
+                .collect();
+            if !phantoms.is_empty() {
+                problems.push(json!({"phantom_or_outside_window": phantoms}));
+            }
+        } else {
+            // Counting fallback: the server sent no zxids.
+            let n = evs.len();
+            if z1.is_some() && n < in_window.len() {
+                problems.push(json!({"missed_count": in_window.len() - n}));
+            }
+            if n > in_window.len() + indeterminate && z1.is_some() {
+                problems.push(json!({"extra_count": n - in_window.len() - indeterminate}));
+            }
+        }
+        let v = if problems.is_empty() {
+            Validity::Valid
+        } else {
+            Validity::Invalid
+        };
+        validities.push(v);
+        per_watcher.insert(
+            proc_.to_string(),
+            json!({"key": key, "events": evs.len(), "zxids_known": all_known,
+            "window": [z0, z1], "writes_in_window": in_window.len(), "problems": problems}),
+        );
+    }
+    let valid = if windows.is_empty() {
+        Validity::Unknown
+    } else {
+        merge(validities)
+    };
+    Verdict::new("watches", "P10", valid, json!(per_watcher))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checker::testutil::h;
+    use serde_json::Value::Null;
+
+    /// Writers 0 and 1 on /w; watcher 5 from zxid 10 to 40; writes at 11, 20, 30 (and 5 before).
+    fn base(events: &[i64]) -> Vec<Op> {
+        let mut hist = h(&[
+            (0, "invoke", "write", "/w", json!({"value": 0}), 1),
+            (0, "ok", "write", "/w", Null, 2),
+            (5, "invoke", "watch", "/w", Null, 3),
+            (5, "ok", "watch", "/w", json!({"zxid": 10}), 4),
+        ]);
+        hist[1].zxid = Some(5);
+        for (i, z) in [11, 20, 30].iter().enumerate() {
+            let t = 10 + i as u64 * 10;
+            let mut w = h(&[
+                (
+                    i as i64 % 2,
+                    "invoke",
+                    "write",
+                    "/w",
+                    json!({"value": z}),
+                    t,
+                ),
+                (i as i64 % 2, "ok", "write", "/w", Null, t + 1),
+            ]);
+            w[1].zxid = Some(*z);
+            hist.extend(w);
+        }
+        for (i, z) in events.iter().enumerate() {
+            let mut e = h(&[(5, "ok", "event", "/w", json!({"type": 3}), 50 + i as u64)]);
+            e[0].zxid = Some(*z);
+            hist.extend(e);
+        }
+        hist.extend(h(&[
+            (5, "invoke", "watch-end", "/w", Null, 90),
+            (5, "ok", "watch-end", "/w", json!({"zxid": 40}), 91),
+        ]));
+        hist
+    }
+
+    #[test]
+    fn complete_ordered_notifications_are_valid() {
+        let v = check(&base(&[11, 20, 30]));
+        assert_eq!(v.valid, Validity::Valid, "{v:?}");
+    }
+
+    #[test]
+    fn gap_duplicate_reorder_and_phantom_are_caught() {
+        for evs in [
+            &[11, 30][..],
+            &[11, 20, 20, 30],
+            &[11, 30, 20],
+            &[5, 11, 20, 30],
+            &[11, 20, 25, 30],
+        ] {
+            let v = check(&base(evs));
+            assert_eq!(v.valid, Validity::Invalid, "{evs:?} {v:?}");
+        }
+    }
+
+    #[test]
+    fn counting_fallback_without_zxids() {
+        let strip = |mut hist: Vec<Op>| {
+            for o in hist.iter_mut().filter(|o| o.f == "event") {
+                o.zxid = Some(-1);
+            }
+            hist
+        };
+        assert_eq!(check(&strip(base(&[11, 20, 30]))).valid, Validity::Valid);
+        assert_eq!(check(&strip(base(&[11, 20]))).valid, Validity::Invalid);
+        assert_eq!(
+            check(&strip(base(&[11, 20, 30, 31]))).valid,
+            Validity::Invalid
+        );
+    }
+}

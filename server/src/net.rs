@@ -57,6 +57,9 @@ pub struct Shared {
     next_conn: AtomicU64,
     /// Where Persist outputs go: the log thread (set once it runs).
     log: std::sync::OnceLock<std::sync::mpsc::Sender<LogMsg>>,
+    /// Txns appended during the current `with_core` call, sent to the log thread as one
+    /// message when it ends.
+    log_batch: Mutex<Vec<(i64, Vec<u8>)>>,
     /// An ensemble server's transport, epoch files and storage (set before zab runs).
     pub ensemble: std::sync::OnceLock<crate::ensemble::EnsembleIo>,
 }
@@ -68,7 +71,21 @@ impl Shared {
         let mut core = self.core.lock();
         let r = f(&mut core);
         self.route(&mut core);
+        // Still under the core lock, so batches reach the log in zxid order.
+        self.flush_log_batch();
         r
+    }
+
+    fn flush_log_batch(&self) {
+        let txns = std::mem::take(&mut *self.log_batch.lock());
+        if txns.is_empty() {
+            return;
+        }
+        let log = self.log.get().expect("a durable core has a log thread");
+        if log.send(LogMsg::Append { txns }).is_err() {
+            // The log thread only ends by stopping the process.
+            tracing::error!("log thread gone; txns not persisted");
+        }
     }
 
     fn route(&self, core: &mut Core) {
@@ -125,11 +142,7 @@ impl Shared {
     }
 
     fn append_to_log(&self, zxid: i64, txn: Vec<u8>) {
-        let log = self.log.get().expect("a durable core has a log thread");
-        if log.send(LogMsg::Append { zxid, txn }).is_err() {
-            // The log thread only ends by stopping the process.
-            tracing::error!("log thread gone; txn 0x{zxid:x} not persisted");
-        }
+        self.log_batch.lock().push((zxid, txn));
     }
 }
 
@@ -139,6 +152,8 @@ impl crate::ensemble::EnsembleHost for Shared {
     }
 
     fn truncate_log(&self, after: i64) -> Result<(), String> {
+        // Earlier appends first: the log thread handles messages in order.
+        self.flush_log_batch();
         let log = self.log.get().ok_or("no log thread")?;
         let (done_tx, done_rx) = std::sync::mpsc::sync_channel(1);
         log.send(LogMsg::Truncate {
@@ -329,6 +344,7 @@ fn new_shared(core: Core) -> Arc<Shared> {
         writers: Mutex::new(HashMap::new()),
         next_conn: AtomicU64::new(1),
         log: std::sync::OnceLock::new(),
+        log_batch: Mutex::new(Vec::new()),
         ensemble: std::sync::OnceLock::new(),
     })
 }

@@ -33,10 +33,9 @@ use crate::tree::snapshot::{deserialize_snapshot, FuzzySnapshot, SnapshotSession
 
 /// A txn for the log thread.
 pub enum LogMsg {
-    Append {
-        zxid: i64,
-        txn: Vec<u8>,
-    },
+    /// Txns in zxid order: every txn one call into the core produced, so a burst of
+    /// writes wakes this thread once rather than once per txn.
+    Append { txns: Vec<(i64, Vec<u8>)> },
     /// zab's TRUNC (or a SNAP): drop every txn above `after`, after all earlier appends,
     /// and say when it is durable.
     Truncate {
@@ -236,44 +235,70 @@ fn append_thread(
         start_purge_timer(p.storage.clone(), p.retain, p.purge_interval_ms);
     }
     while let Ok(msg) = rx.recv() {
-        let (zxid, txn) = match msg {
-            LogMsg::Append { zxid, txn } => (zxid, txn),
+        let txns = match msg {
+            LogMsg::Append { txns } => txns,
             LogMsg::Truncate { after, done } => {
                 let r = log.truncate_after(after).map_err(|e| e.to_string());
                 let _ = done.send(r);
                 continue;
             }
         };
-        if let Err(e) = log.append(zxid, &txn) {
-            fatal(&format!("appending txn 0x{zxid:x}"), e);
-        }
-        since_count += 1;
-        since_bytes += txn.len() as i64;
-        {
-            let mut last = appended.zxid.lock();
-            *last = zxid;
-            appended.wake.notify_one();
-        }
-        if (since_count >= trigger.count || since_bytes >= trigger.bytes)
-            && !snapshotting.swap(true, Ordering::SeqCst)
-        {
-            since_count = 0;
-            since_bytes = 0;
-            trigger = SnapTrigger::roll(&p);
-            if let Err(e) = log.roll() {
-                fatal("rolling the txn log", e);
+        let Some(&(last_zxid, _)) = txns.last() else {
+            continue;
+        };
+        for (zxid, txn) in txns {
+            if let Err(e) = log.append(zxid, &txn) {
+                fatal(&format!("appending txn 0x{zxid:x}"), e);
             }
-            let shared = shared.clone();
-            let storage = p.storage.clone();
-            let flag = snapshotting.clone();
-            std::thread::Builder::new()
-                .name("zkd-snapshot".into())
-                .spawn(move || {
-                    take_snapshot(&shared, storage.snapshots());
-                    flag.store(false, Ordering::SeqCst);
-                })
-                .expect("spawn snapshot thread");
+            since_count += 1;
+            since_bytes += txn.len() as i64;
+            maybe_snapshot(
+                &shared,
+                &log,
+                &p,
+                &snapshotting,
+                &mut trigger,
+                &mut since_count,
+                &mut since_bytes,
+            );
         }
+        let mut last = appended.zxid.lock();
+        *last = last_zxid;
+        appended.wake.notify_one();
+    }
+}
+
+/// Starts a snapshot (after rolling the log) once snapCount/snapSizeLimit is reached and
+/// none is running.
+#[allow(clippy::too_many_arguments)]
+fn maybe_snapshot(
+    shared: &Arc<Shared>,
+    log: &TxnLog,
+    p: &Persistence,
+    snapshotting: &Arc<AtomicBool>,
+    trigger: &mut SnapTrigger,
+    since_count: &mut u64,
+    since_bytes: &mut i64,
+) {
+    if (*since_count >= trigger.count || *since_bytes >= trigger.bytes)
+        && !snapshotting.swap(true, Ordering::SeqCst)
+    {
+        *since_count = 0;
+        *since_bytes = 0;
+        *trigger = SnapTrigger::roll(p);
+        if let Err(e) = log.roll() {
+            fatal("rolling the txn log", e);
+        }
+        let shared = shared.clone();
+        let storage = p.storage.clone();
+        let flag = snapshotting.clone();
+        std::thread::Builder::new()
+            .name("zkd-snapshot".into())
+            .spawn(move || {
+                take_snapshot(&shared, storage.snapshots());
+                flag.store(false, Ordering::SeqCst);
+            })
+            .expect("spawn snapshot thread");
     }
 }
 

@@ -49,7 +49,7 @@ async fn create_eventually(addr: std::net::SocketAddr, path: &str, data: &[u8]) 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_servers_elect_replicate_and_survive_the_leader() {
     let mut e = ZkdEnsemble::start(3, 0, "");
-    let leader = e.wait_for_quorum(Duration::from_secs(30));
+    let leader = e.wait_for_quorum(Duration::from_secs(60));
     let follower = (0..3).find(|i| *i != leader).unwrap();
     // mntr reports the quorum as ZooKeeper's leader and follower gauges do.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -91,7 +91,7 @@ async fn three_servers_elect_replicate_and_survive_the_leader() {
     // Kill the leader: the two others elect a new one that serves writes.
     let killed_at = Instant::now();
     e.kill(leader);
-    let new_leader = e.wait_for_quorum(Duration::from_secs(30));
+    let new_leader = e.wait_for_quorum(Duration::from_secs(60));
     assert_ne!(new_leader, leader);
     eprintln!(
         "new leader serving {:?} after the kill",
@@ -110,7 +110,7 @@ async fn three_servers_elect_replicate_and_survive_the_leader() {
 
     // The old leader comes back as a follower and catches up.
     e.restart(leader);
-    e.wait_for_quorum(Duration::from_secs(30));
+    e.wait_for_quorum(Duration::from_secs(60));
     let back = connect(e.clients[leader]).await;
     back.sync("/").await.unwrap();
     assert!(back.exists("/after", false).await.unwrap().is_some());
@@ -125,8 +125,8 @@ async fn three_servers_elect_replicate_and_survive_the_leader() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_observer_added_later_catches_up_and_serves_without_voting() {
-    let mut e = common::ZkdEnsemble::start_some(3, 1, 200, "", &[3]);
-    let leader = e.wait_for_quorum(Duration::from_secs(30));
+    let mut e = common::ZkdEnsemble::start_some(3, 1, 500, "", &[3]);
+    let leader = e.wait_for_quorum(Duration::from_secs(60));
     let c = connect(e.clients[leader]).await;
     for i in 0..50 {
         c.create(
@@ -140,7 +140,7 @@ async fn an_observer_added_later_catches_up_and_serves_without_voting() {
     }
     // The observer joins a running ensemble and is synced to everything before it.
     e.restart(3);
-    e.wait_for_quorum(Duration::from_secs(30));
+    e.wait_for_quorum(Duration::from_secs(60));
     assert_eq!(e.mode(3), "observer");
     let o = connect(e.clients[3]).await;
     o.sync("/").await.unwrap();
@@ -173,7 +173,7 @@ async fn an_observer_added_later_catches_up_and_serves_without_voting() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_leader_killed_under_load_loses_no_acknowledged_write() {
     let mut e = ZkdEnsemble::start(3, 0, "");
-    let leader = e.wait_for_quorum(Duration::from_secs(30));
+    let leader = e.wait_for_quorum(Duration::from_secs(60));
     let followers: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
@@ -221,7 +221,7 @@ async fn the_leader_killed_under_load_loses_no_acknowledged_write() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     eprintln!(
-        "writes resumed {:?} after the leader's SIGKILL (tickTime 200 ms, initLimit 10)",
+        "writes resumed {:?} after the leader's SIGKILL (tickTime 500 ms, initLimit 10)",
         killed.elapsed()
     );
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -252,12 +252,12 @@ async fn the_leader_killed_under_load_loses_no_acknowledged_write() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_servers_keep_serving_with_two_down() {
     let mut e = ZkdEnsemble::start(5, 0, "");
-    let leader = e.wait_for_quorum(Duration::from_secs(40));
+    let leader = e.wait_for_quorum(Duration::from_secs(60));
     // Take down the leader and one follower: three of five are a quorum.
     let follower = (0..5).find(|i| *i != leader).unwrap();
     e.kill(leader);
     e.kill(follower);
-    let new_leader = e.wait_for_quorum(Duration::from_secs(40));
+    let new_leader = e.wait_for_quorum(Duration::from_secs(60));
     assert!(new_leader != leader && new_leader != follower);
     let live: Vec<usize> = (0..5).filter(|i| *i != leader && *i != follower).collect();
     create_eventually(e.clients[live[0]], "/five", b"ok").await;
@@ -275,7 +275,7 @@ async fn five_servers_keep_serving_with_two_down() {
 async fn a_rolling_restart_keeps_sessions_and_data() {
     use zkd_client::{CreateOptions, SessionOptions, ZooKeeper};
     let mut e = ZkdEnsemble::start_with_tick(3, 0, 500, "");
-    e.wait_for_quorum(Duration::from_secs(40));
+    e.wait_for_quorum(Duration::from_secs(60));
     let hosts: Vec<String> = e.clients.iter().map(|a| a.to_string()).collect();
     let zk = ZooKeeper::connect_with(
         SessionOptions::new(&hosts.join(","), Duration::from_secs(10)).seed(7),
@@ -291,7 +291,7 @@ async fn a_rolling_restart_keeps_sessions_and_data() {
         .unwrap();
     for round in 0..3 {
         e.restart(round);
-        e.wait_for_quorum(Duration::from_secs(40));
+        e.wait_for_quorum(Duration::from_secs(60));
         // Writes go through as soon as the session is back on some server.
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -325,7 +325,7 @@ async fn a_rolling_restart_keeps_sessions_and_data() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_whole_ensemble_killed_at_once_keeps_every_acknowledged_write() {
     let mut e = ZkdEnsemble::start(3, 0, "snapCount=50\n");
-    let leader = e.wait_for_quorum(Duration::from_secs(30));
+    let leader = e.wait_for_quorum(Duration::from_secs(60));
     let mut acked = Vec::new();
     for i in 0..3 {
         let c = connect(e.clients[i]).await;
@@ -350,7 +350,7 @@ async fn the_whole_ensemble_killed_at_once_keeps_every_acknowledged_write() {
     for i in 0..3 {
         e.restart(i);
     }
-    e.wait_for_quorum(Duration::from_secs(30));
+    e.wait_for_quorum(Duration::from_secs(60));
     for i in 0..3 {
         let c = connect(e.clients[i]).await;
         c.sync("/").await.unwrap();

@@ -236,7 +236,7 @@ impl ZkdEnsemble {
     /// `voters` participants and `observers` observers; `extra_cfg` is added to every
     /// zoo.cfg.
     pub fn start(voters: usize, observers: usize, extra_cfg: &str) -> ZkdEnsemble {
-        Self::start_with_tick(voters, observers, 200, extra_cfg)
+        Self::start_with_tick(voters, observers, 500, extra_cfg)
     }
 
     /// `start` with another tickTime (session timeouts are 2 to 20 ticks).

@@ -76,6 +76,26 @@ struct Held {
     received_ms: i64,
 }
 
+/// What waits for a zab `sync` barrier.
+#[derive(Debug, Clone)]
+enum SyncWaiter {
+    /// A client's `sync` request.
+    Request {
+        conn: ConnId,
+        xid: i32,
+        path: String,
+        received_ms: i64,
+    },
+    /// A learner's check that a session a client resumes is still alive (ZooKeeper's
+    /// REVALIDATE): once every txn the leader had committed is applied here, the session
+    /// table is as fresh as the leader's, so an expired session is gone from it.
+    Revalidate {
+        conn: ConnId,
+        session_id: i64,
+        timeout_ms: i32,
+    },
+}
+
 /// Who must hear about a txn once it is applied.
 #[derive(Debug, Clone)]
 enum Origin {
@@ -187,7 +207,7 @@ pub struct Core {
     /// the committed txn with its (session, cxid).
     forwarded: HashMap<i64, std::collections::VecDeque<(i32, Origin)>>,
     /// `sync` requests waiting for zab's barrier: id -> (conn, xid, path, received).
-    syncs: HashMap<u64, (ConnId, i32, String, i64)>,
+    syncs: HashMap<u64, SyncWaiter>,
     next_sync_id: u64,
     /// Learner: sessions its clients touched since the last PING (id -> timeout).
     touched: HashMap<i64, i32>,
@@ -513,14 +533,40 @@ impl Core {
         }
         // Resume: the password must be the one this session id generates, and the
         // session must still be alive.
-        let valid = req.passwd.as_slice() == session_password(req.session_id)
-            && self.touch_session(req.session_id, timeout, now_ms);
+        let password_ok = req.passwd.as_slice() == session_password(req.session_id);
+        if self.replication == Replication::Learner
+            && password_ok
+            && self.sessions.get(req.session_id).is_some()
+        {
+            // A learner asks the leader first, as ZooKeeper's revalidateSession does: its
+            // own session table may lag behind an expiry the leader already decided, or
+            // it may be cut off from the leader altogether.
+            let id = self.next_sync_id;
+            self.next_sync_id += 1;
+            self.syncs.insert(
+                id,
+                SyncWaiter::Revalidate {
+                    conn,
+                    session_id: req.session_id,
+                    timeout_ms: timeout,
+                },
+            );
+            self.out.push(Output::Sync { id });
+            return;
+        }
+        let valid = password_ok && self.touch_session(req.session_id, timeout, now_ms);
         if !valid {
             self.finish_session_init(conn, None);
             return;
         }
-        // A session lives on one connection: the old one is closed (CLIENT_RECONNECT).
-        if let Some(old) = self.sessions.get(req.session_id).and_then(|s| s.conn) {
+        self.attach_session(conn, req.session_id);
+        self.finish_session_init(conn, Some((req.session_id, timeout)));
+    }
+
+    /// Moves a session onto `conn`; the connection it was on before is closed
+    /// (CLIENT_RECONNECT: a session lives on one connection).
+    fn attach_session(&mut self, conn: ConnId, session_id: i64) {
+        if let Some(old) = self.sessions.get(session_id).and_then(|s| s.conn) {
             if old != conn {
                 self.tree.remove_connection(old);
                 if let Some(oc) = self.conns.get_mut(&old) {
@@ -529,14 +575,24 @@ impl Core {
                 self.close(old);
             }
         }
-        self.sessions.set_conn(req.session_id, Some(conn));
+        self.sessions.set_conn(session_id, Some(conn));
         if let Some(c) = self.conns.get_mut(&conn) {
-            c.session_id = req.session_id;
+            c.session_id = session_id;
         }
-        self.finish_session_init(conn, Some((req.session_id, timeout)));
     }
 
     fn finish_session_init(&mut self, conn: ConnId, valid: Option<(i64, i32)>) {
+        if let Some((id, timeout)) = valid {
+            // ZooKeeperServer.finishSessionInit logs the same line.
+            let addr = self
+                .conns
+                .get(&conn)
+                .map(|c| c.addr.to_string())
+                .unwrap_or_default();
+            tracing::info!(
+                "Established session 0x{id:x} with negotiated timeout {timeout} for client {addr}"
+            );
+        }
         let rsp = match valid {
             Some((id, timeout)) => ConnectResponse {
                 protocol_version: 0,
@@ -740,13 +796,33 @@ impl Core {
 
     /// zab's barrier for the `sync` with this id passed: answer it.
     pub fn sync_done(&mut self, id: u64, now_ms: i64) {
-        if let Some((conn, xid, path, received_ms)) = self.syncs.remove(&id) {
-            if self.conns.contains_key(&conn) {
-                let reply = self.reply(xid, ErrorCode::Ok, Some(&SyncResponse { path }));
-                self.respond(conn, xid, "SYNC", reply, received_ms, now_ms);
+        match self.syncs.remove(&id) {
+            Some(SyncWaiter::Request {
+                conn,
+                xid,
+                path,
+                received_ms,
+            }) => {
+                if self.conns.contains_key(&conn) {
+                    let reply = self.reply(xid, ErrorCode::Ok, Some(&SyncResponse { path }));
+                    self.respond(conn, xid, "SYNC", reply, received_ms, now_ms);
+                }
+                self.write_done(conn);
+                self.settle(now_ms);
             }
-            self.write_done(conn);
-            self.settle(now_ms);
+            Some(SyncWaiter::Revalidate {
+                conn,
+                session_id,
+                timeout_ms,
+            }) if self.conns.contains_key(&conn) => {
+                let alive = self.touch_session(session_id, timeout_ms, now_ms);
+                let valid = alive.then_some((session_id, timeout_ms));
+                if alive {
+                    self.attach_session(conn, session_id);
+                }
+                self.finish_session_init(conn, valid);
+            }
+            Some(SyncWaiter::Revalidate { .. }) | None => {}
         }
     }
 
@@ -1192,7 +1268,15 @@ impl Core {
                 if let Some(c) = self.conns.get_mut(&conn) {
                     c.outstanding_writes += 1;
                 }
-                self.syncs.insert(id, (conn, xid, r.path, now_ms));
+                self.syncs.insert(
+                    id,
+                    SyncWaiter::Request {
+                        conn,
+                        xid,
+                        path: r.path,
+                        received_ms: now_ms,
+                    },
+                );
                 self.out.push(Output::Sync { id });
                 (None, "SYNC")
             }

@@ -77,6 +77,8 @@ pub struct Session {
 
 pub struct SessionTracker {
     tick_ms: i64,
+    /// The server id in the top byte of the ids this tracker mints.
+    server_id: i64,
     next_id: i64,
     sessions: HashMap<i64, Session>,
     /// Expiry buckets: tick-rounded time -> sessions due then.
@@ -87,6 +89,7 @@ impl SessionTracker {
     pub fn new(tick_ms: u32, now_ms: i64, server_id: i64) -> Self {
         SessionTracker {
             tick_ms: tick_ms.max(1) as i64,
+            server_id,
             next_id: initial_session_id(now_ms, server_id),
             sessions: HashMap::new(),
             buckets: BTreeMap::new(),
@@ -99,7 +102,14 @@ impl SessionTracker {
 
     /// After recovery: never hand out an id a restored session has (the clock may have
     /// gone backwards since those were issued).
+    ///
+    /// Only ids this server minted (its id in the top byte) count: in an ensemble every
+    /// server mints in its own range, and moving into another server's range would hand
+    /// out that server's ids a second time.
     pub fn ensure_next_id_above(&mut self, id: i64) {
+        if ((id as u64) >> 56) as i64 != self.server_id {
+            return;
+        }
         if self.next_id <= id {
             self.next_id = id + 1;
         }
@@ -197,6 +207,21 @@ impl SessionTracker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn restored_ids_of_other_servers_never_move_our_range() {
+        let now = 1_700_000_000_000;
+        let mut t = SessionTracker::new(2000, now, 2);
+        // A snapshot from server 3 (a later clock, so numerically larger ids).
+        let foreign = initial_session_id(now + 60_000, 3) + 5;
+        t.ensure_next_id_above(foreign);
+        let id = t.create(4000, now);
+        assert_eq!((id as u64) >> 56, 2, "{id:#x} is still ours");
+        // Our own ids from before a restart still push the range up.
+        let ours = initial_session_id(now + 60_000, 2) + 9;
+        t.ensure_next_id_above(ours);
+        assert_eq!(t.create(4000, now), ours + 1);
+    }
 
     #[test]
     fn java_random_matches_known_sequence() {

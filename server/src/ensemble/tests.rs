@@ -523,3 +523,63 @@ fn a_new_leader_restarts_every_session_clock() {
         assert!(c.s(id).core.tree.get("/mine").is_none());
     }
 }
+
+#[test]
+fn a_follower_resumes_a_session_only_with_the_leaders_word() {
+    let mut c = Cluster::new();
+    c.tick(5);
+    let leader = c.leader().unwrap();
+    let f = (1..=3).find(|i| *i != leader).unwrap();
+    let sid = connect(&mut c, f, 1);
+    c.s(f).core.disconnected(1);
+    let resume = |c: &mut Cluster, conn: ConnId| {
+        let now = c.now;
+        let s = c.s(f);
+        assert!(s.core.accept(conn, addr(conn as u8), now));
+        s.core.connect(
+            conn,
+            &ConnectRequest {
+                time_out: 30_000,
+                session_id: sid,
+                passwd: crate::session::session_password(sid).to_vec(),
+                has_read_only: true,
+                ..Default::default()
+            },
+            now,
+        );
+    };
+    // Cut off from the leader, the follower does not answer the resume by itself.
+    c.s(leader).alive = false;
+    resume(&mut c, 2);
+    c.run();
+    assert!(!c.s(f).sent.contains_key(&2), "answered without the leader");
+    // With the leader back, the resume goes through a barrier and succeeds.
+    c.s(leader).alive = true;
+    c.tick(1);
+    c.s(f).core.disconnected(2);
+    resume(&mut c, 3);
+    c.run();
+    let frames = c
+        .s(f)
+        .sent
+        .remove(&3)
+        .expect("an answer once the leader replied");
+    assert_eq!(
+        ConnectResponse::from_bytes(&frames[0][4..])
+            .unwrap()
+            .session_id,
+        sid
+    );
+    // Once the leader expired the session, the follower says so.
+    c.s(f).core.disconnected(3);
+    c.tick(20);
+    resume(&mut c, 4);
+    c.run();
+    let frames = c.s(f).sent.remove(&4).expect("an answer");
+    assert_eq!(
+        ConnectResponse::from_bytes(&frames[0][4..])
+            .unwrap()
+            .session_id,
+        0
+    );
+}

@@ -202,6 +202,18 @@ impl Ensemble {
         self.hosts()[i].clone()
     }
 
+    /// SIGSTOP (`true`) or SIGCONT (`false`) server `i`: alive to the kernel (its sockets
+    /// stay open) but silent.
+    fn freeze(&self, i: usize, stop: bool) {
+        if let Some(c) = &self.procs[i] {
+            let sig = if stop { "-STOP" } else { "-CONT" };
+            Command::new("kill")
+                .args([sig, &c.id().to_string()])
+                .status()
+                .expect("kill");
+        }
+    }
+
     /// SIGKILL server `i`.
     fn kill(&mut self, i: usize) {
         if let Some(mut c) = self.procs[i].take() {
@@ -278,7 +290,7 @@ impl Drop for Ensemble {
             for i in 0..3 {
                 let log = std::fs::read_to_string(self.dir.join(format!("s{}/server.log", i + 1)))
                     .unwrap_or_default();
-                let tail: Vec<&str> = log.lines().rev().take(30).collect();
+                let tail: Vec<&str> = log.lines().rev().take(60).collect();
                 eprintln!(
                     "--- {:?} server {} (last lines) ---\n{}",
                     self.backend,
@@ -343,8 +355,39 @@ macro_rules! both_backends {
     )*};
 }
 
+/// Like `both_backends!`, but the zkd half is ignored: it fails because of the zkd
+/// server bug named in the reason (`cargo test --test ensemble -- --ignored` runs it).
+macro_rules! zkd_known_bug {
+    ($body:ident, $reason:literal) => {
+        mod $body {
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn zookeeper() {
+                if let Some(e) = Ensemble::start_or_skip(Backend::ZooKeeper, stringify!($body)) {
+                    super::$body(e).await;
+                }
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[ignore = $reason]
+            async fn zkd() {
+                if let Some(e) = Ensemble::start_or_skip(Backend::Zkd, stringify!($body)) {
+                    super::$body(e).await;
+                }
+            }
+        }
+    };
+}
+
+zkd_known_bug!(
+    session_resume_on_a_follower_needs_the_leader,
+    "zkd bug: a learner resumes a session without revalidating it with the leader"
+);
+
 both_backends!(
     session_moves_to_another_server_with_ephemerals_and_watches,
+    session_moves_off_the_killed_leader,
+    watches_missed_while_away_fire_on_resume,
+    ephemeral_of_a_session_crashed_during_an_election_expires,
     leader_killed_under_a_client_on_a_follower,
     rolling_restart_under_a_session_with_ephemeral_watch_and_lock,
     lock_contention_spread_over_the_servers,
@@ -354,7 +397,17 @@ both_backends!(
 
 /// A follower is killed under a connected client: the session moves to another server
 /// with its ephemeral, its one-shot and persistent watches, and its lock.
-async fn session_moves_to_another_server_with_ephemerals_and_watches(mut ens: Ensemble) {
+async fn session_moves_to_another_server_with_ephemerals_and_watches(ens: Ensemble) {
+    session_moves_off_a_killed_server(ens, false).await
+}
+
+/// The same with the leader killed under the client: the session moves to a follower
+/// (after the survivors elected a new leader).
+async fn session_moves_off_the_killed_leader(ens: Ensemble) {
+    session_moves_off_a_killed_server(ens, true).await
+}
+
+async fn session_moves_off_a_killed_server(mut ens: Ensemble, kill_leader: bool) {
     let leader = ens.wait_quorum().await;
     let hosts = ens.hosts();
     let cs = format!("{}/app", hosts.join(","));
@@ -364,8 +417,12 @@ async fn session_moves_to_another_server_with_ephemerals_and_watches(mut ens: En
     admin.create_all("/app/w").await.unwrap();
     admin.create_all("/app/r").await.unwrap();
 
-    let follower = (leader + 1) % 3;
-    let zk = session_on(&ens, &cs, LONG, follower).await;
+    let victim = if kill_leader {
+        leader
+    } else {
+        (leader + 1) % 3
+    };
+    let zk = session_on(&ens, &cs, LONG, victim).await;
     let sid = zk.session_id();
     let first = zk.connected_host().unwrap();
     let mut states = zk.state_events();
@@ -390,7 +447,7 @@ async fn session_moves_to_another_server_with_ephemerals_and_watches(mut ens: En
     assert!(!waiter.is_finished());
 
     // Kill the server under the client.
-    ens.kill(follower);
+    ens.kill(victim);
     assert_eq!(
         within(20, "Disconnected", states.recv()).await,
         Some(SessionState::Disconnected)
@@ -404,12 +461,36 @@ async fn session_moves_to_another_server_with_ephemerals_and_watches(mut ens: En
         within(30, "Connected again", states.recv()).await,
         Some(SessionState::Connected)
     );
+    // Connected may be followed by another Disconnected when the server we landed on
+    // goes on to change roles (an election under way): wait for a settled connection.
+    let new_leader = ens.wait_quorum().await;
+    assert!(!kill_leader || new_leader != leader);
+    zk.wait_for_state(Duration::from_secs(30), |s| s == SessionState::Connected)
+        .await
+        .unwrap();
     let second = zk.connected_host().unwrap();
     assert_ne!(second, first, "moved to a surviving server");
     assert_eq!(zk.session_id(), sid, "same session");
-    let st = within(10, "request issued while disconnected", during)
+    match within(10, "request issued while disconnected", during)
         .await
         .unwrap()
+    {
+        Ok(st) => assert_eq!(
+            st.expect("ephemeral survived the move").ephemeral_owner,
+            sid
+        ),
+        // zkd only, with the leader killed: a follower that has not yet seen the leader
+        // die resumes the session on its own, then drops the connection when it notices
+        // (see session_resume_on_a_follower_needs_the_leader); the queued request
+        // went out on that connection.
+        Err(Error::ConnectionLoss) if kill_leader && ens.backend == Backend::Zkd => {
+            eprintln!("known zkd bug: the session resumed on a follower without its leader");
+        }
+        Err(e) => panic!("request issued while disconnected: {e}"),
+    }
+    let st = zk
+        .exists("/e")
+        .await
         .unwrap()
         .expect("ephemeral survived the move");
     assert_eq!(st.ephemeral_owner, sid);
@@ -475,6 +556,147 @@ async fn session_moves_to_another_server_with_ephemerals_and_watches(mut ens: En
     assert!(other.exists("/app/e").await.unwrap().is_none());
     other.close().await.unwrap();
     admin.close().await.ok();
+}
+
+/// A session whose only host is one server: that server is killed, changes are made
+/// through another, the server comes back (restoring its tree and catching up from the
+/// leader) and the session resumes there; setWatches2 carries the session's lastZxid, so
+/// the server fires at once the data, exist and child watches whose nodes changed while
+/// the client was away.
+async fn watches_missed_while_away_fire_on_resume(mut ens: Ensemble) {
+    let leader = ens.wait_quorum().await;
+    let a = (leader + 1) % 3;
+    let b = (leader + 2) % 3;
+    let admin = ZooKeeper::connect(&ens.host(b), TIMEOUT).await.unwrap();
+    admin.create_all("/c").await.unwrap();
+    admin.create_all("/w").await.unwrap();
+    admin.create_all("/same").await.unwrap();
+    let zk = ZooKeeper::connect(&ens.host(a), LONG).await.unwrap();
+    let sid = zk.session_id();
+    let mut states = zk.state_events();
+    zk.sync("/").await.unwrap();
+    zk.create("/e", b"", &CreateOptions::new(CreateMode::Ephemeral))
+        .await
+        .unwrap();
+    let (_, _, data_w) = zk.get_data_w("/w").await.unwrap();
+    let (st, exist_w) = zk.exists_w("/new").await.unwrap();
+    assert!(st.is_none());
+    let (_, _, child_w) = zk.get_children_w("/c").await.unwrap();
+    // Not changed while away: must not fire on resume.
+    let (_, _, quiet_w) = zk.get_data_w("/same").await.unwrap();
+
+    ens.kill(a);
+    assert_eq!(
+        within(20, "Disconnected", states.recv()).await,
+        Some(SessionState::Disconnected)
+    );
+    admin.set_data("/w", b"1", -1).await.unwrap();
+    admin
+        .create("/new", b"", &CreateOptions::default())
+        .await
+        .unwrap();
+    admin
+        .create("/c/k", b"", &CreateOptions::default())
+        .await
+        .unwrap();
+    ens.restart(a);
+    assert_eq!(
+        within(40, "Connected again", states.recv()).await,
+        Some(SessionState::Connected)
+    );
+    assert_eq!(zk.connected_host(), Some(ens.host(a)));
+    assert_eq!(zk.session_id(), sid);
+    let ev = within(10, "data watch missed while away", data_w).await;
+    assert_eq!(
+        (ev.event_type, ev.path.as_str()),
+        (event_type::NODE_DATA_CHANGED, "/w")
+    );
+    let ev = within(10, "exist watch missed while away", exist_w).await;
+    assert_eq!(
+        (ev.event_type, ev.path.as_str()),
+        (event_type::NODE_CREATED, "/new")
+    );
+    let ev = within(10, "child watch missed while away", child_w).await;
+    assert_eq!(
+        (ev.event_type, ev.path.as_str()),
+        (event_type::NODE_CHILDREN_CHANGED, "/c")
+    );
+    // The restarted server has the changes and the ephemeral.
+    assert_eq!(zk.get_data("/w").await.unwrap().0, b"1");
+    assert_eq!(
+        zk.exists("/e").await.unwrap().map(|s| s.ephemeral_owner),
+        Some(sid)
+    );
+    // The untouched node's watch is still armed: only a change fires it.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut quiet_w = quiet_w;
+    assert!(
+        futures_poll_once(&mut quiet_w).await.is_none(),
+        "a watch on an unchanged node fired on resume"
+    );
+    admin.set_data("/same", b"x", -1).await.unwrap();
+    let ev = within(10, "the untouched node's watch", quiet_w).await;
+    assert_eq!(ev.event_type, event_type::NODE_DATA_CHANGED);
+    zk.close().await.unwrap();
+    admin.close().await.unwrap();
+}
+
+/// Polls a future once: `Some` if it is ready.
+async fn futures_poll_once<F: std::future::Future + Unpin>(f: &mut F) -> Option<F::Output> {
+    tokio::time::timeout(Duration::from_millis(1), f).await.ok()
+}
+
+/// A client crashes (no closeSession) while the leader that tracks its session dies: the
+/// new leader must still expire the session and delete its ephemeral, on every server.
+async fn ephemeral_of_a_session_crashed_during_an_election_expires(mut ens: Ensemble) {
+    let leader = ens.wait_quorum().await;
+    let (f1, f2) = ((leader + 1) % 3, (leader + 2) % 3);
+    let short = Duration::from_secs(4);
+    let holder = ZooKeeper::connect(&ens.host(f1), short).await.unwrap();
+    holder
+        .create("/e", b"", &CreateOptions::new(CreateMode::Ephemeral))
+        .await
+        .unwrap();
+    let lock = Lock::new(&holder, "/l").acquire().await.unwrap();
+    let watcher = ZooKeeper::connect(&ens.host(f2), LONG).await.unwrap();
+    watcher.sync("/").await.unwrap();
+    let (st, gone) = watcher.exists_w("/e").await.unwrap();
+    assert!(st.is_some());
+
+    holder.abandon();
+    drop(lock);
+    ens.kill(leader);
+    let t0 = Instant::now();
+    let new_leader = ens.wait_quorum().await;
+    assert_ne!(new_leader, leader);
+    let ev = within(40, "the crashed session's ephemeral is deleted", gone).await;
+    eprintln!(
+        "{:?}: ephemeral of the crashed session deleted {:?} after the leader's death",
+        ens.backend,
+        t0.elapsed()
+    );
+    assert_eq!(
+        (ev.event_type, ev.path.as_str()),
+        (event_type::NODE_DELETED, "/e")
+    );
+    assert!(Lock::new(&watcher, "/l")
+        .contenders()
+        .await
+        .unwrap()
+        .is_empty());
+    ens.restart(leader);
+    ens.wait_quorum().await;
+    for i in 0..3 {
+        let c = ZooKeeper::connect(&ens.host(i), TIMEOUT).await.unwrap();
+        c.sync("/").await.unwrap();
+        assert!(
+            c.exists("/e").await.unwrap().is_none(),
+            "server {}: the expired session's ephemeral survived",
+            i + 1
+        );
+        c.close().await.unwrap();
+    }
+    watcher.close().await.unwrap();
 }
 
 /// The leader is killed while a client works on a follower: its writes pause (nothing
@@ -938,4 +1160,34 @@ async fn server_without_quorum_gives_read_only_sessions() {
     .await;
     assert!(r.is_err(), "{r:?}");
     zk.close().await.ok();
+}
+
+/// A follower resumes a session only with its leader's word (ZooKeeper's learner sends
+/// REVALIDATE to the leader and answers the handshake with the leader's verdict): with
+/// the leader frozen (SIGSTOP: its sockets stay open, so the follower still follows), a
+/// resume on the follower does not complete. A follower that resumed sessions on its own
+/// would, in a partition, tell a client whose session the leader already expired that
+/// it is connected, with its ephemerals (and locks) seemingly still its own.
+async fn session_resume_on_a_follower_needs_the_leader(ens: Ensemble) {
+    let leader = ens.wait_quorum().await;
+    let f = (leader + 1) % 3;
+    let c = Client::connect(&ens.host(f), LONG).await.unwrap();
+    let (sid, pw) = (c.session_id(), c.session_password());
+    drop(c);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    ens.freeze(leader, true);
+    let r = Client::connect_with(
+        ConnectOptions::new(&ens.host(f), LONG)
+            .session(sid, &pw)
+            .connect_timeout(Duration::from_secs(3)),
+    )
+    .await;
+    ens.freeze(leader, false);
+    assert!(
+        r.is_err(),
+        "{:?}: server {} resumed session 0x{sid:x} while its leader (server {}) was frozen",
+        ens.backend,
+        f + 1,
+        leader + 1
+    );
 }

@@ -48,7 +48,32 @@ impl Backend {
     }
 }
 
+/// A port nobody listens on, below the kernel's ephemeral range when it can: a port
+/// picked by binding port 0 comes from that range, where any outgoing connection (our
+/// clients', other tests') may take it as its local port before the server binds it.
 fn free_port() -> u16 {
+    use std::sync::atomic::AtomicU64;
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let low: u64 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0);
+    if low > 11_000 {
+        let seed = u64::from(std::process::id())
+            ^ std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64;
+        for _ in 0..1000 {
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            let x =
+                (seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            let port = 10_000 + (x >> 33) % (low - 10_000);
+            if std::net::TcpListener::bind(("127.0.0.1", port as u16)).is_ok() {
+                return port as u16;
+            }
+        }
+    }
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -211,6 +236,12 @@ impl Ensemble {
                 .args([sig, &c.id().to_string()])
                 .status()
                 .expect("kill");
+            // SIGSTOP takes effect asynchronously: wait until every thread is stopped.
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while stop && !all_threads_stopped(c.id()) {
+                assert!(Instant::now() < deadline, "server {} did not stop", i + 1);
+                std::thread::sleep(Duration::from_millis(5));
+            }
         }
     }
 
@@ -239,9 +270,14 @@ impl Ensemble {
 
     /// Waits until exactly one running server leads, every other running one follows, and
     /// every running server opens a session; returns the leader's index.
-    async fn wait_quorum(&self) -> usize {
+    async fn wait_quorum(&mut self) -> usize {
         let deadline = Instant::now() + Duration::from_secs(90);
         loop {
+            for (i, p) in self.procs.iter_mut().enumerate() {
+                if let Some(Ok(Some(status))) = p.as_mut().map(|c| c.try_wait()) {
+                    panic!("{:?} server {} exited: {status}", self.backend, i + 1);
+                }
+            }
             let mut modes = vec![];
             for i in 0..3 {
                 modes.push(if self.procs[i].is_some() {
@@ -301,6 +337,21 @@ impl Drop for Ensemble {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Whether every thread of `pid` is in state T (stopped).
+fn all_threads_stopped(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.flatten().all(|t| {
+        std::fs::read_to_string(t.path().join("stat")).is_ok_and(|st| {
+            // pid (comm) STATE ...: the state follows the last ')'.
+            st.rsplit_once(')').is_some_and(|(_, rest)| {
+                matches!(rest.trim_start().chars().next(), Some('T' | 't'))
+            })
+        })
+    })
 }
 
 /// Sends a four-letter word; the whole answer, or "" when the server is down.
@@ -935,7 +986,7 @@ async fn rolling_restart_under_a_session_with_ephemeral_watch_and_lock(mut ens: 
 /// for one lock: never two holders, granted in sequence order, and a counter read and
 /// written without versions inside the critical section loses no increment (each holder
 /// reads, on its own server, what the previous holder wrote on another).
-async fn lock_contention_spread_over_the_servers(ens: Ensemble) {
+async fn lock_contention_spread_over_the_servers(mut ens: Ensemble) {
     ens.wait_quorum().await;
     let hosts = ens.hosts();
     let admin = ZooKeeper::connect(&hosts.join(","), TIMEOUT).await.unwrap();
@@ -1003,7 +1054,7 @@ async fn lock_contention_spread_over_the_servers(ens: Ensemble) {
 /// A lock holder on one server crashes (no closeSession); the waiter on another server
 /// gets the lock when the ensemble expires the holder's session, not before, and the
 /// holder's ephemerals are gone on every server.
-async fn crashed_holder_on_one_server_is_released_by_expiry(ens: Ensemble) {
+async fn crashed_holder_on_one_server_is_released_by_expiry(mut ens: Ensemble) {
     let leader = ens.wait_quorum().await;
     // The holder on a follower (its session is kept alive through the leader), the
     // waiter on the other follower.
@@ -1060,7 +1111,7 @@ async fn crashed_holder_on_one_server_is_released_by_expiry(ens: Ensemble) {
 /// A session on one server is taken over and closed from a connection to another server
 /// (the ensemble-wide session): the first client is told Expired when it resumes, its
 /// watches end with Expired, its ephemeral is gone everywhere.
-async fn session_closed_on_another_server_surfaces_as_expired(ens: Ensemble) {
+async fn session_closed_on_another_server_surfaces_as_expired(mut ens: Ensemble) {
     ens.wait_quorum().await;
     let hosts = ens.hosts();
     let zk = session_on(&ens, &hosts.join(","), TIMEOUT, 0).await;
@@ -1168,7 +1219,7 @@ async fn server_without_quorum_gives_read_only_sessions() {
 /// resume on the follower does not complete. A follower that resumed sessions on its own
 /// would, in a partition, tell a client whose session the leader already expired that
 /// it is connected, with its ephemerals (and locks) seemingly still its own.
-async fn session_resume_on_a_follower_needs_the_leader(ens: Ensemble) {
+async fn session_resume_on_a_follower_needs_the_leader(mut ens: Ensemble) {
     let leader = ens.wait_quorum().await;
     let f = (leader + 1) % 3;
     let c = Client::connect(&ens.host(f), LONG).await.unwrap();

@@ -1186,7 +1186,14 @@ async fn server_without_quorum_gives_read_only_sessions() {
     let hosts = ens.hosts();
     ens.kill(1);
     ens.kill(2);
-    // The survivor loses quorum and, a few seconds later, serves read-only.
+    // The survivor loses quorum and, a few seconds later, serves read-only (until then
+    // it may still take a read-write session).
+    within(60, "the survivor turns read-only", async {
+        while ens.mode(0).await != "read-only" {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
     let zk = ZooKeeper::connect_with(
         SessionOptions::new(&hosts[0], LONG)
             .read_only(true)

@@ -18,17 +18,6 @@ use common::*;
 use zkd_client::recipes::{Lock, NodeCache, TreeCache};
 use zkd_client::{event_type, Client, CreateMode, CreateOptions, Error, SessionState, ZooKeeper};
 
-fn zkd_bin() -> Option<PathBuf> {
-    if let Ok(p) = std::env::var("ZKD_BIN") {
-        return Some(PathBuf::from(p));
-    }
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| repo_root().join("target"));
-    let p = target.join("debug/zkd");
-    p.exists().then_some(p)
-}
-
 struct Zkd {
     bin: PathBuf,
     dir: PathBuf,

@@ -139,6 +139,20 @@ pub async fn delete_tree(zk: &ZooKeeper, path: &str) {
     }
 }
 
+/// The zkd binary of this workspace: `ZKD_BIN`, else `<target>/debug/zkd` (built by
+/// `cargo build --bin zkd`, and by `cargo test --workspace`, which builds every binary of
+/// the workspace before it runs any test because the server's integration tests use it).
+pub fn zkd_bin() -> Option<PathBuf> {
+    if let Ok(p) = std::env::var("ZKD_BIN") {
+        return Some(PathBuf::from(p));
+    }
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo_root().join("target"));
+    let p = target.join("debug/zkd");
+    p.exists().then_some(p)
+}
+
 /// Awaits `f` for at most `secs` seconds.
 pub async fn within<T>(secs: u64, what: &str, f: impl std::future::Future<Output = T>) -> T {
     tokio::time::timeout(Duration::from_secs(secs), f)

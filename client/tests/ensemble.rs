@@ -406,35 +406,8 @@ macro_rules! both_backends {
     )*};
 }
 
-/// Like `both_backends!`, but the zkd half is ignored: it fails because of the zkd
-/// server bug named in the reason (`cargo test --test ensemble -- --ignored` runs it).
-macro_rules! zkd_known_bug {
-    ($body:ident, $reason:literal) => {
-        mod $body {
-            use super::*;
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn zookeeper() {
-                if let Some(e) = Ensemble::start_or_skip(Backend::ZooKeeper, stringify!($body)) {
-                    super::$body(e).await;
-                }
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            #[ignore = $reason]
-            async fn zkd() {
-                if let Some(e) = Ensemble::start_or_skip(Backend::Zkd, stringify!($body)) {
-                    super::$body(e).await;
-                }
-            }
-        }
-    };
-}
-
-zkd_known_bug!(
-    session_resume_on_a_follower_needs_the_leader,
-    "zkd bug: a learner resumes a session without revalidating it with the leader"
-);
-
 both_backends!(
+    session_resume_on_a_follower_needs_the_leader,
     session_moves_to_another_server_with_ephemerals_and_watches,
     session_moves_off_the_killed_leader,
     watches_missed_while_away_fire_on_resume,
@@ -530,13 +503,6 @@ async fn session_moves_off_a_killed_server(mut ens: Ensemble, kill_leader: bool)
             st.expect("ephemeral survived the move").ephemeral_owner,
             sid
         ),
-        // zkd only, with the leader killed: a follower that has not yet seen the leader
-        // die resumes the session on its own, then drops the connection when it notices
-        // (see session_resume_on_a_follower_needs_the_leader); the queued request
-        // went out on that connection.
-        Err(Error::ConnectionLoss) if kill_leader && ens.backend == Backend::Zkd => {
-            eprintln!("known zkd bug: the session resumed on a follower without its leader");
-        }
         Err(e) => panic!("request issued while disconnected: {e}"),
     }
     let st = zk

@@ -963,6 +963,13 @@ impl Core {
         let Some(session_id) = self.conns.get(&conn).map(|c| c.session_id) else {
             return;
         };
+        if session_id == 0 {
+            // Held behind this connection's closeSession, which cleared its session: the
+            // request belongs to no session any more (prepared as session 0, a
+            // closeSession would delete every persistent node with an outstanding change,
+            // zkd-sim seed 35). The close reply follows, then the connection closes.
+            return;
+        }
         let (reply, op_name) = self.process(conn, session_id, xid, op_type, body, received_ms);
         if let Some(reply) = reply {
             self.respond(conn, xid, op_name, reply, received_ms, now_ms);

@@ -52,6 +52,7 @@
 
 pub mod check;
 pub mod node;
+pub mod real;
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -191,6 +191,12 @@ pub struct Core {
     next_sync_id: u64,
     /// Learner: sessions its clients touched since the last PING (id -> timeout).
     touched: HashMap<i64, i32>,
+    /// Sessions this leader removed from its tracker when it prepared their closeSession,
+    /// with their timeout and when: until that txn is applied. If leadership ends first,
+    /// the txn may never commit, so they go back into the tracker (already due, so a
+    /// leader expires them again) instead of living on forever, unexpired, in every
+    /// tree (zkd-sim seeds 125, and 1 with a small zxid counter).
+    closing: HashMap<i64, (i32, i64)>,
     /// The ZAB state machine of an ensemble server (None when standalone). It lives in
     /// the core so that one lock orders client requests, proposals and commits.
     pub zab: Option<Box<zkd_zab::Zab>>,
@@ -262,6 +268,7 @@ impl Core {
             syncs: HashMap::new(),
             next_sync_id: 1,
             touched: HashMap::new(),
+            closing: HashMap::new(),
             zab: None,
             ensemble_role: None,
             ensemble_leader: None,
@@ -289,6 +296,11 @@ impl Core {
             self.close(c);
         }
         self.conns.clear();
+        for (id, (timeout, when)) in std::mem::take(&mut self.closing) {
+            if self.sessions.get(id).is_none() {
+                self.sessions.add(id, timeout, when);
+            }
+        }
         self.pending.clear();
         self.forwarded.clear();
         self.syncs.clear();
@@ -702,7 +714,7 @@ impl Core {
                 self.sessions.touch(f.session_id, t, now_ms);
                 if f.op_type == OpCode::CloseSession as i32 {
                     let txn = self.prep.close_session(&self.tree, &pctx);
-                    self.sessions.remove(f.session_id);
+                    self.start_closing(f.session_id, now_ms);
                     txn
                 } else {
                     match Request::decode(f.op_type, &f.body) {
@@ -887,6 +899,7 @@ impl Core {
         self.prep.applied(txn.header.zxid);
         if let TxnBody::CloseSession(_) = txn.body {
             self.sessions.remove(txn.header.client_id);
+            self.closing.remove(&txn.header.client_id);
         }
         self.dispatch(notes);
         rc
@@ -1208,7 +1221,7 @@ impl Core {
                 let pctx = self.prep_ctx(session_id, xid, &auth, now_ms);
                 let txn = self.prep.close_session(&self.tree, &pctx);
                 // ZooKeeper's setSessionClosing: nothing more runs on this session.
-                self.sessions.remove(session_id);
+                self.start_closing(session_id, now_ms);
                 if let Some(c) = self.conns.get_mut(&conn) {
                     c.session_id = 0;
                     c.outstanding_writes += 1;
@@ -1563,11 +1576,20 @@ impl Core {
         self.settle(now_ms);
     }
 
+    /// Takes a session out of the tracker as its closeSession is prepared (see `closing`).
+    fn start_closing(&mut self, id: i64, now_ms: i64) {
+        if let Some(s) = self.sessions.remove(id) {
+            if self.zab.is_some() {
+                self.closing.insert(id, (s.timeout_ms, now_ms));
+            }
+        }
+    }
+
     fn close_session(&mut self, id: i64, now_ms: i64) {
         let conn = self.sessions.get(id).and_then(|s| s.conn);
         let pctx = self.prep_ctx(id, 0, &[], now_ms);
         let txn = self.prep.close_session(&self.tree, &pctx);
-        self.sessions.remove(id);
+        self.start_closing(id, now_ms);
         if let Some(c) = conn {
             if let Some(cs) = self.conns.get_mut(&c) {
                 cs.session_id = 0;

@@ -106,10 +106,10 @@ impl RealOptions {
         RealOptions {
             seed,
             voters,
-            fault_ticks: 100,
+            fault_ticks: 150,
             heal_ticks: 150,
-            clients: 4,
-            request_rate: 0.08,
+            clients: 5,
+            request_rate: 0.1,
             loss: 0.05,
             duplicate: 0.03,
             max_delay: 6,
@@ -120,21 +120,14 @@ impl RealOptions {
             fsync_rate: 0.4,
             failpoint_rate: 0.3,
             abandon_rate: 0.01,
-            // A small counter (e.g. 60) forces new epochs mid-run, but then hits the
-            // server bug described at `RealOptions::exhausting`; off by default until fixed.
             max_zxid_counter: u32::MAX,
             committed_log_max: 8,
             bug: None,
         }
     }
 
-    /// The defaults with a zxid counter of 60: leaders exhaust their epoch mid-run. Finds
-    /// a server bug (seeds 1 and 56 with 3 and 5 voters alternating as in the tests): a
-    /// leader expiring a silent session removes it from its tracker before proposing the
-    /// closeSession; zab refuses the proposal (epoch exhausted), the core drops its clients
-    /// and the txn, and when the same server is elected again its tracker no longer has
-    /// the session, which therefore never expires: its ephemerals live forever on every
-    /// server.
+    /// The defaults with a zxid counter of 60: leaders exhaust their epoch mid-run, so zab
+    /// refuses proposals the core already prepared (an expiry's closeSession among them).
     pub fn exhausting(seed: u64, voters: usize) -> Self {
         RealOptions {
             max_zxid_counter: 60,
@@ -179,10 +172,41 @@ pub struct RealStats {
     pub expired_seen: u64,
     pub closes_acked: u64,
     pub fuzzy_snapshots: u64,
+    /// Fuzzy snapshots during which the tree changed (their content is really fuzzy).
+    pub fuzzy_snapshots_spanning: u64,
     /// Restarts from a snapshot whose tree holds txns after its zxid.
     pub fuzzy_restarts: u64,
     pub snap_restores: u64,
     pub max_epoch: u32,
+}
+
+impl RealStats {
+    /// Adds another run's counters to these.
+    pub fn merge(&mut self, o: &RealStats) {
+        for (k, v) in &o.failpoint_crashes {
+            *self.failpoint_crashes.entry(k).or_default() += v;
+        }
+        self.crashes += o.crashes;
+        self.restarts += o.restarts;
+        self.partitions += o.partitions;
+        self.applied += o.applied;
+        self.replayed_applies += o.replayed_applies;
+        self.acked_writes += o.acked_writes;
+        self.failed_writes += o.failed_writes;
+        self.reads += o.reads;
+        self.syncs += o.syncs;
+        self.multis_ok += o.multis_ok;
+        self.multis_failed += o.multis_failed;
+        self.sessions_created += o.sessions_created;
+        self.reconnects += o.reconnects;
+        self.expired_seen += o.expired_seen;
+        self.closes_acked += o.closes_acked;
+        self.fuzzy_snapshots += o.fuzzy_snapshots;
+        self.fuzzy_snapshots_spanning += o.fuzzy_snapshots_spanning;
+        self.fuzzy_restarts += o.fuzzy_restarts;
+        self.snap_restores += o.snap_restores;
+        self.max_epoch = self.max_epoch.max(o.max_epoch);
+    }
 }
 
 #[derive(Default)]
@@ -605,7 +629,11 @@ impl RealSim {
             Some((zxid, payload)) => {
                 let (tree, sessions) = deserialize_snapshot(&payload.to_vec())
                     .map_err(|e| format!("snapshot {zxid:#x}: {e}"))?;
-                fuzzy = tree.last_processed_zxid != zxid;
+                // Fuzzy: it holds changes made after the zxid it is named after.
+                fuzzy = tree.paths().iter().any(|p| {
+                    let s = &tree.get(p).unwrap().stat;
+                    s.czxid.max(s.mzxid).max(s.pzxid) > zxid
+                });
                 Some(RestoredSnapshot {
                     tree,
                     sessions: sessions.iter().map(|s| (s.id, s.timeout_ms)).collect(),
@@ -1485,7 +1513,7 @@ impl RealSim {
                 self.send_request(ci, r, Op::Sync);
             }
             _ => {
-                if self.rng.gen_bool(0.3) {
+                if self.rng.gen_bool(0.5) {
                     self.send_request(ci, Request::CloseSession, Op::Close);
                 }
             }
@@ -1622,6 +1650,9 @@ impl RealSim {
         }
         let snap = s.snap.take().unwrap();
         let zxid = snap.zxid();
+        if core.tree.last_processed_zxid > zxid {
+            self.stats.fuzzy_snapshots_spanning += 1;
+        }
         let mut bytes = Vec::new();
         snap.finish(&mut bytes);
         let host = s.host.as_ref().unwrap();

@@ -301,6 +301,22 @@ impl Core {
                 self.sessions.add(id, timeout, when);
             }
         }
+        // Sessions whose createSession is dropped here exist nowhere yet: stop tracking
+        // them (a learner never expires sessions, so it kept them forever and accepted
+        // their clients back: zkd-sim real seed 106). If the txn commits after all,
+        // `committed` adds the session again.
+        for p in &self.pending {
+            if matches!(p.txn.body, TxnBody::CreateSession(_)) {
+                self.sessions.remove(p.txn.header.client_id);
+            }
+        }
+        for q in self.forwarded.values() {
+            for (_, o) in q {
+                if let Origin::Connect { session_id, .. } = o {
+                    self.sessions.remove(*session_id);
+                }
+            }
+        }
         self.pending.clear();
         self.forwarded.clear();
         self.syncs.clear();
@@ -348,6 +364,16 @@ impl Core {
         {
             self.tree = tree;
             self.tree.last_processed_zxid = zxid;
+            // The snapshot's sessions replace the tracked ones (a learner taking its
+            // leader's SNAP would otherwise keep sessions closed in the txns it skipped,
+            // and accept their clients again: zkd-sim real seed 295).
+            let keep: std::collections::HashSet<i64> = sessions.iter().map(|s| s.0).collect();
+            for id in self.session_table().into_iter().map(|s| s.0) {
+                if !keep.contains(&id) {
+                    self.sessions.remove(id);
+                }
+            }
+            self.closing.clear();
             for (id, timeout) in sessions {
                 self.sessions.add(id, timeout, now_ms);
                 self.sessions.ensure_next_id_above(id);

@@ -474,6 +474,8 @@ pub struct RealSim {
     pub partitioned: BTreeSet<ServerId>,
     pub faults: bool,
     pub traffic: bool,
+    /// Connected, non-silent clients ping every tick.
+    pub pings: bool,
     pub checker: RealChecker,
     pub stats: RealStats,
     clients: Vec<Client>,
@@ -552,6 +554,7 @@ impl RealSim {
             partitioned: BTreeSet::new(),
             faults: true,
             traffic: true,
+            pings: true,
             checker: RealChecker::default(),
             stats: RealStats::default(),
             clients: Vec::new(),
@@ -1301,8 +1304,17 @@ impl RealSim {
 
     /// (Re)connects client `ci` to a random live server, resuming its session.
     fn client_connect(&mut self, ci: usize) {
-        let Some(server) = self.pick_up_server(None) else {
-            return;
+        self.client_connect_to(ci, None)
+    }
+
+    fn client_connect_to(&mut self, ci: usize, to: Option<ServerId>) {
+        let server = match to {
+            Some(s) if self.servers.get(&s).is_some_and(|s| s.is_up()) => s,
+            Some(_) => return,
+            None => match self.pick_up_server(None) {
+                Some(s) => s,
+                None => return,
+            },
         };
         let conn = self.next_conn;
         self.next_conn += 1;
@@ -1520,6 +1532,113 @@ impl RealSim {
         }
     }
 
+    // ------------------------------------------------ scripted clients (scenarios)
+
+    /// A new client connected to `server` (random requests only while `traffic` is on).
+    pub fn add_client(&mut self, server: ServerId) -> usize {
+        self.clients.push(Client {
+            session: 0,
+            server: None,
+            conn: None,
+            connecting: false,
+            next_xid: 1,
+            pending: BTreeMap::new(),
+            last_zxid: 0,
+            silent: false,
+            done: false,
+            known_versions: BTreeMap::new(),
+            eph_count: 0,
+            backoff: 0,
+        });
+        let ci = self.clients.len() - 1;
+        self.client_connect_to(ci, Some(server));
+        ci
+    }
+
+    /// The client's session id (0 before its first handshake completes).
+    pub fn client_session(&self, ci: usize) -> i64 {
+        self.clients[ci].session
+    }
+
+    /// True when the client has an established connection.
+    pub fn client_connected(&self, ci: usize) -> bool {
+        let c = &self.clients[ci];
+        c.conn.is_some() && !c.connecting
+    }
+
+    /// The server the client is connected to.
+    pub fn client_server(&self, ci: usize) -> Option<ServerId> {
+        self.clients[ci].server
+    }
+
+    /// True when none of the client's requests await a reply.
+    pub fn client_idle(&self, ci: usize) -> bool {
+        self.clients[ci].pending.is_empty()
+    }
+
+    /// The client stops talking (no pings, no requests): its session must expire.
+    pub fn silence(&mut self, ci: usize) {
+        self.clients[ci].silent = true;
+    }
+
+    /// Reconnects a client that lost its connection (to `server`, or a random live one).
+    pub fn reconnect(&mut self, ci: usize, server: Option<ServerId>) {
+        if self.clients[ci].conn.is_none() && !self.clients[ci].done {
+            self.client_connect_to(ci, server);
+        }
+    }
+
+    /// Creates `path` from client `ci` (ephemeral or persistent).
+    pub fn client_create(&mut self, ci: usize, path: &str, ephemeral: bool) {
+        let mode = if ephemeral {
+            CreateMode::Ephemeral
+        } else {
+            CreateMode::Persistent
+        };
+        let data = path.as_bytes().to_vec();
+        let r = Request::Create {
+            op: OpCode::Create2,
+            req: CreateRequest {
+                path: path.into(),
+                data: Some(data.clone()),
+                acl: Acl::open_unsafe(),
+                flags: mode.flag(),
+            },
+        };
+        self.send_request(
+            ci,
+            r,
+            Op::Create {
+                path: path.into(),
+                data,
+            },
+        );
+    }
+
+    /// Sends closeSession from client `ci`.
+    pub fn client_close(&mut self, ci: usize) {
+        self.send_request(ci, Request::CloseSession, Op::Close);
+    }
+
+    /// Sends a read of `path` from client `ci`.
+    pub fn client_read(&mut self, ci: usize, path: &str) {
+        let r = Request::GetData(GetDataRequest {
+            path: path.into(),
+            watch: false,
+        });
+        self.send_request(ci, r, Op::Read);
+    }
+
+    /// True when some server has logged a txn of `session` of the kind `pred` picks that no
+    /// server has applied yet (a proposal in flight).
+    pub fn in_flight(&self, pred: impl Fn(i64, &zkd_proto::txn::TxnBody) -> bool) -> bool {
+        self.checker.payloads.iter().any(|(z, p)| {
+            !self.checker.index.contains_key(z)
+                && zkd_proto::txn::TxnEntry::from_bytes(p)
+                    .is_ok_and(|t| pred(t.header.client_id, &t.body))
+        })
+    }
+
     /// Pings from every connected, non-silent client (once per tick).
     fn client_pings(&mut self) {
         for ci in 0..self.clients.len() {
@@ -1595,8 +1714,10 @@ impl RealSim {
         }
         // (not is_multiple_of: the workspace MSRV is 1.80)
         if self.now / UNITS_PER_TICK * UNITS_PER_TICK == self.now {
-            if self.traffic {
+            if self.pings {
                 self.client_pings();
+            }
+            if self.traffic {
                 self.abandon_some();
             }
             let now = now_ms(self.now);
@@ -1804,6 +1925,7 @@ impl RealSim {
     pub fn heal_and_check(&mut self) -> Result<(), Violation> {
         self.faults = false;
         self.traffic = false;
+        self.pings = false;
         self.heal();
         for s in self.servers.values_mut() {
             s.stall_fsync = false;
@@ -1879,6 +2001,24 @@ impl RealSim {
             }
             if t.zk_tree_digest() != ltree.zk_tree_digest() {
                 return e(format!("tree digests differ: server {id} and leader {l}"));
+            }
+        }
+        // Every server tracks the same sessions (learners from committed txns, the leader
+        // from what it prepared: equal once nothing is pending).
+        let lsessions: BTreeSet<i64> = lcore.session_table().iter().map(|s| s.0).collect();
+        for (id, s) in &self.servers {
+            let ss: BTreeSet<i64> = s
+                .core
+                .as_ref()
+                .unwrap()
+                .session_table()
+                .iter()
+                .map(|s| s.0)
+                .collect();
+            if ss != lsessions {
+                return e(format!(
+                    "session tables differ: server {id} tracks {ss:x?}, leader {l} {lsessions:x?}"
+                ));
             }
         }
         // Every acknowledged write was delivered.

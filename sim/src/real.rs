@@ -1615,6 +1615,23 @@ impl RealSim {
         );
     }
 
+    /// Sets `path`'s data from client `ci` (any version).
+    pub fn client_set_data(&mut self, ci: usize, path: &str, data: &[u8]) {
+        let r = Request::SetData(SetDataRequest {
+            path: path.into(),
+            data: Some(data.to_vec()),
+            version: -1,
+        });
+        self.send_request(
+            ci,
+            r,
+            Op::SetData {
+                path: path.into(),
+                data: data.to_vec(),
+            },
+        );
+    }
+
     /// Sends closeSession from client `ci`.
     pub fn client_close(&mut self, ci: usize) {
         self.send_request(ci, Request::CloseSession, Op::Close);

@@ -45,7 +45,7 @@ struct Args {
     #[arg(long)]
     storm: bool,
     /// Run with a deliberately injected protocol bug: ack-before-fsync | apply-uncommitted;
-    /// with --real: keep-ephemerals-on-close | answer-before-commit.
+    /// with --real: keep-ephemerals-on-close | answer-before-commit | local-sync.
     #[arg(long)]
     bug: Option<String>,
     /// Run the real server logic (zkd-server's Core, clients) instead of the stand-in Rsm.
@@ -77,6 +77,7 @@ fn real_options(args: &Args, seed: u64) -> Result<zkd_sim::real::RealOptions, St
         None => None,
         Some("keep-ephemerals-on-close") => Some(ServerBug::KeepEphemeralsOnClose),
         Some("answer-before-commit") => Some(ServerBug::AnswerBeforeCommit),
+        Some("local-sync") => Some(ServerBug::LocalSync),
         Some(other) => return Err(format!("unknown --bug {other} with --real")),
     };
     Ok(o)

@@ -71,6 +71,8 @@ pub enum ServerBug {
     /// A learner answers its client's write before the txn commits (ack-before-commit):
     /// the sim hands the client a success reply with the zxid it predicts.
     AnswerBeforeCommit,
+    /// A learner answers `sync` at once instead of through the leader's barrier.
+    LocalSync,
 }
 
 /// Knobs of one real-server run.
@@ -279,12 +281,27 @@ impl RealServer {
 
 #[derive(Debug, Clone)]
 enum Op {
-    Create { path: String, data: Vec<u8> },
-    SetData { path: String, data: Vec<u8> },
-    Delete { path: String },
-    Multi { id: u64, paths: Vec<String> },
+    Create {
+        path: String,
+        data: Vec<u8>,
+    },
+    SetData {
+        path: String,
+        data: Vec<u8>,
+    },
+    Delete {
+        path: String,
+    },
+    Multi {
+        id: u64,
+        paths: Vec<String>,
+    },
     Read,
-    Sync,
+    /// `required`: the highest write acknowledged (to anyone) before the sync was sent,
+    /// of an epoch not above the epoch of the server's leader.
+    Sync {
+        required: Zxid,
+    },
     Close,
 }
 
@@ -302,6 +319,8 @@ struct Client {
     /// Closed (acknowledged) or expired (seen): done for good.
     done: bool,
     known_versions: BTreeMap<String, i32>,
+    /// Replies to ignore (planted bug `AnswerBeforeCommit` answered these already).
+    answered: BTreeSet<i32>,
     eph_count: u64,
     /// Units until the next reconnect attempt.
     backoff: u64,
@@ -596,6 +615,7 @@ impl RealSim {
                 silent: false,
                 done: false,
                 known_versions: BTreeMap::new(),
+                answered: BTreeSet::new(),
                 eph_count: 0,
                 backoff: 0,
             });
@@ -874,6 +894,14 @@ impl RealSim {
                             Violation(format!("server {id}: Persist output in an ensemble")),
                         );
                     }
+                    CoreOutput::Sync { id: sync_id }
+                        if self.opts.bug == Some(ServerBug::LocalSync)
+                            && self.servers[&id].core.as_ref().unwrap().replication
+                                == Replication::Learner =>
+                    {
+                        let core = self.servers.get_mut(&id).unwrap().core.as_mut().unwrap();
+                        core.sync_done(sync_id, now);
+                    }
                     other => {
                         let core = self.servers.get_mut(&id).unwrap().core.as_mut().unwrap();
                         to_zab(core, other);
@@ -1148,7 +1176,7 @@ impl RealSim {
             return;
         };
         let rest = r.rest().to_vec();
-        if h.xid == -1 || h.xid == -2 {
+        if h.xid == -1 || h.xid == -2 || self.clients[ci].answered.remove(&h.xid) {
             return;
         }
         self.mix(h.zxid as u64 ^ (h.xid as u64) << 20 ^ ci as u64);
@@ -1273,9 +1301,16 @@ impl RealSim {
                 }
             }
             Op::Read => self.stats.reads += 1,
-            Op::Sync => {
+            Op::Sync { required } => {
                 if ok {
-                    self.stats.syncs += 1
+                    self.stats.syncs += 1;
+                    if h.zxid < required {
+                        self.fail_now(format!(
+                            "SyncConsistency: a sync answered at {:#x}, but {required:#x} was \
+                             acknowledged before it was sent",
+                            h.zxid
+                        ));
+                    }
                 }
             }
             Op::Close => {
@@ -1380,8 +1415,9 @@ impl RealSim {
                         ..Default::default()
                     };
                     stat.ctime = n.stat.ctime;
-                    let ci2 = ci;
-                    self.clients[ci2].pending.remove(&xid);
+                    self.clients[ci].pending.remove(&xid);
+                    self.clients[ci].answered.insert(xid);
+                    self.stats.acked_writes += 1;
                     self.checker
                         .record_write(path, predicted + 1, stat, data.clone());
                 }
@@ -1522,7 +1558,19 @@ impl RealSim {
             }
             85..=94 => {
                 let r = Request::Sync(SyncRequest { path: p });
-                self.send_request(ci, r, Op::Sync);
+                let epoch = self.clients[ci]
+                    .server
+                    .and_then(|sv| self.servers[&sv].zab())
+                    .map_or(0, |z| z.current_epoch());
+                let bound = zkd_zab::make_zxid(epoch + 1, 0);
+                let required = self
+                    .checker
+                    .acked_zxids
+                    .range(..bound)
+                    .next_back()
+                    .copied()
+                    .unwrap_or(0);
+                self.send_request(ci, r, Op::Sync { required });
             }
             _ => {
                 if self.rng.gen_bool(0.5) {
@@ -1547,6 +1595,7 @@ impl RealSim {
             silent: false,
             done: false,
             known_versions: BTreeMap::new(),
+            answered: BTreeSet::new(),
             eph_count: 0,
             backoff: 0,
         });

@@ -54,7 +54,8 @@ fn real_servers_survive_exhausted_epochs() {
 }
 
 /// The checker catches a learner that keeps a closed session's ephemerals (the outcome of
-/// ZK-2355/4678) and a learner that answers a write before it commits.
+/// ZK-2355/4678), a learner that answers a write before it commits, and a learner that
+/// answers `sync` without the leader's barrier.
 #[test]
 fn the_checker_catches_planted_server_bugs() {
     use zkd_sim::real::ServerBug;
@@ -62,7 +63,7 @@ fn the_checker_catches_planted_server_bugs() {
         ServerBug::KeepEphemeralsOnClose,
         ServerBug::AnswerBeforeCommit,
     ] {
-        let caught: Vec<u64> = (0..30)
+        let caught: Vec<u64> = (0..60)
             .filter(|seed| {
                 let mut o = RealOptions::new(*seed, voters(*seed));
                 o.bug = Some(bug);

@@ -197,6 +197,10 @@ pub struct Core {
     /// leader expires them again) instead of living on forever, unexpired, in every
     /// tree (zkd-sim seeds 125, and 1 with a small zxid counter).
     closing: HashMap<i64, (i32, i64)>,
+    /// Ensemble: the sessions as of the applied txns (ZooKeeper's
+    /// ZKDatabase.sessionsWithTimeouts), which snapshots carry. A leader's tracker also
+    /// holds sessions whose createSession or closeSession is not committed yet.
+    committed_sessions: std::collections::BTreeMap<i64, i32>,
     /// The ZAB state machine of an ensemble server (None when standalone). It lives in
     /// the core so that one lock orders client requests, proposals and commits.
     pub zab: Option<Box<zkd_zab::Zab>>,
@@ -269,6 +273,7 @@ impl Core {
             next_sync_id: 1,
             touched: HashMap::new(),
             closing: HashMap::new(),
+            committed_sessions: Default::default(),
             zab: None,
             ensemble_role: None,
             ensemble_leader: None,
@@ -374,6 +379,7 @@ impl Core {
                 }
             }
             self.closing.clear();
+            self.committed_sessions = sessions.iter().copied().collect();
             for (id, timeout) in sessions {
                 self.sessions.add(id, timeout, now_ms);
                 self.sessions.ensure_next_id_above(id);
@@ -390,9 +396,12 @@ impl Core {
                 TxnBody::CreateSession(c) => {
                     self.sessions.add(t.header.client_id, c.time_out, now_ms);
                     self.sessions.ensure_next_id_above(t.header.client_id);
+                    self.committed_sessions
+                        .insert(t.header.client_id, c.time_out);
                 }
                 TxnBody::CloseSession(_) => {
                     self.sessions.remove(t.header.client_id);
+                    self.committed_sessions.remove(&t.header.client_id);
                 }
                 _ => {}
             }
@@ -400,7 +409,22 @@ impl Core {
         self.prep = Prep::new(self.tree.last_processed_zxid);
     }
 
-    /// Sessions with their timeouts, for a snapshot.
+    /// The sessions a snapshot of the applied tree carries: in an ensemble those of the
+    /// applied txns (a leader's tracker also holds uncommitted ones: a snapshot with them
+    /// made a restarted server track a session that never existed, zkd-sim real storm
+    /// seed 45); standalone, the tracker.
+    pub fn snapshot_sessions(&self) -> Vec<(i64, i32)> {
+        if self.zab.is_some() {
+            self.committed_sessions
+                .iter()
+                .map(|(id, t)| (*id, *t))
+                .collect()
+        } else {
+            self.session_table()
+        }
+    }
+
+    /// Sessions with their timeouts (the tracker's).
     pub fn session_table(&self) -> Vec<(i64, i32)> {
         let mut v: Vec<_> = self.sessions.iter().map(|s| (s.id, s.timeout_ms)).collect();
         v.sort();
@@ -923,9 +947,17 @@ impl Core {
         let mut notes = Vec::new();
         let rc = self.tree.process_txn(&txn.header, &txn.body, &mut notes);
         self.prep.applied(txn.header.zxid);
-        if let TxnBody::CloseSession(_) = txn.body {
-            self.sessions.remove(txn.header.client_id);
-            self.closing.remove(&txn.header.client_id);
+        match &txn.body {
+            TxnBody::CloseSession(_) => {
+                self.sessions.remove(txn.header.client_id);
+                self.closing.remove(&txn.header.client_id);
+                self.committed_sessions.remove(&txn.header.client_id);
+            }
+            TxnBody::CreateSession(c) => {
+                self.committed_sessions
+                    .insert(txn.header.client_id, c.time_out);
+            }
+            _ => {}
         }
         self.dispatch(notes);
         rc

@@ -61,9 +61,12 @@ fn real_options(args: &Args, seed: u64) -> Result<zkd_sim::real::RealOptions, St
     let v = args.servers as usize;
     let mut o = if args.exhausting {
         RealOptions::exhausting(seed, v)
+    } else if args.storm {
+        RealOptions::storm(seed, v)
     } else {
         RealOptions::new(seed, v)
     };
+    o.observers = args.observers;
     if let Some(t) = args.ticks {
         o.fault_ticks = t;
     }
@@ -102,9 +105,11 @@ fn main_real(args: &Args, seeds: Vec<u64>) -> ExitCode {
             Err(v) => {
                 failed += 1;
                 println!(
-                    "FAILED seed {seed}: {v}\n  reproduce: zkd-sim --real --reproduce {seed} --servers {}{}{}{}{}{}",
+                    "FAILED seed {seed}: {v}\n  reproduce: zkd-sim --real --reproduce {seed} --servers {} --observers {}{}{}{}{}{}{}",
                     args.servers,
+                    args.observers,
                     if args.exhausting { " --exhausting" } else { "" },
+                    if args.storm { " --storm" } else { "" },
                     args.max_zxid_counter.map(|m| format!(" --max-zxid-counter {m}")).unwrap_or_default(),
                     args.bug.as_ref().map(|b| format!(" --bug {b}")).unwrap_or_default(),
                     args.ticks.map(|t| format!(" --ticks {t}")).unwrap_or_default(),

@@ -80,6 +80,7 @@ pub enum ServerBug {
 pub struct RealOptions {
     pub seed: u64,
     pub voters: usize,
+    pub observers: usize,
     pub fault_ticks: u64,
     pub heal_ticks: u64,
     pub clients: usize,
@@ -108,6 +109,7 @@ impl RealOptions {
         RealOptions {
             seed,
             voters,
+            observers: 0,
             fault_ticks: 150,
             heal_ticks: 150,
             clients: 5,
@@ -133,6 +135,23 @@ impl RealOptions {
     pub fn exhausting(seed: u64, voters: usize) -> Self {
         RealOptions {
             max_zxid_counter: 60,
+            ..RealOptions::new(seed, voters)
+        }
+    }
+
+    /// Far more faults: frequent crashes, partitions, connection breaks, 20% datagram
+    /// loss, every failpoint armed at random, a small committed log (more SNAPs).
+    pub fn storm(seed: u64, voters: usize) -> Self {
+        RealOptions {
+            loss: 0.2,
+            duplicate: 0.1,
+            max_delay: 12,
+            crash_rate: 0.02,
+            disconnect_rate: 0.01,
+            partition_rate: 0.01,
+            snapshot_rate: 0.02,
+            failpoint_rate: 1.0,
+            committed_log_max: 4,
             ..RealOptions::new(seed, voters)
         }
     }
@@ -511,7 +530,7 @@ fn now_ms(now: u64) -> i64 {
     T0 + now as i64 * (TICK_MS / UNITS_PER_TICK as i64)
 }
 
-fn server_config(id: ServerId, voters: usize) -> ServerConfig {
+fn server_config(id: ServerId, voters: usize, observers: usize) -> ServerConfig {
     let mut c = ServerConfig {
         extended_types_enabled: true,
         my_id: Some(id),
@@ -523,13 +542,17 @@ fn server_config(id: ServerId, voters: usize) -> ServerConfig {
         data_log_dir: LOG.into(),
         ..Default::default()
     };
-    for n in 1..=voters as u64 {
+    for n in 1..=(voters + observers) as u64 {
         c.servers.push(ServerSpec {
             id: n,
             host: "127.0.0.1".into(),
             quorum_port: 2000 + n as u16,
             election_port: 3000 + n as u16,
-            role: PeerRole::Participant,
+            role: if n as usize <= voters {
+                PeerRole::Participant
+            } else {
+                PeerRole::Observer
+            },
             client_host: None,
             client_port: None,
         });
@@ -584,7 +607,7 @@ impl RealSim {
             trace_hash: 0xcbf2_9ce4_8422_2325,
             opts,
         };
-        for id in 1..=sim.opts.voters as u64 {
+        for id in 1..=(sim.opts.voters + sim.opts.observers) as u64 {
             let disk = Arc::new(FaultyBackend::new());
             sim.servers.insert(
                 id,
@@ -635,6 +658,7 @@ impl RealSim {
     fn open(&mut self, id: ServerId, seed: u64) -> Result<(), String> {
         let now = now_ms(self.now);
         let voters = self.opts.voters;
+        let observers = self.opts.observers;
         let (max_counter, clm) = (self.opts.max_zxid_counter, self.opts.committed_log_max);
         let s = self.servers.get_mut(&id).unwrap();
         let backend: Arc<dyn Backend> = s.disk.clone();
@@ -645,7 +669,7 @@ impl RealSim {
             storage_options(),
         )
         .map_err(|e| format!("storage: {e}"))?;
-        let cfg = server_config(id, voters);
+        let cfg = server_config(id, voters, observers);
         let mut core = Core::new(cfg.clone(), now);
         let mut fuzzy = false;
         let snapshot = match recovered.snapshot {
@@ -688,7 +712,9 @@ impl RealSim {
                 epochs,
                 backend,
                 storage: storage.clone(),
-                peers: (1..=voters as u64).filter(|p| *p != id).collect(),
+                peers: (1..=(voters + observers) as u64)
+                    .filter(|p| *p != id)
+                    .collect(),
             },
             log: storage.log().clone(),
             appended: Mutex::new(Vec::new()),
@@ -1820,7 +1846,7 @@ impl RealSim {
             return;
         }
         let sessions: Vec<SnapshotSession> = core
-            .session_table()
+            .snapshot_sessions()
             .into_iter()
             .map(|(id, timeout_ms)| SnapshotSession { id, timeout_ms })
             .collect();

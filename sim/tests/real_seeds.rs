@@ -14,7 +14,7 @@ fn voters(seed: u64) -> usize {
 fn real_servers_keep_zookeepers_promises_over_many_seeds() {
     let mut failed = Vec::new();
     let mut total = RealStats::default();
-    for seed in 0..200 {
+    for seed in 0..300 {
         match run_real(RealOptions::new(seed, voters(seed))) {
             Ok(s) => total.merge(&s),
             Err(v) => {
@@ -76,4 +76,24 @@ fn the_checker_catches_planted_server_bugs() {
         );
         assert!(caught.len() >= 5, "{bug:?} caught by only {caught:?}");
     }
+}
+
+/// The storm profile (frequent crashes and partitions, 20% loss, every failpoint), with and
+/// without an observer.
+#[test]
+fn real_servers_survive_storms() {
+    let mut failed = Vec::new();
+    for seed in 0..150 {
+        let mut o = RealOptions::storm(seed, voters(seed));
+        o.observers = (seed % 2) as usize;
+        if let Err(v) = run_real(o) {
+            println!(
+                "FAILED seed {seed}: {v}\n  reproduce: zkd-sim --real --storm --reproduce {seed} --servers {} --observers {}",
+                voters(seed),
+                seed % 2
+            );
+            failed.push(seed);
+        }
+    }
+    assert!(failed.is_empty(), "failed storm seeds: {failed:?}");
 }

@@ -21,6 +21,7 @@
 //! snapshot happens whenever a random crash lands while one is in progress.
 //!
 //! Checks (see [`RealChecker`] and [`RealSim::heal_and_check`]):
+//! - every tick: multis all-or-nothing on every live server;
 //! - every step: LeaderUniqueness, ZxidUniqueness, PrefixConsistency/Agreement/TotalOrder
 //!   over the txns each server applies (zab's `Apply` outputs), Integrity, PrimaryIntegrity,
 //!   CommittedLogMonotonicity across SNAPs and restarts; per client reply: P4 (a session's
@@ -31,6 +32,20 @@
 //!   whose owner is not a live session of the leader, and none of a session whose close was
 //!   acknowledged or whose expiry a client saw; sequential names strictly increasing in
 //!   zxid order per parent; multis all-or-nothing on every server.
+//! - per client `sync` (SyncConsistency): its reply's zxid covers every write acknowledged
+//!   (to any client) before it was sent, of an epoch not above the server's leader's;
+//! - after healing, also: every server tracks the same sessions.
+//!
+//! Time: a unit is 500 ms of server time (tickTime 2000 ms = 4 units); session timeouts
+//! 6-10 s. Clients pick a random live server, ping every tick, reconnect (resuming their
+//! session with its password and last seen zxid) after losing their connection, sometimes
+//! go silent for good (their session must expire) or close their session.
+//!
+//! Not modelled / not checked: watches (no client sets one, so notification order and
+//! delivery are unchecked), ACLs and auth, TTL and container nodes, ephemeral-sequential
+//! nodes, read results beyond their zxid (P4), reconfig, failed fsyncs and bit rot (the
+//! server's `execute` would `exit` the process, which a test cannot survive), per-message
+//! loss on quorum links (whole connections break instead), clock skew (all tick together).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
@@ -1825,6 +1840,9 @@ impl RealSim {
         }
         let now = self.now;
         self.check_step(now);
+        if self.now / UNITS_PER_TICK * UNITS_PER_TICK == self.now {
+            self.check_multis(now);
+        }
     }
 
     fn abandon_some(&mut self) {
@@ -1910,6 +1928,26 @@ impl RealSim {
         if self.rng.gen_bool(self.opts.snapshot_rate) {
             let id = pick(&mut self.rng);
             self.begin_snapshot(id);
+        }
+    }
+
+    /// Multis are all-or-nothing on every live server, at every tick.
+    fn check_multis(&mut self, now: u64) {
+        for (id, (paths, _)) in &self.checker.multis {
+            for (sid, s) in &self.servers {
+                let Some(core) = s.core.as_ref() else {
+                    continue;
+                };
+                let n = paths.iter().filter(|p| core.tree.get(p).is_some()).count();
+                if n != 0 && n != paths.len() {
+                    let v = Violation(format!(
+                        "multi {id} half applied on server {sid} (tree at {:#x}): {paths:?}",
+                        core.tree.last_processed_zxid
+                    ));
+                    self.checker.fail(now, v);
+                    return;
+                }
+            }
         }
     }
 

@@ -703,7 +703,15 @@ impl Core {
             }
         };
         match &txn.body {
-            TxnBody::CreateSession(c) if self.sessions.get(txn.header.client_id).is_none() => {
+            // Not if this leader already prepared the session's close (it expired before
+            // its createSession committed): tracking it again let a later create of an
+            // ephemeral through after the closeSession, and that node then outlived its
+            // session everywhere (ZOOKEEPER-1208's class; zkd-sim real storm seed 461, 5
+            // voters and an observer).
+            TxnBody::CreateSession(c)
+                if self.sessions.get(txn.header.client_id).is_none()
+                    && !self.closing.contains_key(&txn.header.client_id) =>
+            {
                 self.sessions.add(txn.header.client_id, c.time_out, now_ms);
             }
             TxnBody::CloseSession(_) if origin.is_none() => {

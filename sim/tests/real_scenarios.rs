@@ -193,3 +193,51 @@ fn a_seed_replays_exactly() {
         assert_eq!(run(), run(), "seed {seed} is not deterministic");
     }
 }
+
+/// Regression (zkd-sim real storm seed 461): a session expires on the leader before its
+/// createSession commits (slow disks); the commit must not make the leader track it again,
+/// or an ephemeral created right after the client's handshake commits after the session's
+/// close and outlives it on every server (ZOOKEEPER-1208's class).
+#[test]
+fn a_session_expiring_before_its_create_session_commits_leaves_no_ephemeral() {
+    let mut created = 0;
+    for seed in 0..8 {
+        let mut sim = settled(seed, 3);
+        let l = sim.leader().unwrap();
+        let (f, f2) = (others(&sim, l)[0], others(&sim, l)[1]);
+        // The leader's and the client's follower's disks stall; the other follower makes
+        // the createSession durable and acks it, then its disk stalls too.
+        sim.servers.get_mut(&l).unwrap().stall_fsync = true;
+        sim.servers.get_mut(&f).unwrap().stall_fsync = true;
+        let ci = sim.add_client(f);
+        assert!(sim.run_until(10, |s| s
+            .in_flight(|_, b| matches!(b, TxnBody::CreateSession(_)))));
+        sim.run_ticks(3);
+        sim.servers.get_mut(&f2).unwrap().stall_fsync = true;
+        // Longer than any negotiated timeout (10 s = 5 ticks): the leader expires it.
+        sim.run_ticks(8);
+        assert!(
+            sim.in_flight(|_, b| matches!(b, TxnBody::CloseSession(_))),
+            "seed {seed}: the leader did not expire the uncommitted session"
+        );
+        // The leader's disk comes back: the createSession commits (leader + f2), the
+        // closeSession cannot yet (f2 has not made it durable).
+        sim.servers.get_mut(&l).unwrap().stall_fsync = false;
+        if sim.run_until(10, |s| s.client_connected(ci) && s.client_session(ci) != 0) {
+            sim.client_create(ci, "/ghost", true);
+            created += 1;
+        }
+        sim.run_ticks(3);
+        sim.servers.get_mut(&f).unwrap().stall_fsync = false;
+        sim.servers.get_mut(&f2).unwrap().stall_fsync = false;
+        sim.run_ticks(10);
+        if let Err(v) = sim.heal_and_check() {
+            panic!("seed {seed}: {v}");
+        }
+        assert!(absent_everywhere(&sim, "/ghost"), "seed {seed}");
+    }
+    assert!(
+        created >= 4,
+        "the client got its session in only {created} runs"
+    );
+}

@@ -1008,6 +1008,27 @@ impl RealSim {
         let t = self.now;
         let mut after: Option<Failpoint> = None;
         let mut bug_close: Option<(i64, Vec<String>)> = None;
+        // `execute` stops the process on what it cannot carry out (a txn or snapshot that
+        // does not decode): report those as violations, with the seed, instead.
+        let fatal = match &o {
+            ZabOutput::Apply { zxid, payload } => {
+                match zkd_proto::txn::TxnEntry::from_bytes(payload) {
+                    Ok(t) if t.header.zxid == *zxid => None,
+                    Ok(t) => Some(format!("txn {zxid:#x} carries zxid {:#x}", t.header.zxid)),
+                    Err(e) => Some(format!("txn {zxid:#x} does not decode: {e}")),
+                }
+            }
+            ZabOutput::RestoreSnapshot { zxid, data } => deserialize_snapshot(data)
+                .err()
+                .map(|e| format!("the leader's snapshot {zxid:#x} does not load: {e}")),
+            _ => None,
+        };
+        if let Some(e) = fatal {
+            self.checker
+                .fail(t, Violation(format!("server {id} would stop: {e}")));
+            self.power_cut(id, None);
+            return false;
+        }
         match &o {
             ZabOutput::Apply { zxid, payload } => {
                 self.note_commits();

@@ -98,9 +98,12 @@ impl SessionTracker {
     }
 
     /// After recovery: never hand out an id a restored session has (the clock may have
-    /// gone backwards since those were issued).
+    /// gone backwards since those were issued). Only ids of this server's own id space
+    /// (the top byte, its server id) count: an ensemble's snapshot holds sessions other
+    /// servers issued, and jumping into a higher server's space made two servers hand out
+    /// the same session id to two clients (zkd-sim real seed 100).
     pub fn ensure_next_id_above(&mut self, id: i64) {
-        if self.next_id <= id {
+        if (id >> 56) == (self.next_id >> 56) && self.next_id <= id {
             self.next_id = id + 1;
         }
     }

@@ -393,6 +393,8 @@ pub struct RealChecker {
     acked: BTreeMap<String, Vec<Acked>>,
     acked_zxids: BTreeSet<Zxid>,
     deletes_issued: BTreeSet<String>,
+    /// Every session id a handshake handed out (each must be new).
+    issued_sessions: BTreeSet<i64>,
     /// Sessions whose end a client saw (close acknowledged, or expired on reconnect).
     dead_sessions: BTreeSet<i64>,
     /// parent -> (zxid, sequence number) of acknowledged sequential creates.
@@ -1217,6 +1219,21 @@ impl RealSim {
                 }
                 return;
             }
+            if std::env::var_os("ZKD_SIM_TRACE").is_some() {
+                eprintln!(
+                    "t={} client {ci} conn {:?} on server {server}: session {:#x} (had {:#x})",
+                    self.now, c.conn, rsp.session_id, c.session
+                );
+            }
+            if c.session == 0 && !self.checker.issued_sessions.insert(rsp.session_id) {
+                let sid = rsp.session_id;
+                self.fail_now(format!(
+                    "session id {sid:#x} handed to client {ci} by server {server} was issued \
+                     before"
+                ));
+                return;
+            }
+            let c = &mut self.clients[ci];
             if c.session == 0 {
                 self.stats.sessions_created += 1;
             } else if c.session != rsp.session_id {
@@ -1490,6 +1507,32 @@ impl RealSim {
 
     fn client_step(&mut self, ci: usize) {
         if self.clients[ci].done || self.clients[ci].silent {
+            // Now and then a new client process takes the slot (a silent one's TCP
+            // connection goes with its process; its session must still expire).
+            if self.rng.gen_bool(0.01) {
+                if let Some(conn) = self.clients[ci].conn {
+                    if let Some(core) = self.clients[ci]
+                        .server
+                        .and_then(|sv| self.servers.get_mut(&sv))
+                        .and_then(|s| s.core.as_mut())
+                    {
+                        core.disconnected(conn);
+                    }
+                    self.conn_owner.remove(&conn);
+                }
+                let c = &mut self.clients[ci];
+                c.session = 0;
+                c.server = None;
+                c.conn = None;
+                c.connecting = false;
+                c.pending.clear();
+                c.last_zxid = 0;
+                c.silent = false;
+                c.done = false;
+                c.known_versions.clear();
+                c.answered.clear();
+                c.backoff = 0;
+            }
             return;
         }
         if self.clients[ci].conn.is_none() {

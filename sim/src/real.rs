@@ -34,6 +34,7 @@
 //!   zxid order per parent; multis all-or-nothing on every server.
 //! - per client `sync` (SyncConsistency): its reply's zxid covers every write acknowledged
 //!   (to any client) before it was sent, of an epoch not above the server's leader's;
+//! - per handshake: a new session's id was never handed out before;
 //! - after healing, also: every server tracks the same sessions.
 //!
 //! Time: a unit is 500 ms of server time (tickTime 2000 ms = 4 units); session timeouts

@@ -14,7 +14,7 @@ fn voters(seed: u64) -> usize {
 fn real_servers_keep_zookeepers_promises_over_many_seeds() {
     let mut failed = Vec::new();
     let mut total = RealStats::default();
-    for seed in 0..300 {
+    for seed in 0..400 {
         match run_real(RealOptions::new(seed, voters(seed))) {
             Ok(s) => total.merge(&s),
             Err(v) => {
@@ -83,7 +83,7 @@ fn the_checker_catches_planted_server_bugs() {
 #[test]
 fn real_servers_survive_storms() {
     let mut failed = Vec::new();
-    for seed in 0..150 {
+    for seed in 0..250 {
         let mut o = RealOptions::storm(seed, voters(seed));
         o.observers = (seed % 2) as usize;
         if let Err(v) = run_real(o) {

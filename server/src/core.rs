@@ -211,6 +211,16 @@ pub struct Core {
     next_sync_id: u64,
     /// Learner: sessions its clients touched since the last PING (id -> timeout).
     touched: HashMap<i64, i32>,
+    /// Sessions this leader removed from its tracker when it prepared their closeSession,
+    /// with their timeout and when: until that txn is applied. If leadership ends first,
+    /// the txn may never commit, so they go back into the tracker (already due, so a
+    /// leader expires them again) instead of living on forever, unexpired, in every
+    /// tree (zkd-sim seeds 125, and 1 with a small zxid counter).
+    closing: HashMap<i64, (i32, i64)>,
+    /// Ensemble: the sessions as of the applied txns (ZooKeeper's
+    /// ZKDatabase.sessionsWithTimeouts), which snapshots carry. A leader's tracker also
+    /// holds sessions whose createSession or closeSession is not committed yet.
+    committed_sessions: std::collections::BTreeMap<i64, i32>,
     /// The ZAB state machine of an ensemble server (None when standalone). It lives in
     /// the core so that one lock orders client requests, proposals and commits.
     pub zab: Option<Box<zkd_zab::Zab>>,
@@ -282,6 +292,8 @@ impl Core {
             syncs: HashMap::new(),
             next_sync_id: 1,
             touched: HashMap::new(),
+            closing: HashMap::new(),
+            committed_sessions: Default::default(),
             zab: None,
             ensemble_role: None,
             ensemble_leader: None,
@@ -314,6 +326,27 @@ impl Core {
             self.close(c);
         }
         self.conns.clear();
+        for (id, (timeout, when)) in std::mem::take(&mut self.closing) {
+            if self.sessions.get(id).is_none() {
+                self.sessions.add(id, timeout, when);
+            }
+        }
+        // Sessions whose createSession is dropped here exist nowhere yet: stop tracking
+        // them (a learner never expires sessions, so it kept them forever and accepted
+        // their clients back: zkd-sim real seed 106). If the txn commits after all,
+        // `committed` adds the session again.
+        for p in &self.pending {
+            if matches!(p.txn.body, TxnBody::CreateSession(_)) {
+                self.sessions.remove(p.txn.header.client_id);
+            }
+        }
+        for q in self.forwarded.values() {
+            for (_, o) in q {
+                if let Origin::Connect { session_id, .. } = o {
+                    self.sessions.remove(*session_id);
+                }
+            }
+        }
         self.pending.clear();
         self.forwarded.clear();
         self.syncs.clear();
@@ -369,6 +402,17 @@ impl Core {
         {
             self.tree = tree;
             self.tree.last_processed_zxid = zxid;
+            // The snapshot's sessions replace the tracked ones (a learner taking its
+            // leader's SNAP would otherwise keep sessions closed in the txns it skipped,
+            // and accept their clients again: zkd-sim real seed 295).
+            let keep: std::collections::HashSet<i64> = sessions.iter().map(|s| s.0).collect();
+            for id in self.session_table().into_iter().map(|s| s.0) {
+                if !keep.contains(&id) {
+                    self.sessions.remove(id);
+                }
+            }
+            self.closing.clear();
+            self.committed_sessions = sessions.iter().copied().collect();
             for (id, timeout) in sessions {
                 self.sessions.add(id, timeout, now_ms);
                 self.sessions.ensure_next_id_above(id);
@@ -385,9 +429,12 @@ impl Core {
                 TxnBody::CreateSession(c) => {
                     self.sessions.add(t.header.client_id, c.time_out, now_ms);
                     self.sessions.ensure_next_id_above(t.header.client_id);
+                    self.committed_sessions
+                        .insert(t.header.client_id, c.time_out);
                 }
                 TxnBody::CloseSession(_) => {
                     self.sessions.remove(t.header.client_id);
+                    self.committed_sessions.remove(&t.header.client_id);
                 }
                 _ => {}
             }
@@ -395,7 +442,22 @@ impl Core {
         self.prep = Prep::new(self.tree.last_processed_zxid);
     }
 
-    /// Sessions with their timeouts, for a snapshot.
+    /// The sessions a snapshot of the applied tree carries: in an ensemble those of the
+    /// applied txns (a leader's tracker also holds uncommitted ones: a snapshot with them
+    /// made a restarted server track a session that never existed, zkd-sim real storm
+    /// seed 45); standalone, the tracker.
+    pub fn snapshot_sessions(&self) -> Vec<(i64, i32)> {
+        if self.zab.is_some() {
+            self.committed_sessions
+                .iter()
+                .map(|(id, t)| (*id, *t))
+                .collect()
+        } else {
+            self.session_table()
+        }
+    }
+
+    /// Sessions with their timeouts (the tracker's).
     pub fn session_table(&self) -> Vec<(i64, i32)> {
         let mut v: Vec<_> = self.sessions.iter().map(|s| (s.id, s.timeout_ms)).collect();
         v.sort();
@@ -710,7 +772,15 @@ impl Core {
             }
         };
         match &txn.body {
-            TxnBody::CreateSession(c) if self.sessions.get(txn.header.client_id).is_none() => {
+            // Not if this leader already prepared the session's close (it expired before
+            // its createSession committed): tracking it again let a later create of an
+            // ephemeral through after the closeSession, and that node then outlived its
+            // session everywhere (ZOOKEEPER-1208's class; zkd-sim real storm seed 461, 5
+            // voters and an observer).
+            TxnBody::CreateSession(c)
+                if self.sessions.get(txn.header.client_id).is_none()
+                    && !self.closing.contains_key(&txn.header.client_id) =>
+            {
                 self.sessions.add(txn.header.client_id, c.time_out, now_ms);
             }
             TxnBody::CloseSession(_) if origin.is_none() => {
@@ -771,7 +841,7 @@ impl Core {
                 self.sessions.touch(f.session_id, t, now_ms);
                 if f.op_type == OpCode::CloseSession as i32 {
                     let txn = self.prep.close_session(&self.tree, &pctx);
-                    self.sessions.remove(f.session_id);
+                    self.start_closing(f.session_id, now_ms);
                     txn
                 } else {
                     match Request::decode(f.op_type, &f.body) {
@@ -974,8 +1044,17 @@ impl Core {
         let mut notes = Vec::new();
         let rc = self.tree.process_txn(&txn.header, &txn.body, &mut notes);
         self.prep.applied(txn.header.zxid);
-        if let TxnBody::CloseSession(_) = txn.body {
-            self.sessions.remove(txn.header.client_id);
+        match &txn.body {
+            TxnBody::CloseSession(_) => {
+                self.sessions.remove(txn.header.client_id);
+                self.closing.remove(&txn.header.client_id);
+                self.committed_sessions.remove(&txn.header.client_id);
+            }
+            TxnBody::CreateSession(c) => {
+                self.committed_sessions
+                    .insert(txn.header.client_id, c.time_out);
+            }
+            _ => {}
         }
         self.dispatch(notes);
         rc
@@ -1052,6 +1131,13 @@ impl Core {
         let Some(session_id) = self.conns.get(&conn).map(|c| c.session_id) else {
             return;
         };
+        if session_id == 0 {
+            // Held behind this connection's closeSession, which cleared its session: the
+            // request belongs to no session any more (prepared as session 0, a
+            // closeSession would delete every persistent node with an outstanding change,
+            // zkd-sim seed 35). The close reply follows, then the connection closes.
+            return;
+        }
         let (reply, op_name) = self.process(conn, session_id, xid, op_type, body, received_ms);
         if let Some(reply) = reply {
             self.respond(conn, xid, op_name, reply, received_ms, now_ms);
@@ -1298,7 +1384,7 @@ impl Core {
                 let pctx = self.prep_ctx(session_id, xid, &auth, now_ms);
                 let txn = self.prep.close_session(&self.tree, &pctx);
                 // ZooKeeper's setSessionClosing: nothing more runs on this session.
-                self.sessions.remove(session_id);
+                self.start_closing(session_id, now_ms);
                 if let Some(c) = self.conns.get_mut(&conn) {
                     c.session_id = 0;
                     c.outstanding_writes += 1;
@@ -1653,11 +1739,20 @@ impl Core {
         self.settle(now_ms);
     }
 
+    /// Takes a session out of the tracker as its closeSession is prepared (see `closing`).
+    fn start_closing(&mut self, id: i64, now_ms: i64) {
+        if let Some(s) = self.sessions.remove(id) {
+            if self.zab.is_some() {
+                self.closing.insert(id, (s.timeout_ms, now_ms));
+            }
+        }
+    }
+
     fn close_session(&mut self, id: i64, now_ms: i64) {
         let conn = self.sessions.get(id).and_then(|s| s.conn);
         let pctx = self.prep_ctx(id, 0, &[], now_ms);
         let txn = self.prep.close_session(&self.tree, &pctx);
-        self.sessions.remove(id);
+        self.start_closing(id, now_ms);
         if let Some(c) = conn {
             if let Some(cs) = self.conns.get_mut(&c) {
                 cs.session_id = 0;

@@ -164,7 +164,7 @@ pub fn execute(host: &dyn EnsembleHost, core: &mut Core, out: ZabOutput, now_ms:
             // A whole, exact snapshot under the lock: SNAP sync is rare, and the learner
             // gets the proposals after this zxid from zab.
             let sessions: Vec<SnapshotSession> = core
-                .session_table()
+                .snapshot_sessions()
                 .into_iter()
                 .map(|(id, timeout_ms)| SnapshotSession { id, timeout_ms })
                 .collect();

@@ -333,7 +333,7 @@ pub fn take_snapshot(shared: &Shared, snaps: &SnapStore) {
     let started = std::time::Instant::now();
     let mut snap = shared.with_core(|c| {
         let sessions: Vec<SnapshotSession> = c
-            .session_table()
+            .snapshot_sessions()
             .into_iter()
             .map(|(id, timeout_ms)| SnapshotSession { id, timeout_ms })
             .collect();

@@ -224,6 +224,20 @@ mod tests {
     }
 
     #[test]
+    fn restored_sessions_of_other_servers_do_not_move_the_next_id() {
+        let mut t = SessionTracker::new(2000, 1_000_000, 1);
+        let own = t.create(6000, 1_000_000);
+        // A session server 3 issued, restored from an ensemble snapshot.
+        t.ensure_next_id_above(initial_session_id(1_000_000, 3) + 5);
+        let next = t.create(6000, 1_000_000);
+        assert_eq!(next >> 56, 1, "{next:#x} left server 1's id space");
+        assert_eq!(next, own + 1);
+        // One of its own, restored after the clock went back, still does.
+        t.ensure_next_id_above(own + 10);
+        assert_eq!(t.create(6000, 1_000_000), own + 11);
+    }
+
+    #[test]
     fn java_random_matches_known_sequence() {
         // new java.util.Random(0).nextInt() == -1155484576
         let mut r = JavaRandom::new(0);

@@ -1,10 +1,21 @@
-//! zkd-sim: a deterministic simulation of a whole ZAB ensemble.
+//! zkd-sim: a deterministic simulation of a whole ZAB ensemble, in two modes.
+//!
+//! - [`real`]: every server is zkd-server's real `Core` with its real zab, driven through
+//!   the server's own host glue (`ensemble::execute`/`to_zab`), over zkd-storage's
+//!   `Storage` and `EpochFiles` on a `FaultyBackend`, with simulated clients speaking the
+//!   client protocol and checks of ZooKeeper's promises (see that module's header).
+//!   `zkd-sim --real`.
+//! - this module ([`Sim`]): the same zab over the same txn log, with the stand-in [`Rsm`]
+//!   as the state machine. Kept because it reaches what the real mode does not: zab's own
+//!   planted protocol bugs ([`InjectedBug`]), a failpoint inside the snapshot rename, a
+//!   stalled-disk follower, and SessionPing attribution; and it is a second, independent
+//!   implementation of the Zab invariant checks.
 //!
 //! Owns a virtual network, virtual time and one virtual disk per server, and runs the real
 //! [`zkd_zab::Zab`] state machines over the real txn log of zkd-storage ([`TxnLog`] on a
 //! [`FaultyBackend`], which loses everything not fsynced at a crash and can tear the last
 //! write). The replicated state machine is a stand-in ([`Rsm`]: the ordered list of
-//! applied `(zxid, payload)` with a digest); the server's data tree will replace it.
+//! applied `(zxid, payload)` with a digest); [`real`] runs the server's data tree instead.
 //! Never uses real sockets, threads, clocks or unseeded randomness: one `u64` seed decides
 //! every delay, loss, duplication, partition, crash, failpoint and client request, so any
 //! failure replays exactly with `zkd-sim --reproduce SEED`.
@@ -27,8 +38,8 @@
 //! Not modelled (yet): bit rot and failed fsyncs (FaultyBackend can do both; a failed
 //! fsync must stop the server, which the host loop here does not implement), per-message
 //! loss inside a quorum connection (ZAB assumes TCP; only whole connections break), clock
-//! skew between servers (all tick together), dynamic reconfiguration, and the server's
-//! real data tree and sessions (the [`Rsm`] stands in).
+//! skew between servers (all tick together), dynamic reconfiguration; the server's real
+//! data tree and sessions are in [`real`].
 //!
 //! # Invariants checked after every step (named after the Zab TLA+ specification)
 //!
@@ -52,6 +63,7 @@
 
 pub mod check;
 pub mod node;
+pub mod real;
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -4,6 +4,9 @@
 //! zkd-sim --seeds 200 --servers 3          # seeds 0..200
 //! zkd-sim --reproduce 17 --servers 5       # replay seed 17, print its stats
 //! zkd-sim --seeds 50 --bug ack-before-fsync   # show the checker catching a bug
+//! zkd-sim --real --seeds 500 --servers 5   # real cores + clients (sim::real)
+//! zkd-sim --real --reproduce 35            # replay one real-server seed
+//! zkd-sim --real --seeds 30 --bug keep-ephemerals-on-close
 //! ```
 
 use std::process::ExitCode;
@@ -41,9 +44,87 @@ struct Args {
     /// Use the storm profile (far more crashes, partitions and loss).
     #[arg(long)]
     storm: bool,
-    /// Run with a deliberately injected protocol bug: ack-before-fsync | apply-uncommitted.
+    /// Run with a deliberately injected protocol bug: ack-before-fsync | apply-uncommitted;
+    /// with --real: keep-ephemerals-on-close | answer-before-commit | local-sync.
     #[arg(long)]
     bug: Option<String>,
+    /// Run the real server logic (zkd-server's Core, clients) instead of the stand-in Rsm.
+    #[arg(long)]
+    real: bool,
+    /// With --real: leaders exhaust their epoch (zxid counter 60).
+    #[arg(long)]
+    exhausting: bool,
+}
+
+fn real_options(args: &Args, seed: u64) -> Result<zkd_sim::real::RealOptions, String> {
+    use zkd_sim::real::{RealOptions, ServerBug};
+    let v = args.servers as usize;
+    let mut o = if args.exhausting {
+        RealOptions::exhausting(seed, v)
+    } else if args.storm {
+        RealOptions::storm(seed, v)
+    } else {
+        RealOptions::new(seed, v)
+    };
+    o.observers = args.observers;
+    if let Some(t) = args.ticks {
+        o.fault_ticks = t;
+    }
+    if let Some(f) = args.fsync_rate {
+        o.fsync_rate = f;
+    }
+    if let Some(m) = args.max_zxid_counter {
+        o.max_zxid_counter = m;
+    }
+    o.bug = match args.bug.as_deref() {
+        None => None,
+        Some("keep-ephemerals-on-close") => Some(ServerBug::KeepEphemeralsOnClose),
+        Some("answer-before-commit") => Some(ServerBug::AnswerBeforeCommit),
+        Some("local-sync") => Some(ServerBug::LocalSync),
+        Some(other) => return Err(format!("unknown --bug {other} with --real")),
+    };
+    Ok(o)
+}
+
+fn main_real(args: &Args, seeds: Vec<u64>) -> ExitCode {
+    let mut failed = 0;
+    for seed in seeds {
+        let opts = match real_options(args, seed) {
+            Ok(o) => o,
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::from(2);
+            }
+        };
+        match zkd_sim::real::run_real(opts) {
+            Ok(stats) => {
+                if args.reproduce.is_some() {
+                    println!("seed {seed}: ok\n{stats:#?}");
+                }
+            }
+            Err(v) => {
+                failed += 1;
+                println!(
+                    "FAILED seed {seed}: {v}\n  reproduce: zkd-sim --real --reproduce {seed} --servers {} --observers {}{}{}{}{}{}{}",
+                    args.servers,
+                    args.observers,
+                    if args.exhausting { " --exhausting" } else { "" },
+                    if args.storm { " --storm" } else { "" },
+                    args.max_zxid_counter.map(|m| format!(" --max-zxid-counter {m}")).unwrap_or_default(),
+                    args.bug.as_ref().map(|b| format!(" --bug {b}")).unwrap_or_default(),
+                    args.ticks.map(|t| format!(" --ticks {t}")).unwrap_or_default(),
+                    args.fsync_rate.map(|f| format!(" --fsync-rate {f}")).unwrap_or_default()
+                );
+            }
+        }
+    }
+    if failed > 0 {
+        println!("{failed} seed(s) failed");
+        ExitCode::FAILURE
+    } else {
+        println!("all seeds passed");
+        ExitCode::SUCCESS
+    }
 }
 
 fn options(args: &Args, seed: u64) -> Result<Options, String> {
@@ -80,6 +161,9 @@ fn main() -> ExitCode {
         Some(s) => vec![s],
         None => (args.first..args.first + args.seeds).collect(),
     };
+    if args.real {
+        return main_real(&args, seeds);
+    }
     let mut failed = 0;
     for seed in seeds {
         let opts = match options(&args, seed) {

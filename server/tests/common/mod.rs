@@ -189,6 +189,36 @@ impl Drop for ZkdProcess {
     }
 }
 
+/// A port nobody listens on, below the kernel's ephemeral range when it can. A port picked
+/// by binding port 0 comes from that range, where any outgoing connection (the servers'
+/// own quorum dials, other tests' clients) may take it as its local port before the server
+/// binds it: an ensemble of three servers binds nine such ports.
+pub fn free_server_port() -> u16 {
+    use std::sync::atomic::AtomicU64;
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let low: u64 = fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0);
+    if low > 11_000 {
+        let seed = u64::from(std::process::id())
+            ^ SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0);
+        for _ in 0..1000 {
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            let x =
+                (seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            let port = 10_000 + (x >> 33) % (low - 10_000);
+            if TcpListener::bind(("127.0.0.1", port as u16)).is_ok() {
+                return port as u16;
+            }
+        }
+    }
+    free_port()
+}
+
 /// A port nobody listens on right now: bind port 0, read it, drop the listener.
 pub fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
@@ -261,7 +291,7 @@ impl ZkdEnsemble {
         let dir = unique_temp_dir();
         let n = voters + observers;
         let ports: Vec<(u16, u16, u16)> = (0..n)
-            .map(|_| (free_port(), free_port(), free_port()))
+            .map(|_| (free_server_port(), free_server_port(), free_server_port()))
             .collect();
         let mut servers = String::new();
         for (i, (client, quorum, election)) in ports.iter().enumerate() {

@@ -84,13 +84,8 @@ fn main() {
         "zkd" => ServerKind::Zkd(args.zkd_bin.clone().unwrap_or_else(runner::default_zkd_bin)),
         s => die(&format!("unknown server {s}")),
     };
-    let nodes = args
-        .nodes
-        .unwrap_or(if matches!(server, ServerKind::ApacheZk) {
-            3
-        } else {
-            1
-        });
+    // Three servers by default for both: zkd runs ZAB ensembles too.
+    let nodes = args.nodes.unwrap_or(3);
     let out = args.out.clone().unwrap_or_else(|| {
         PathBuf::from(format!(
             "jepsen-out/{}-{}-{}-{}",

@@ -111,24 +111,28 @@ fn jepsen_ci_suite() {
     }
     let zkd: PathBuf = runner::default_zkd_bin();
     if zkd.exists() {
-        let c = cfg(
-            ServerKind::Zkd(zkd),
-            1,
-            Workload::Register,
-            Kind::Kill,
-            12,
-            "zkd-register-kill",
-        );
-        let r = rt.block_on(runner::run(&c)).expect("run");
-        eprintln!("{}", r.summary);
-        assert_eq!(
-            r.valid,
-            Validity::Valid,
-            "{}: {}",
-            r.summary,
-            serde_json::to_string(&r.verdicts).unwrap()
-        );
-        ran += 1;
+        // A 3-server zkd ensemble: register under partitions, and sessions under kills
+        // (the run that found two servers minting the same session id).
+        for (workload, nemesis, out) in [
+            (
+                Workload::Register,
+                Kind::Partition,
+                "zkd-register-partition",
+            ),
+            (Workload::Sessions, Kind::Kill, "zkd-sessions-kill"),
+        ] {
+            let c = cfg(ServerKind::Zkd(zkd.clone()), 3, workload, nemesis, 12, out);
+            let r = rt.block_on(runner::run(&c)).expect("run");
+            eprintln!("{}", r.summary);
+            assert_eq!(
+                r.valid,
+                Validity::Valid,
+                "{}: {}",
+                r.summary,
+                serde_json::to_string(&r.verdicts).unwrap()
+            );
+            ran += 1;
+        }
     } else {
         eprintln!(
             "SKIPPED zkd run: {} not built (cargo build -p zkd-server)",

@@ -216,7 +216,7 @@ pub struct Core {
     /// the txn may never commit, so they go back into the tracker (already due, so a
     /// leader expires them again) instead of living on forever, unexpired, in every
     /// tree (zkd-sim seeds 125, and 1 with a small zxid counter).
-    closing: HashMap<i64, (i32, i64)>,
+    closing: std::collections::BTreeMap<i64, (i32, i64)>,
     /// Ensemble: the sessions as of the applied txns (ZooKeeper's
     /// ZKDatabase.sessionsWithTimeouts), which snapshots carry. A leader's tracker also
     /// holds sessions whose createSession or closeSession is not committed yet.
@@ -292,7 +292,7 @@ impl Core {
             syncs: HashMap::new(),
             next_sync_id: 1,
             touched: HashMap::new(),
-            closing: HashMap::new(),
+            closing: Default::default(),
             committed_sessions: Default::default(),
             zab: None,
             ensemble_role: None,
@@ -312,7 +312,8 @@ impl Core {
         leader_zxid_base: i64,
         now_ms: i64,
     ) {
-        let conns: Vec<ConnId> = self.conns.keys().copied().collect();
+        let mut conns: Vec<ConnId> = self.conns.keys().copied().collect();
+        conns.sort_unstable();
         for c in conns {
             if let Some(conn) = self.conns.get(&c) {
                 if conn.session_id != 0 {
@@ -360,7 +361,11 @@ impl Core {
         if replication == Replication::Leader && self.replication != Replication::Leader {
             // A new leader starts every session's clock afresh, as ZooKeeper's new
             // LeaderSessionTracker does: as a learner it never saw most sessions' pings.
-            let all: Vec<(i64, i32)> = self.sessions.iter().map(|s| (s.id, s.timeout_ms)).collect();
+            let mut all: Vec<(i64, i32)> =
+                self.sessions.iter().map(|s| (s.id, s.timeout_ms)).collect();
+            // In id order: the touch order is the expiry order within a tick, and a
+            // replayed run (the simulator) must expire sessions in the same order.
+            all.sort_unstable();
             for (id, timeout) in all {
                 self.sessions.touch(id, timeout, now_ms);
             }

@@ -146,7 +146,7 @@ impl Cluster {
             closed,
             ..
         } = s;
-        route(host, core, now, |_, outs| {
+        let mut to_clients = |_: &mut Core, outs: Vec<Output>| {
             for o in outs {
                 match o {
                     Output::Send { conn, frame } => sent.entry(conn).or_default().push(frame),
@@ -154,19 +154,12 @@ impl Cluster {
                     other => panic!("unexpected client output {other:?}"),
                 }
             }
-        });
+        };
+        route(host, core, now, &mut to_clients);
         let last = host.log.borrow().last().map(|(z, _)| *z);
         if let Some(z) = last {
             core.synced(z, now);
-            route(host, core, now, |_, outs| {
-                for o in outs {
-                    match o {
-                        Output::Send { conn, frame } => sent.entry(conn).or_default().push(frame),
-                        Output::Close { conn } => closed.push(conn),
-                        other => panic!("unexpected client output {other:?}"),
-                    }
-                }
-            });
+            route(host, core, now, &mut to_clients);
         }
     }
 
@@ -228,20 +221,39 @@ fn reply(frame: &[u8]) -> (ReplyHeader, Vec<u8>) {
     (h, r.rest().to_vec())
 }
 
-fn connect(c: &mut Cluster, server: ServerId, conn: ConnId) -> i64 {
+/// Opens connection `conn` to `server` and sends its handshake: a new session when
+/// `session_id` is 0, else a resume with that session's password.
+fn handshake(
+    c: &mut Cluster,
+    server: ServerId,
+    conn: ConnId,
+    session_id: i64,
+    last_zxid_seen: i64,
+) {
     let now = c.now;
+    let passwd = if session_id == 0 {
+        vec![0; 16]
+    } else {
+        crate::session::session_password(session_id).to_vec()
+    };
     let s = c.s(server);
     assert!(s.core.accept(conn, addr(conn as u8), now));
     s.core.connect(
         conn,
         &ConnectRequest {
             time_out: 30_000,
-            passwd: vec![0; 16],
+            session_id,
+            passwd,
+            last_zxid_seen,
             has_read_only: true,
             ..Default::default()
         },
         now,
     );
+}
+
+fn connect(c: &mut Cluster, server: ServerId, conn: ConnId) -> i64 {
+    handshake(c, server, conn, 0, 0);
     c.run();
     let frames = c.s(server).sent.remove(&conn).unwrap_or_default();
     let rsp = ConnectResponse::from_bytes(&frames[0][4..]).unwrap();
@@ -405,21 +417,7 @@ fn after_the_leader_dies_a_new_one_serves_and_sessions_move_between_servers() {
     // The role change closed the follower's clients; the session lives on (it is
     // global) and resumes on the other survivor, password checked.
     let other = (1..=3).find(|i| *i != old && *i != f).unwrap();
-    let now = c.now;
-    let s = c.s(other);
-    assert!(s.core.accept(7, addr(7), now));
-    s.core.connect(
-        7,
-        &ConnectRequest {
-            time_out: 30_000,
-            session_id: sid,
-            passwd: crate::session::session_password(sid).to_vec(),
-            last_zxid_seen: before,
-            has_read_only: true,
-            ..Default::default()
-        },
-        now,
-    );
+    handshake(&mut c, other, 7, sid, before);
     c.run();
     let frames = c.s(other).sent.remove(&7).unwrap();
     let rsp = ConnectResponse::from_bytes(&frames[0][4..]).unwrap();
@@ -464,22 +462,9 @@ fn a_lagging_server_refuses_a_client_that_has_seen_a_newer_zxid() {
     c.s(lagging).alive = true;
     let seen = h.zxid;
     assert!(c.s(lagging).core.tree.last_processed_zxid < seen);
-    let now = c.now;
-    let s = c.s(lagging);
-    assert!(s.core.accept(9, addr(9), now));
-    s.core.connect(
-        9,
-        &ConnectRequest {
-            time_out: 30_000,
-            last_zxid_seen: seen,
-            passwd: vec![0; 16],
-            has_read_only: true,
-            ..Default::default()
-        },
-        now,
-    );
+    handshake(&mut c, lagging, 9, 0, seen);
     // "client must try another server": closed without a ConnectResponse.
-    let outs = s.core.take_output();
+    let outs = c.s(lagging).core.take_output();
     assert!(
         outs.iter()
             .all(|o| !matches!(o, Output::Send { conn: 9, .. })),
@@ -532,22 +517,7 @@ fn a_follower_resumes_a_session_only_with_the_leaders_word() {
     let f = (1..=3).find(|i| *i != leader).unwrap();
     let sid = connect(&mut c, f, 1);
     c.s(f).core.disconnected(1);
-    let resume = |c: &mut Cluster, conn: ConnId| {
-        let now = c.now;
-        let s = c.s(f);
-        assert!(s.core.accept(conn, addr(conn as u8), now));
-        s.core.connect(
-            conn,
-            &ConnectRequest {
-                time_out: 30_000,
-                session_id: sid,
-                passwd: crate::session::session_password(sid).to_vec(),
-                has_read_only: true,
-                ..Default::default()
-            },
-            now,
-        );
-    };
+    let resume = |c: &mut Cluster, conn: ConnId| handshake(c, f, conn, sid, 0);
     // Cut off from the leader, the follower does not answer the resume by itself.
     c.s(leader).alive = false;
     resume(&mut c, 2);

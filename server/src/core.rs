@@ -836,11 +836,7 @@ impl Core {
             None => {
                 // The session expired here first: the learner's client gets the error
                 // from the txn, as ZooKeeper's prep logs an ErrorTxn for it.
-                let mut txn = self.prep.prep_write(&self.tree, &pctx, &Request::Ping);
-                txn.body = TxnBody::Error(zkd_proto::txn::ErrorTxn {
-                    err: ErrorCode::SessionExpired.code(),
-                });
-                txn
+                self.error_txn(&pctx, ErrorCode::SessionExpired)
             }
             Some(t) => {
                 self.sessions.touch(f.session_id, t, now_ms);
@@ -853,13 +849,7 @@ impl Core {
                         Ok(r) if OpCode::from_i32(f.op_type).is_some_and(is_write) => {
                             self.prep.prep_write(&self.tree, &pctx, &r)
                         }
-                        _ => {
-                            let mut txn = self.prep.prep_write(&self.tree, &pctx, &Request::Ping);
-                            txn.body = TxnBody::Error(zkd_proto::txn::ErrorTxn {
-                                err: ErrorCode::MarshallingError.code(),
-                            });
-                            txn
-                        }
+                        _ => self.error_txn(&pctx, ErrorCode::MarshallingError),
                     }
                 }
             }
@@ -1266,10 +1256,7 @@ impl Core {
                 if is_write(op) {
                     // ZooKeeper logs an ErrorTxn(MARSHALLINGERROR) for a bad write.
                     let pctx = self.prep_ctx(session_id, xid, &[], now_ms);
-                    let mut txn = self.prep.prep_write(&self.tree, &pctx, &Request::Ping);
-                    txn.body = TxnBody::Error(zkd_proto::txn::ErrorTxn {
-                        err: ErrorCode::MarshallingError.code(),
-                    });
+                    let txn = self.error_txn(&pctx, ErrorCode::MarshallingError);
                     if let Some(c) = self.conns.get_mut(&conn) {
                         c.outstanding_writes += 1;
                     }
@@ -1428,6 +1415,14 @@ impl Core {
                 (Some(reply), name)
             }
         }
+    }
+
+    /// An ErrorTxn with its own zxid, as ZooKeeper's prep logs for a write it refuses
+    /// before preparing it (a malformed request, an expired session).
+    fn error_txn(&mut self, pctx: &PrepContext<'_>, err: ErrorCode) -> TxnEntry {
+        let mut txn = self.prep.prep_write(&self.tree, pctx, &Request::Ping);
+        txn.body = TxnBody::Error(zkd_proto::txn::ErrorTxn { err: err.code() });
+        txn
     }
 
     fn prep_ctx<'a>(

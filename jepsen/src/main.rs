@@ -29,7 +29,7 @@ struct Args {
     /// zookeeper (Apache ZooKeeper from Debian) | zkd
     #[arg(long, default_value = "zookeeper")]
     server: String,
-    /// Servers in the ensemble (default 3 for zookeeper, 1 for zkd: zkd is standalone today).
+    /// Servers in the ensemble (default 3, for zookeeper and zkd alike).
     #[arg(long)]
     nodes: Option<usize>,
     #[arg(long)]

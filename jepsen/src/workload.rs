@@ -106,6 +106,13 @@ pub struct Ctx {
     pub op_timeout: Duration,
     pub session_timeout: Duration,
     pub keys: usize,
+    /// Register workload: every `key_rotation` of run time the workers move on to fresh
+    /// znodes (a new generation of `keys` keys), as Jepsen's independent keys do. Each
+    /// key's history stays a few thousand ops long, so the linearizability search stays
+    /// small even in 10-minute runs with indeterminate writes (which stay open to the end
+    /// of their key's history). Generations past `register_generations` reuse the last.
+    pub key_rotation: Duration,
+    pub register_generations: usize,
     /// Register reads without the preceding sync. ZooKeeper does not promise these are
     /// linearizable (P5 allows stale cross-client reads), so the register checker is
     /// expected to reject some histories: a check that the checker sees real staleness.
@@ -125,6 +132,8 @@ impl Ctx {
             op_timeout: Duration::from_secs(3),
             session_timeout: Duration::from_secs(6),
             keys: 3,
+            key_rotation: Duration::from_secs(15),
+            register_generations: 1,
             plain_reads: false,
             next_value: AtomicI64::new(1),
             abandoned: Mutex::new(Vec::new()),
@@ -169,6 +178,21 @@ impl Ctx {
             _ => format!("{ROOT}/register/k{k}"),
         }
     }
+
+    /// The register key generation in use now (see `key_rotation`).
+    fn register_generation(&self) -> usize {
+        let rotation = self.key_rotation.as_nanos().max(1) as u64;
+        ((self.rec.now() / rotation) as usize).min(self.register_generations.max(1) - 1)
+    }
+
+    /// Key `k` of register generation `g`: generation 0 keeps the plain names.
+    fn register_key(k: usize, g: usize) -> String {
+        if g == 0 {
+            format!("k{k}")
+        } else {
+            format!("k{k}g{g}")
+        }
+    }
 }
 
 async fn ensure(c: &Client, path: &str, data: &[u8]) -> Result<(), Error> {
@@ -189,8 +213,18 @@ pub async fn setup(ctx: &Ctx) -> Result<(), Error> {
         ensure(&c, &format!("{ROOT}/{sub}"), b"").await?;
     }
     for k in 0..ctx.keys {
-        ensure(&c, &format!("{ROOT}/register/k{k}"), b"0").await?;
         ensure(&c, &format!("{ROOT}/watch/k{k}"), b"0").await?;
+    }
+    let generations = if ctx.workload == Workload::Register {
+        ctx.register_generations.max(1)
+    } else {
+        1
+    };
+    for g in 0..generations {
+        for k in 0..ctx.keys {
+            let key = Ctx::register_key(k, g);
+            ensure(&c, &format!("{ROOT}/register/{key}"), b"0").await?;
+        }
     }
     c.close().await
 }
@@ -214,7 +248,8 @@ struct Worker {
     process: i64,
     client: Option<Client>,
     rng: StdRng,
-    versions: BTreeMap<usize, i32>,
+    /// Register workload: the dataVersion last seen per key.
+    versions: BTreeMap<String, i32>,
     /// Sessions workload: this session's ephemerals.
     ephemerals: Vec<String>,
 }
@@ -398,8 +433,8 @@ impl Worker {
 
     async fn register_op(&mut self, ctx: &Ctx) {
         let k = self.rng.gen_range(0..ctx.keys);
-        let path = ctx.key_path(k);
-        let key = format!("k{k}");
+        let key = Ctx::register_key(k, ctx.register_generation());
+        let path = format!("{ROOT}/register/{key}");
         let p2 = path.clone();
         let roll = self.rng.gen_range(0..10);
         let v = self.rng.gen_range(0..5i64);
@@ -444,7 +479,7 @@ impl Worker {
             )
             .await;
         } else {
-            let expected = self.versions.get(&k).copied().unwrap_or(0);
+            let expected = self.versions.get(&key).copied().unwrap_or(0);
             self.op(
                 ctx,
                 "cas",
@@ -470,7 +505,7 @@ impl Worker {
             if op.kind == OpType::Ok {
                 if let Some(ver) = op.value["version"].as_i64() {
                     let ver = if op.f == "cas" { ver + 1 } else { ver };
-                    self.versions.insert(k, ver as i32);
+                    self.versions.insert(key, ver as i32);
                 }
             }
         }

@@ -144,7 +144,11 @@ impl Ctx {
         let opts =
             ConnectOptions::new(&self.addrs[server % self.addrs.len()], self.session_timeout)
                 .connect_timeout(Duration::from_secs(2))
-                .request_timeout(Some(self.op_timeout));
+                .request_timeout(Some(self.op_timeout))
+                // A 10-minute set run adds ~200k children to one parent: the final
+                // getChildren reply is several MB, past jute.maxbuffer's 1 MB, which
+                // servers send but a default client refuses.
+                .max_frame_len(64 << 20);
         Client::connect_with(opts).await
     }
 

@@ -80,6 +80,17 @@ impl Cluster {
         base: &Path,
         keep_dir: bool,
     ) -> Result<Cluster, ClusterError> {
+        Self::start_with(kind, n, base, keep_dir, "").await
+    }
+
+    /// `start` with `extra_cfg` (zoo.cfg lines) added to every server's config.
+    pub async fn start_with(
+        kind: ServerKind,
+        n: usize,
+        base: &Path,
+        keep_dir: bool,
+        extra_cfg: &str,
+    ) -> Result<Cluster, ClusterError> {
         let net = Net::create(n)?;
         let dir = base.join(format!(
             "run-{}-{}",
@@ -110,6 +121,7 @@ impl Cluster {
                     );
                 }
             }
+            cfg += extra_cfg;
             fs::write(sdir.join("zoo.cfg"), cfg)?;
             servers.push(Server {
                 dir: sdir,
@@ -243,6 +255,18 @@ impl Cluster {
             cleanup::forget_pid(child.id() as i32);
         }
         self.servers[i].paused = false;
+    }
+
+    /// kill -9 of several servers at once: every SIGKILL is sent before any is reaped, so
+    /// none of them runs on after another died.
+    pub fn kill_together(&mut self, ids: &[usize]) {
+        for &i in ids {
+            // A stopped process dies of SIGKILL too.
+            self.signal(i, libc::SIGKILL);
+        }
+        for &i in ids {
+            self.kill(i);
+        }
     }
 
     /// Starts server `i` again on the same data directory (no-op when running).

@@ -18,7 +18,7 @@ struct Args {
     /// register | set | seq | multi | sessions | watch
     #[arg(long)]
     workload: String,
-    /// none | kill | pause | partition | corrupt | mixed
+    /// none | kill | pause | partition | corrupt | lose-unsynced | mixed
     #[arg(long, default_value = "none")]
     nemesis: String,
     /// Seconds of workload (faults included).

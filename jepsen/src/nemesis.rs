@@ -9,9 +9,12 @@
 //! kill -9 + restart, SIGSTOP/SIGCONT, and `corrupt`: kill -9 one server, then truncate the
 //! tail of, or flip one bit near the end of, its newest txn log segment (`log.*`, both
 //! ZooKeeper and zkd name them so), restart at heal. Corruption destroys acknowledged data
-//! on that server by design, so it is only allowed with 3 or more servers. NOT implemented
-//! yet: clock skew (no libfaketime here), lost unsynced writes (needs a filesystem that
-//! drops unsynced data), snapshot corruption.
+//! on that server by design, so it is only allowed with 3 or more servers.
+//! `lose-unsynced` (zkd only): servers run with `zkd.test.loseUnsyncedWrites=true`, which
+//! keeps every unsynced byte in the process, so kill -9 loses it as a power cut would; the
+//! fault kills one server, a minority, or all of them at once (acknowledged writes were
+//! fsynced on a quorum, so they must survive even that), restart at heal. NOT implemented
+//! yet: clock skew (no libfaketime here), snapshot corruption.
 
 use std::time::Duration;
 
@@ -20,7 +23,7 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
 
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, ServerKind};
 use crate::history::{Op, OpType, NEMESIS};
 use crate::workload::Recorder;
 
@@ -31,6 +34,7 @@ pub enum Kind {
     Pause,
     Partition,
     Corrupt,
+    LoseUnsynced,
     Mixed,
 }
 
@@ -43,10 +47,11 @@ impl std::str::FromStr for Kind {
             "pause" => Kind::Pause,
             "partition" => Kind::Partition,
             "corrupt" => Kind::Corrupt,
+            "lose-unsynced" => Kind::LoseUnsynced,
             "mixed" => Kind::Mixed,
             _ => {
                 return Err(format!(
-                    "unknown nemesis {s} (none|kill|pause|partition|corrupt|mixed)"
+                    "unknown nemesis {s} (none|kill|pause|partition|corrupt|lose-unsynced|mixed)"
                 ))
             }
         })
@@ -67,6 +72,40 @@ pub enum Fault {
         flip: bool,
         bytes: u64,
     },
+    /// kill -9 these servers together (`scope`: one, minority, all), each losing every
+    /// byte it had not fsynced.
+    LoseUnsynced {
+        scope: &'static str,
+        servers: Vec<usize>,
+    },
+}
+
+/// zoo.cfg lines every server needs for `kind`, or why `kind` cannot run on `server`.
+pub fn server_cfg(kind: Kind, server: &ServerKind) -> Result<String, String> {
+    match (kind, server) {
+        (Kind::LoseUnsynced, ServerKind::Zkd(_)) => {
+            Ok("zkd.test.loseUnsyncedWrites=true\n".to_string())
+        }
+        (Kind::LoseUnsynced, ServerKind::ApacheZk) => Err(
+            "the lose-unsynced nemesis needs zkd's zkd.test.loseUnsyncedWrites mode; Apache ZooKeeper has no way to drop its unsynced writes on kill (use --server zkd)".into(),
+        ),
+        _ => Ok(String::new()),
+    }
+}
+
+/// Which servers a `lose-unsynced` fault kills: one, a minority, or (most often, the case
+/// that matters) all of them at once.
+fn lose_unsynced(rng: &mut StdRng, n: usize) -> Fault {
+    let mut nodes: Vec<usize> = (0..n).collect();
+    nodes.shuffle(rng);
+    let (scope, k) = match rng.gen_range(0..4) {
+        0 => ("one", 1),
+        1 => ("minority", ((n - 1) / 2).max(1)),
+        _ => ("all", n),
+    };
+    let mut servers = nodes[..k].to_vec();
+    servers.sort();
+    Fault::LoseUnsynced { scope, servers }
 }
 
 /// Cut both ways between every pair across `a` and `b`.
@@ -149,6 +188,7 @@ pub fn schedule(
                 flip: rng.gen_bool(0.5),
                 bytes: rng.gen_range(1..4096),
             },
+            Kind::LoseUnsynced => lose_unsynced(&mut rng, n),
             _ if n < 2 => Fault::Kill(0),
             _ => {
                 let (name, g) = partition(&mut rng, n);
@@ -170,6 +210,8 @@ fn describe(f: &Fault, cluster: &Cluster) -> serde_json::Value {
             flip,
             bytes,
         } => json!({"corrupt": cluster.name(*server), "flip": flip, "bytes": bytes}),
+        Fault::LoseUnsynced { scope, servers } => json!({"lose-unsynced": scope,
+            "kill": servers.iter().map(|&i| cluster.name(i)).collect::<Vec<_>>()}),
         Fault::Partition(name, g) => json!({"partition": name, "grudge": g.iter().enumerate()
             .map(|(i, v)| (cluster.name(i), v.iter().map(|&j| cluster.name(j)).collect::<Vec<_>>()))
             .collect::<std::collections::BTreeMap<_, _>>()}),
@@ -205,6 +247,10 @@ pub async fn run(
                 Ok(())
             }
             Fault::Partition(_, g) => cluster.net.apply(g).map_err(|e| e.to_string()),
+            Fault::LoseUnsynced { servers, .. } => {
+                cluster.kill_together(servers);
+                Ok(())
+            }
             Fault::Corrupt {
                 server,
                 flip,
@@ -349,6 +395,33 @@ mod tests {
             schedule(Kind::Mixed, 8, 5, t, h, g)
         );
         assert!(schedule(Kind::None, 7, 5, t, h, g).is_empty());
+    }
+
+    #[test]
+    fn lose_unsynced_kills_one_a_minority_or_all_and_is_zkd_only() {
+        let t = Duration::from_secs(600);
+        let (h, g) = (Duration::from_secs(5), Duration::from_secs(5));
+        let mut scopes = std::collections::BTreeSet::new();
+        for (_, f) in schedule(Kind::LoseUnsynced, 1, 5, t, h, g) {
+            let Fault::LoseUnsynced { scope, servers } = f else {
+                panic!("{f:?}")
+            };
+            let want = match scope {
+                "one" => 1,
+                "minority" => 2,
+                _ => 5,
+            };
+            assert_eq!(servers.len(), want, "{scope}");
+            scopes.insert(scope);
+        }
+        assert_eq!(scopes.len(), 3);
+        assert!(
+            server_cfg(Kind::LoseUnsynced, &ServerKind::Zkd("zkd".into()))
+                .unwrap()
+                .contains("zkd.test.loseUnsyncedWrites=true")
+        );
+        assert!(server_cfg(Kind::LoseUnsynced, &ServerKind::ApacheZk).is_err());
+        assert_eq!(server_cfg(Kind::Kill, &ServerKind::ApacheZk).unwrap(), "");
     }
 
     #[test]

@@ -63,12 +63,14 @@ pub async fn run(cfg: &RunConfig) -> Result<RunResult, String> {
     if cfg.nemesis == Kind::Corrupt && cfg.nodes < 3 {
         return Err("the corrupt nemesis destroys acknowledged data on one server; it needs an ensemble of 3 or more".into());
     }
+    let extra_cfg = nemesis::server_cfg(cfg.nemesis, &cfg.server)?;
     std::fs::create_dir_all(&cfg.out).map_err(|e| e.to_string())?;
-    let mut cluster = Cluster::start(
+    let mut cluster = Cluster::start_with(
         cfg.server.clone(),
         cfg.nodes,
         &cfg.out.join("data"),
         cfg.keep_data,
+        &extra_cfg,
     )
     .await
     .map_err(|e| e.to_string())?;

@@ -318,6 +318,10 @@ pub struct Config {
     /// `zookeeper.snapshot.compression.method`: compress snapshot payloads (lz4).
     pub snapshot_compression: bool,
     pub force_sync: bool,
+    /// `zkd.test.loseUnsyncedWrites=true`, TEST ONLY: hold every unsynced write in memory
+    /// until its fsync (`zkd_storage::LoseUnsyncedBackend`), so that killing the process
+    /// loses what a power cut could.
+    pub test_lose_unsynced_writes: bool,
     pub fsync_warning_threshold_ms: u64,
     pub autopurge_snap_retain_count: u32,
     /// Authoritative purge interval; 0 = never purge.
@@ -380,6 +384,7 @@ impl Default for Config {
             snap_size_limit_kb: 4_194_304,
             pre_alloc_size_kb: 65_536,
             force_sync: true,
+            test_lose_unsynced_writes: false,
             fsync_warning_threshold_ms: 1000,
             autopurge_snap_retain_count: MIN_SNAP_RETAIN_COUNT,
             autopurge_purge_interval_ms: 0,
@@ -943,6 +948,7 @@ const CFG_KEYS: &[&str] = &[
     "electionAlg",
     "peerType",
     "metricsProvider.className",
+    "zkd.test.loseUnsyncedWrites",
 ];
 
 /// Settings ZooKeeper reads as `zookeeper.<name>` system properties (or bare
@@ -1361,6 +1367,9 @@ impl<'a> Parser<'a> {
                     self.non_negative(key, value, "expected a non-negative integer")?
             }
             "standaloneEnabled" => self.cfg.standalone_enabled = self.boolean(key, value)?,
+            "zkd.test.loseUnsyncedWrites" => {
+                self.cfg.test_lose_unsynced_writes = self.boolean(key, value)?
+            }
             "reconfigEnabled" => {
                 self.cfg.reconfig_enabled = self.boolean(key, value)?;
                 if self.cfg.reconfig_enabled {

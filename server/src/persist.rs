@@ -24,7 +24,9 @@ use std::sync::Arc;
 
 use rand::Rng;
 use zkd_proto::txn::TxnEntry;
-use zkd_storage::{FileBackend, LogOptions, SnapStore, Storage, StorageOptions, TxnLog};
+use zkd_storage::{
+    FileBackend, LogOptions, LoseUnsyncedBackend, SnapStore, Storage, StorageOptions, TxnLog,
+};
 
 use crate::config::Config;
 use crate::core::{Core, RestoredSnapshot};
@@ -56,7 +58,16 @@ pub struct Persistence {
 
 /// Opens the data directories and rebuilds the core (ZKDatabase.loadDataBase).
 pub fn open(config: &Config, now: i64) -> Result<(Core, Persistence), String> {
-    let backend: Arc<dyn zkd_storage::Backend> = Arc::new(FileBackend::new());
+    let backend: Arc<dyn zkd_storage::Backend> = if config.test_lose_unsynced_writes {
+        tracing::warn!(
+            "zkd.test.loseUnsyncedWrites=true: TEST ONLY. Writes to {} and {} are held in this process's memory until fsynced; killing the process loses them as a power cut would",
+            config.data_dir.display(),
+            config.data_log_dir.display()
+        );
+        Arc::new(LoseUnsyncedBackend::new())
+    } else {
+        Arc::new(FileBackend::new())
+    };
     if !config.force_sync {
         tracing::warn!(
             "forceSync=no: writes are acknowledged without fsync; a crash can lose them (tests only)"

@@ -4,7 +4,9 @@
 //! Owns the mapping from "path + bytes" operations to a medium: [`FileBackend`] (std::fs),
 //! [`MemBackend`] (a map in memory, no crash semantics) and, in `faulty.rs`,
 //! [`crate::FaultyBackend`] (in memory, tracks synced vs volatile state, simulates
-//! crashes, torn writes, bit flips and failed fsyncs).
+//! crashes, torn writes, bit flips and failed fsyncs) and, in `unsynced.rs`,
+//! [`crate::LoseUnsyncedBackend`] (real files, but unsynced writes held in memory so that
+//! killing the process loses them: power loss for real-process tests).
 //!
 //! The trait is path-based rather than handle-based so that a fault-injecting
 //! implementation sees every operation with its file name and can model directory entries
@@ -420,6 +422,12 @@ mod tests {
     fn file_backend_basics() {
         let tmp = tempfile::tempdir().unwrap();
         exercise(&FileBackend::new(), tmp.path());
+    }
+
+    #[test]
+    fn lose_unsynced_backend_basics() {
+        let tmp = tempfile::tempdir().unwrap();
+        exercise(&crate::LoseUnsyncedBackend::new(), tmp.path());
     }
 
     #[test]

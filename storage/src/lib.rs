@@ -26,6 +26,7 @@ pub mod snapshot;
 pub mod storage;
 pub mod tools;
 pub mod txnlog;
+pub mod unsynced;
 pub mod zxid;
 
 pub use backend::{Backend, FileBackend, FileBytes, MemBackend};
@@ -36,6 +37,7 @@ pub use purge::{purge, PurgeReport};
 pub use snapshot::{SnapStore, SnapshotInfo, SnapshotPayload};
 pub use storage::{Recovered, Storage, StorageOptions};
 pub use txnlog::{LogOptions, RecoveredLog, SegmentInfo, TxnLog};
+pub use unsynced::LoseUnsyncedBackend;
 
 /// Name of the versioned sub-directory holding our files inside dataDir and dataLogDir.
 pub const VERSION_DIR: &str = "zkd-v1";

@@ -434,6 +434,7 @@ both_backends!(
     crashed_holder_on_one_server_is_released_by_expiry,
     session_closed_on_another_server_surfaces_as_expired,
     config_node_lists_the_members,
+    one_host_connect_string_learns_the_ensemble_from_the_config_node,
 );
 
 /// `/zookeeper/config` on every server: the members, byte for byte as Apache ZooKeeper
@@ -490,6 +491,83 @@ async fn config_node_lists_the_members(mut ens: Ensemble) {
     let zk = ZooKeeper::connect(&ens.host(0), TIMEOUT).await.unwrap();
     let (data, st) = zk.get_config().await.unwrap();
     check(data, st, "server 1 restarted");
+    zk.close().await.unwrap();
+    admin.close().await.unwrap();
+}
+
+/// A connect string with one server of the ensemble and `refresh_servers_from_config`:
+/// the session learns the other two from `/zookeeper/config`, and when its only server
+/// is killed it moves to another one with the session, its ephemeral and its chroot
+/// intact.
+async fn one_host_connect_string_learns_the_ensemble_from_the_config_node(mut ens: Ensemble) {
+    let leader = ens.wait_quorum().await;
+    let admin = ZooKeeper::connect(&ens.hosts().join(","), TIMEOUT)
+        .await
+        .unwrap();
+    admin.create_all("/app").await.unwrap();
+    // A follower: killing it leaves the quorum serving, with no election to wait out.
+    let only = (leader + 1) % 3;
+    let cs = format!("{}/app", ens.host(only));
+
+    // Off by default: the list stays the connect string's.
+    let plain = ZooKeeper::connect(&cs, LONG).await.unwrap();
+    assert_eq!(plain.servers(), [ens.host(only)]);
+    plain.close().await.unwrap();
+
+    let zk =
+        ZooKeeper::connect_with(SessionOptions::new(&cs, LONG).refresh_servers_from_config(true))
+            .await
+            .unwrap();
+    let mut learned = zk.servers();
+    learned.sort();
+    let mut all = ens.hosts();
+    all.sort();
+    assert_eq!(learned, all, "the members' client addresses");
+    assert_eq!(
+        zk.servers().last(),
+        Some(&ens.host(only)),
+        "the current server is tried last"
+    );
+    let sid = zk.session_id();
+    let mut states = zk.state_events();
+    zk.create("/e", b"", &CreateOptions::new(CreateMode::Ephemeral))
+        .await
+        .unwrap();
+
+    ens.kill(only);
+    assert_eq!(
+        within(20, "Disconnected", states.recv()).await,
+        Some(SessionState::Disconnected)
+    );
+    assert_eq!(
+        within(30, "Connected again", states.recv()).await,
+        Some(SessionState::Connected)
+    );
+    let now_on = zk.connected_host().unwrap();
+    assert_ne!(now_on, ens.host(only), "moved off the killed server");
+    assert_eq!(zk.session_id(), sid, "same session");
+    assert_eq!(zk.chroot(), Some("/app"));
+    let st = zk
+        .exists("/e")
+        .await
+        .unwrap()
+        .expect("the ephemeral survived");
+    assert_eq!(st.ephemeral_owner, sid);
+    let st = admin
+        .exists("/app/e")
+        .await
+        .unwrap()
+        .expect("under the chroot");
+    assert_eq!(st.ephemeral_owner, sid);
+    // The list is read again on the new server: still the three members, that one last.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while zk.servers().last() != Some(&now_on) {
+        assert!(Instant::now() < deadline, "not re-read: {:?}", zk.servers());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut again = zk.servers();
+    again.sort();
+    assert_eq!(again, all);
     zk.close().await.unwrap();
     admin.close().await.unwrap();
 }

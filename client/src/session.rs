@@ -14,6 +14,13 @@
 //! there, the other hosts are probed with `isro` and the session moves to the first one
 //! that answers `rw`, as ClientCnxn.pingRwServer does.
 //!
+//! Host list from the ensemble: with `SessionOptions::refresh_servers_from_config(true)` a
+//! refresher task reads `/zookeeper/config` (with a watch, on the raw connection, outside
+//! the chroot and the watch tables, so setWatches2 never re-arms it under the chroot) after
+//! every new connection and whenever its watch fires, and replaces the host list the
+//! reconnects walk. The Java client leaves this to the application (`updateServerList`;
+//! Curator's EnsembleTracker does it the same way).
+//!
 //! States: Connected / ConnectedReadOnly → Disconnected → (Connected again | Expired).
 //! Expired, AuthFailed and Closed are terminal: the `ZooKeeper` never leaves them, every
 //! request fails, every watcher gets a final event. Expired is reached when a server says

@@ -124,6 +124,13 @@ impl Drop for Handle {
     }
 }
 
+impl Client {
+    /// Whether both are clones of the same connection.
+    pub(crate) fn same_connection(&self, other: &Client) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+}
+
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")

@@ -9,8 +9,11 @@
 //!   setWatches2; it reports its state as a stream (Connected, Disconnected, Expired,
 //!   AuthFailed, ConnectedReadOnly, Closed; Expired, AuthFailed and Closed are terminal).
 //!   One-shot watches are futures ([`Watch`]), persistent watches streams
-//!   ([`WatchStream`]); multi/multiRead are builders ([`Multi`]); [`recipes`] holds lock,
-//!   leader latch, barriers, counter and caches.
+//!   ([`WatchStream`], a `futures_core::Stream`); multi/multiRead are builders
+//!   ([`Multi`]); [`recipes`] holds lock, leader latch, barriers, counter and caches.
+//!   Optionally ([`SessionOptions::refresh_servers_from_config`]) the session takes its
+//!   host list from the ensemble's `/zookeeper/config` after each connect and on every
+//!   change of it, so one server in the connect string is enough.
 //! - [`Client`]: one connection, exactly what the caller asks for on the wire, no reconnect
 //!   and no chroot. The server's tests use it to send bad input and watch the answer; a
 //!   lost connection fails pending requests with `ConnectionLoss` and leaves it
@@ -83,7 +86,8 @@
 //! Modules:
 //! - `session`: [`ZooKeeper`], [`SessionOptions`], [`CreateOptions`], [`Multi`].
 //! - `watches`: the watch tables, [`Watch`] and [`WatchStream`].
-//! - `connect_string`: [`ConnectString`] parsing and the host order.
+//! - `connect_string`: [`ConnectString`] parsing, the host order, and the client
+//!   addresses of a `/zookeeper/config` ([`connect_string::client_hosts_from_config`]).
 //! - [`recipes`]: lock, leader latch, barriers, shared counter, node and tree caches.
 //! - `client`: the single-connection [`Client`], [`ConnectOptions`] and every operation.
 //! - `conn`: the socket, handshake, reader/writer tasks and shared state.

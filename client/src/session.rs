@@ -14,6 +14,13 @@
 //! there, the other hosts are probed with `isro` and the session moves to the first one
 //! that answers `rw`, as ClientCnxn.pingRwServer does.
 //!
+//! Host list from the ensemble: with `SessionOptions::refresh_servers_from_config(true)` a
+//! refresher task reads `/zookeeper/config` (with a watch, on the raw connection, outside
+//! the chroot and the watch tables, so setWatches2 never re-arms it under the chroot) after
+//! every new connection and whenever its watch fires, and replaces the host list the
+//! reconnects walk. The Java client leaves this to the application (`updateServerList`;
+//! Curator's EnsembleTracker does it the same way).
+//!
 //! States: Connected / ConnectedReadOnly → Disconnected → (Connected again | Expired).
 //! Expired, AuthFailed and Closed are terminal: the `ZooKeeper` never leaves them, every
 //! request fails, every watcher gets a final event. Expired is reached when a server says
@@ -52,6 +59,9 @@ use crate::watches::{lock, OneShot, SharedWatches, Watch, WatchManager, WatchStr
 /// whose path bytes add up to about this much, so no batch nears the frame limit.
 pub const SET_WATCHES_MAX_LENGTH: usize = 128 * 1024;
 
+/// ZooDefs.CONFIG_NODE: the ensemble configuration, outside any chroot.
+const CONFIG_NODE: &str = "/zookeeper/config";
+
 /// How to open a `ZooKeeper` session.
 #[derive(Debug, Clone)]
 pub struct SessionOptions {
@@ -71,6 +81,10 @@ pub struct SessionOptions {
     /// as the connection lives, as the Java client does by default. The wait for a
     /// reconnect before sending is bounded by the session timeout either way.
     pub request_timeout: Option<Duration>,
+    /// Replace the host list with the client addresses in `/zookeeper/config` after each
+    /// connect and whenever that node changes (see
+    /// [`SessionOptions::refresh_servers_from_config`]). Off by default.
+    pub refresh_servers_from_config: bool,
 }
 
 impl SessionOptions {
@@ -83,6 +97,7 @@ impl SessionOptions {
             read_only: false,
             max_frame_len: DEFAULT_MAX_FRAME_LEN,
             request_timeout: None,
+            refresh_servers_from_config: false,
         }
     }
 
@@ -103,6 +118,24 @@ impl SessionOptions {
 
     pub fn read_only(mut self, ro: bool) -> Self {
         self.read_only = ro;
+        self
+    }
+
+    /// Learn the ensemble from the ensemble: after every connect (the first one before
+    /// `connect_with` returns) the session reads `/zookeeper/config` with a watch, takes
+    /// the client address of each member (`;clientHost:clientPort`, the member's quorum
+    /// host when that is `0.0.0.0`; see
+    /// [`client_hosts_from_config`](crate::connect_string::client_hosts_from_config)),
+    /// and uses that list, shuffled, for its next reconnects; a change of the node (a
+    /// watch event) reads it again. The chroot stays. A connect string with one server
+    /// of an ensemble is then enough to survive that server's loss.
+    ///
+    /// A config with no usable address (a standalone server's node is empty; members
+    /// without a client part) leaves the list as it was; so does a failed read. The
+    /// current connection is never dropped because its server left the list (ZooKeeper's
+    /// `updateServerList` may move a client to rebalance; this does not).
+    pub fn refresh_servers_from_config(mut self, on: bool) -> Self {
+        self.refresh_servers_from_config = on;
         self
     }
 }
@@ -155,7 +188,12 @@ struct Facts {
 }
 
 pub(crate) struct Inner {
-    hosts: Vec<String>,
+    /// The hosts tried on (re)connect, in order; replaced by `/zookeeper/config` when
+    /// `refresh_servers_from_config` is on.
+    hosts: Mutex<Vec<String>>,
+    /// The config refresher's one-shot: fired by a notification on `/zookeeper/config`
+    /// (the server path: that node is never chrooted).
+    config_waiter: Arc<Mutex<Option<oneshot::Sender<()>>>>,
     chroot: Option<String>,
     opts: SessionOptions,
     state_tx: watch::Sender<SessionState>,
@@ -179,13 +217,24 @@ fn guard<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 struct Owner {
     inner: Arc<Inner>,
     supervisor: Mutex<Option<JoinHandle<()>>>,
+    /// The `/zookeeper/config` refresher, when `refresh_servers_from_config` is on.
+    refresher: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Owner {
+    fn stop_tasks(&self) {
+        if let Some(t) = guard(&self.supervisor).take() {
+            t.abort();
+        }
+        if let Some(t) = guard(&self.refresher).take() {
+            t.abort();
+        }
+    }
 }
 
 impl Drop for Owner {
     fn drop(&mut self) {
-        if let Some(t) = guard(&self.supervisor).take() {
-            t.abort();
-        }
+        self.stop_tasks();
         // Drop the socket without closeSession: the session lingers until it expires,
         // as with the Java client when the process dies.
         guard(&self.inner.conn).take();
@@ -254,7 +303,8 @@ impl ZooKeeper {
         rng.shuffle(&mut hosts);
         let (state_tx, _) = watch::channel(SessionState::Disconnected);
         let inner = Arc::new(Inner {
-            hosts,
+            hosts: Mutex::new(hosts),
+            config_waiter: Arc::new(Mutex::new(None)),
             chroot: cs.chroot,
             state_tx,
             listeners: Mutex::new(Vec::new()),
@@ -275,12 +325,20 @@ impl ZooKeeper {
         });
         let deadline = Instant::now() + inner.opts.connect_timeout;
         let client = inner.attempts(deadline, false).await?;
+        // The first read of /zookeeper/config before returning, so the list is known.
+        let first = if inner.opts.refresh_servers_from_config {
+            Some((client.clone(), inner.refresh_hosts(&client).await))
+        } else {
+            None
+        };
         inner.publish(client);
         let supervisor = tokio::spawn(supervise(inner.clone()));
+        let refresher = first.map(|f| tokio::spawn(refresh_servers(inner.clone(), f)));
         Ok(ZooKeeper {
             owner: Arc::new(Owner {
                 inner,
                 supervisor: Mutex::new(Some(supervisor)),
+                refresher: Mutex::new(refresher),
             }),
         })
     }
@@ -306,6 +364,13 @@ impl ZooKeeper {
     /// The chroot from the connect string, if any.
     pub fn chroot(&self) -> Option<&str> {
         self.inner().chroot.as_deref()
+    }
+
+    /// The hosts (`host:port`) the session tries when it reconnects, in the order it
+    /// tries them: the connect string's, shuffled, or the members of
+    /// `/zookeeper/config` with `refresh_servers_from_config`.
+    pub fn servers(&self) -> Vec<String> {
+        guard(&self.inner().hosts).clone()
     }
 
     /// The server (`host:port`) of the current connection, if connected.
@@ -365,9 +430,7 @@ impl ZooKeeper {
     /// the server expires the session after its timeout.
     pub async fn close(&self) -> Result<(), Error> {
         let i = self.inner();
-        if let Some(t) = guard(&self.owner.supervisor).take() {
-            t.abort();
-        }
+        self.owner.stop_tasks();
         let conn = guard(&i.conn).take();
         let r = match conn {
             Some(c) => c.close().await,
@@ -382,9 +445,7 @@ impl ZooKeeper {
     /// deletes its ephemerals, which is how the recipes' crashed holders are released).
     /// The state becomes Closed; every request fails.
     pub fn abandon(&self) {
-        if let Some(t) = guard(&self.owner.supervisor).take() {
-            t.abort();
-        }
+        self.owner.stop_tasks();
         self.inner().terminate(SessionState::Closed);
     }
 
@@ -629,10 +690,12 @@ impl ZooKeeper {
     }
 
     /// The ensemble configuration: data of `/zookeeper/config` (never chrooted, as in
-    /// ZooKeeper's getConfig).
+    /// ZooKeeper's getConfig). An ensemble (of ZooKeeper or zkd) serves its members, one
+    /// `server.N=host:quorumPort:electionPort:role;clientHost:clientPort` line each,
+    /// then `version=<hex>`; a standalone server an empty node.
     pub async fn get_config(&self) -> Result<(Vec<u8>, Stat), Error> {
         let req = GetDataRequest {
-            path: "/zookeeper/config".to_string(),
+            path: CONFIG_NODE.to_string(),
             watch: false,
         };
         let r: GetDataResponse = decode(&self.call_ok(OpCode::GetData, req.to_bytes()).await?)?;
@@ -876,7 +939,13 @@ impl Inner {
     fn sink(&self) -> EventSink {
         let mgr = self.watches.clone();
         let chroot = self.chroot.clone();
+        let config_waiter = self.config_waiter.clone();
         Arc::new(move |mut ev: WatchedEvent| {
+            if ev.path == CONFIG_NODE {
+                if let Some(tx) = guard(&config_waiter).take() {
+                    let _ = tx.send(());
+                }
+            }
             ev.path = strip_chroot(chroot.as_deref(), &ev.path);
             lock(&mgr).deliver(&ev);
         })
@@ -886,7 +955,6 @@ impl Inner {
     /// the re-priming: auth, setWatches2) or `deadline` passes. A refused session
     /// (expired) and a refused credential are final.
     async fn attempts(&self, deadline: Instant, resume: bool) -> Result<Client, Error> {
-        let n = self.hosts.len();
         let mut tried = 0usize;
         loop {
             let now = Instant::now();
@@ -897,11 +965,14 @@ impl Inner {
                     Error::ConnectionLoss
                 });
             }
-            let host = {
+            // The list may be replaced meanwhile (refresh_servers_from_config).
+            let (host, n) = {
+                let hosts = guard(&self.hosts);
+                let n = hosts.len();
                 let mut i = guard(&self.next_host);
-                let h = self.hosts[*i % n].clone();
+                let h = hosts[*i % n].clone();
                 *i = (*i + 1) % n;
-                h
+                (h, n)
             };
             let facts = guard(&self.facts).clone();
             // As ClientCnxn: each attempt gets a share of the session timeout.
@@ -964,22 +1035,106 @@ impl Inner {
     /// `readonlymode.enabled=true`.
     async fn find_rw_server(&self) -> String {
         let current = guard(&self.facts).host.clone();
-        let n = self.hosts.len();
         let mut wait = Duration::from_millis(100);
         let mut i = 0usize;
         loop {
             tokio::time::sleep(wait).await;
-            let host = self.hosts[i % n].clone();
+            let host = {
+                let hosts = guard(&self.hosts);
+                hosts[i % hosts.len()].clone()
+            };
             i += 1;
             if Some(&host) == current.as_ref() {
                 continue;
             }
             if probe_isro(&host, Duration::from_secs(1)).await.as_deref() == Some("rw") {
-                *guard(&self.next_host) = (i - 1) % n;
+                let hosts = guard(&self.hosts);
+                if let Some(p) = hosts.iter().position(|h| *h == host) {
+                    *guard(&self.next_host) = p;
+                }
                 return host;
             }
             wait = (wait * 2).min(Duration::from_secs(60));
         }
+    }
+}
+
+impl Inner {
+    /// Reads `/zookeeper/config` on `c` with a watch and, if it lists any client address,
+    /// makes those the hosts of the next reconnects: shuffled, with the server of `c`
+    /// moved last (when it is listed) so that a reconnect after losing it tries the
+    /// others first. Returns what fires when the node changes (or never, if the read
+    /// failed; the next connection reads again).
+    async fn refresh_hosts(&self, c: &Client) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        // Armed before the request: a notification can only follow the reply.
+        *guard(&self.config_waiter) = Some(tx);
+        let data = match c.get_data(CONFIG_NODE, true).await {
+            Ok((data, _)) => data,
+            Err(e) => {
+                tracing::debug!("reading {CONFIG_NODE} failed: {e}");
+                return rx;
+            }
+        };
+        let mut hosts =
+            crate::connect_string::client_hosts_from_config(&String::from_utf8_lossy(&data));
+        if hosts.is_empty() {
+            tracing::debug!("{CONFIG_NODE} lists no client address; keeping the host list");
+            return rx;
+        }
+        guard(&self.rng).shuffle(&mut hosts);
+        let current = guard(&self.facts).host.clone();
+        if let Some(p) = hosts.iter().position(|h| Some(h) == current.as_ref()) {
+            let h = hosts.remove(p);
+            hosts.push(h);
+        }
+        tracing::debug!("hosts from {CONFIG_NODE}: {hosts:?}");
+        let mut list = guard(&self.hosts);
+        *list = hosts;
+        *guard(&self.next_host) = 0;
+        rx
+    }
+}
+
+/// With `refresh_servers_from_config`: reads `/zookeeper/config` again whenever it
+/// changes (its watch fired) and after every new connection. `first` is the connection
+/// `connect_with` already read it on, with that read's watch.
+async fn refresh_servers(inner: Arc<Inner>, first: (Client, oneshot::Receiver<()>)) {
+    let (mut conn, mut changed) = first;
+    loop {
+        let mut st = conn.state_watcher();
+        let fired = tokio::select! {
+            r = &mut changed => r.is_ok(),
+            _ = st.wait_for(|s| !s.is_connected()) => false,
+        };
+        if fired && conn.state().is_connected() {
+            changed = inner.refresh_hosts(&conn).await;
+            continue;
+        }
+        if !fired {
+            // The waiter is gone (the session is ending): wait for the connection's end.
+            let _ = st.wait_for(|s| !s.is_connected()).await;
+        }
+        // This connection is gone: wait for the supervisor's next one and read there.
+        let mut state = inner.state_tx.subscribe();
+        loop {
+            if let Some(c) = guard(&inner.conn).clone() {
+                if c.state().is_connected() && !c.same_connection(&conn) {
+                    conn = c;
+                    break;
+                }
+            }
+            if matches!(
+                *state.borrow_and_update(),
+                SessionState::Expired | SessionState::AuthFailed | SessionState::Closed
+            ) {
+                return;
+            }
+            if state.changed().await.is_err() {
+                return;
+            }
+        }
+        changed = inner.refresh_hosts(&conn).await;
     }
 }
 
@@ -1076,7 +1231,7 @@ async fn supervise(inner: Arc<Inner>) {
             return;
         };
         let mut st = conn.state_watcher();
-        if conn.is_read_only() && inner.hosts.len() > 1 {
+        if conn.is_read_only() && guard(&inner.hosts).len() > 1 {
             // On a read-only server: look for a read-write one meanwhile, and move there
             // when found (ClientCnxn.pingRwServer).
             tokio::select! {

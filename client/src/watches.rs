@@ -373,6 +373,35 @@ pub(crate) type StreamDropHook = Arc<dyn Fn(String, bool) + Send + Sync>;
 /// carries session state changes as events of type `NONE` (Disconnected, SyncConnected
 /// after a reconnect) and ends (`next` returns `None`) after a terminal one. Dropping the
 /// last stream on a path (of one mode) sends removeWatches for it.
+///
+/// It is a [`futures_core::Stream`] (and `Unpin`), so the combinators of `futures` /
+/// `futures-util` (`StreamExt`) and `tokio-stream` work on it. The inherent `next` is the
+/// same as `StreamExt::next`; call the trait's as `StreamExt::next(&mut s)`.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), zkd_client::Error> {
+/// # let Ok(addr) = std::env::var("ZKD_TEST_ZK_ADDR") else { return Ok(()) };
+/// use std::time::Duration;
+/// use futures_util::StreamExt;
+/// use zkd_client::{event_type, CreateOptions, ZooKeeper};
+///
+/// let zk = ZooKeeper::connect(&addr, Duration::from_secs(10)).await?;
+/// let p = format!("/doc-stream-{}", std::process::id());
+/// let mut changes = zk.watch(&p).await?;
+/// zk.create(&p, b"", &CreateOptions::default()).await?;
+/// zk.set_data(&p, b"x", -1).await?;
+/// let ev = StreamExt::next(&mut changes).await.unwrap();
+/// assert_eq!(ev.event_type, event_type::NODE_CREATED);
+/// // Combinators: the next event, as its type.
+/// let types: Vec<i32> = (&mut changes).take(1).map(|e| e.event_type).collect().await;
+/// assert_eq!(types, [event_type::NODE_DATA_CHANGED]);
+/// # drop(changes);
+/// # zk.delete(&p, -1).await?;
+/// # zk.close().await?;
+/// # Ok(())
+/// # }
+/// ```
 pub struct WatchStream {
     rx: mpsc::UnboundedReceiver<WatchedEvent>,
     id: u64,
@@ -423,6 +452,14 @@ impl WatchStream {
     /// The (client) path this stream watches.
     pub fn path(&self) -> &str {
         &self.path
+    }
+}
+
+impl futures_core::Stream for WatchStream {
+    type Item = WatchedEvent;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<WatchedEvent>> {
+        self.rx.poll_recv(cx)
     }
 }
 
@@ -495,6 +532,28 @@ mod tests {
         let (tx, mut rx) = oneshot::channel();
         m.add_oneshot(OneShot::Data, "/y", 2, tx);
         assert_eq!(rx.try_recv().unwrap().state, keeper_state::EXPIRED);
+    }
+
+    /// WatchStream is a futures Stream: StreamExt::next sees delivered events in order,
+    /// then the terminal event, then the end.
+    #[tokio::test]
+    async fn watch_stream_is_a_futures_stream() {
+        use futures_util::StreamExt;
+        let mgr: SharedWatches = Arc::new(Mutex::new(WatchManager::default()));
+        let (tx, rx) = mpsc::unbounded_channel();
+        let hook: StreamDropHook = Arc::new(|_, _| {});
+        let mut s = WatchStream::new(rx, 1, "/a", true, &mgr, hook);
+        lock(&mgr).add_stream(true, "/a", 1, tx);
+        lock(&mgr).deliver(&ev(event_type::NODE_CREATED, "/a/b"));
+        lock(&mgr).deliver(&ev(event_type::NODE_DATA_CHANGED, "/a"));
+        let first = StreamExt::next(&mut s).await.unwrap();
+        assert_eq!((first.event_type, first.path.as_str()), (1, "/a/b"));
+        assert_eq!(StreamExt::next(&mut s).await.unwrap().event_type, 3);
+        lock(&mgr).terminate(keeper_state::CLOSED);
+        let rest: Vec<WatchedEvent> = (&mut s).collect().await;
+        assert_eq!(rest.len(), 1);
+        assert_eq!(rest[0].state, keeper_state::CLOSED);
+        assert!(StreamExt::next(&mut s).await.is_none());
     }
 
     #[test]

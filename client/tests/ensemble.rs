@@ -87,6 +87,8 @@ struct Ensemble {
     backend: Backend,
     dir: PathBuf,
     client_ports: Vec<u16>,
+    /// The `server.N=` lines every zoo.cfg has.
+    server_lines: String,
     procs: Vec<Option<Child>>,
     zkd: Option<PathBuf>,
     jvm_args: Vec<String>,
@@ -170,6 +172,7 @@ impl Ensemble {
             backend,
             dir,
             client_ports,
+            server_lines: servers,
             procs: (0..3).map(|_| None).collect(),
             zkd,
             jvm_args: jvm_args.iter().map(|s| s.to_string()).collect(),
@@ -225,6 +228,19 @@ impl Ensemble {
 
     fn host(&self, i: usize) -> String {
         self.hosts()[i].clone()
+    }
+
+    /// What Apache ZooKeeper 3.8 serves in `/zookeeper/config` for these server lines
+    /// (QuorumMaj.toString): each line with its role spelled out, then the version, 0
+    /// for a static config without reconfig.
+    fn expected_config(&self) -> String {
+        let mut out = String::new();
+        for l in self.server_lines.lines() {
+            let (quorum, client) = l.split_once(';').unwrap();
+            out.push_str(&format!("{quorum}:participant;{client}\n"));
+        }
+        out.push_str("version=0");
+        out
     }
 
     /// SIGSTOP (`true`) or SIGCONT (`false`) server `i`: alive to the kernel (its sockets
@@ -417,7 +433,144 @@ both_backends!(
     lock_contention_spread_over_the_servers,
     crashed_holder_on_one_server_is_released_by_expiry,
     session_closed_on_another_server_surfaces_as_expired,
+    config_node_lists_the_members,
+    one_host_connect_string_learns_the_ensemble_from_the_config_node,
 );
+
+/// `/zookeeper/config` on every server: the members, byte for byte as Apache ZooKeeper
+/// 3.8 serves them, with its Stat (set locally at load: version -1, mzxid the config
+/// version 0, mtime the load time, aversion -1, everything else 0), the read-only ACL,
+/// and unchrooted for a chrooted session. Also after a server restart.
+async fn config_node_lists_the_members(mut ens: Ensemble) {
+    ens.wait_quorum().await;
+    let expected = ens.expected_config();
+    let admin = ZooKeeper::connect(&ens.hosts().join(","), TIMEOUT)
+        .await
+        .unwrap();
+    admin.create_all("/app").await.unwrap();
+    let check = |data: Vec<u8>, st: zkd_client::Stat, what: &str| {
+        assert_eq!(String::from_utf8_lossy(&data), expected, "{what}");
+        assert_eq!(
+            (
+                st.czxid,
+                st.mzxid,
+                st.ctime,
+                st.version,
+                st.cversion,
+                st.aversion,
+                st.ephemeral_owner,
+                st.data_length,
+                st.num_children,
+                st.pzxid
+            ),
+            (0, 0, 0, -1, 0, -1, 0, expected.len() as i32, 0, 0),
+            "{what}: {st:?}"
+        );
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        assert!(
+            st.mtime > now_ms - 600_000 && st.mtime <= now_ms + 5_000,
+            "{what}: mtime {} is not this server's load time (now {now_ms})",
+            st.mtime
+        );
+    };
+    for i in 0..3 {
+        let cs = format!("{}/app", ens.host(i));
+        let zk = ZooKeeper::connect(&cs, TIMEOUT).await.unwrap();
+        let (data, st) = zk.get_config().await.unwrap();
+        check(data, st, &format!("server {}", i + 1));
+        let (acl, _) = admin.get_acl("/zookeeper/config").await.unwrap();
+        assert_eq!(acl, zkd_client::Acl::read_unsafe());
+        zk.close().await.unwrap();
+    }
+    // A restarted server sets it again from its own config when it loads its data.
+    ens.restart(0);
+    ens.wait_quorum().await;
+    let zk = ZooKeeper::connect(&ens.host(0), TIMEOUT).await.unwrap();
+    let (data, st) = zk.get_config().await.unwrap();
+    check(data, st, "server 1 restarted");
+    zk.close().await.unwrap();
+    admin.close().await.unwrap();
+}
+
+/// A connect string with one server of the ensemble and `refresh_servers_from_config`:
+/// the session learns the other two from `/zookeeper/config`, and when its only server
+/// is killed it moves to another one with the session, its ephemeral and its chroot
+/// intact.
+async fn one_host_connect_string_learns_the_ensemble_from_the_config_node(mut ens: Ensemble) {
+    let leader = ens.wait_quorum().await;
+    let admin = ZooKeeper::connect(&ens.hosts().join(","), TIMEOUT)
+        .await
+        .unwrap();
+    admin.create_all("/app").await.unwrap();
+    // A follower: killing it leaves the quorum serving, with no election to wait out.
+    let only = (leader + 1) % 3;
+    let cs = format!("{}/app", ens.host(only));
+
+    // Off by default: the list stays the connect string's.
+    let plain = ZooKeeper::connect(&cs, LONG).await.unwrap();
+    assert_eq!(plain.servers(), [ens.host(only)]);
+    plain.close().await.unwrap();
+
+    let zk =
+        ZooKeeper::connect_with(SessionOptions::new(&cs, LONG).refresh_servers_from_config(true))
+            .await
+            .unwrap();
+    let mut learned = zk.servers();
+    learned.sort();
+    let mut all = ens.hosts();
+    all.sort();
+    assert_eq!(learned, all, "the members' client addresses");
+    assert_eq!(
+        zk.servers().last(),
+        Some(&ens.host(only)),
+        "the current server is tried last"
+    );
+    let sid = zk.session_id();
+    let mut states = zk.state_events();
+    zk.create("/e", b"", &CreateOptions::new(CreateMode::Ephemeral))
+        .await
+        .unwrap();
+
+    ens.kill(only);
+    assert_eq!(
+        within(20, "Disconnected", states.recv()).await,
+        Some(SessionState::Disconnected)
+    );
+    assert_eq!(
+        within(30, "Connected again", states.recv()).await,
+        Some(SessionState::Connected)
+    );
+    let now_on = zk.connected_host().unwrap();
+    assert_ne!(now_on, ens.host(only), "moved off the killed server");
+    assert_eq!(zk.session_id(), sid, "same session");
+    assert_eq!(zk.chroot(), Some("/app"));
+    let st = zk
+        .exists("/e")
+        .await
+        .unwrap()
+        .expect("the ephemeral survived");
+    assert_eq!(st.ephemeral_owner, sid);
+    let st = admin
+        .exists("/app/e")
+        .await
+        .unwrap()
+        .expect("under the chroot");
+    assert_eq!(st.ephemeral_owner, sid);
+    // The list is read again on the new server: still the three members, that one last.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while zk.servers().last() != Some(&now_on) {
+        assert!(Instant::now() < deadline, "not re-read: {:?}", zk.servers());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut again = zk.servers();
+    again.sort();
+    assert_eq!(again, all);
+    zk.close().await.unwrap();
+    admin.close().await.unwrap();
+}
 
 /// A follower is killed under a connected client: the session moves to another server
 /// with its ephemeral, its one-shot and persistent watches, and its lock.

@@ -636,6 +636,44 @@ impl Config {
         !self.standalone_enabled || participants > 1
     }
 
+    /// The data of `/zookeeper/config` on an ensemble server (`None` standalone, where
+    /// ZooKeeper leaves it empty): QuorumMaj.toString of the static config, one
+    /// `server.N=host:quorumPort:electionPort:participant|observer[;clientHost:clientPort]`
+    /// line per member, in java.util.HashMap order of the ids (ascending for ids below 16),
+    /// then `version=` and the config version in hex, with no newline after it.
+    ///
+    /// The version is 0: ZooKeeper keeps 0 for a static config while reconfigEnabled is
+    /// false (the leader stamps the first proposal's zxid on it only with reconfig on),
+    /// and zkd has no reconfig. The client part is printed only when the server line has
+    /// one (a bare port means host 0.0.0.0), as QuorumServer.toString does; IPv6 literals
+    /// come out in Java's uncompressed form.
+    pub fn dynamic_config_text(&self) -> Option<String> {
+        if !self.is_distributed() {
+            return None;
+        }
+        let mut out = String::new();
+        for s in java_hashmap_order(&self.servers) {
+            out.push_str(&format!(
+                "server.{}={}:{}:{}:{}",
+                s.id,
+                java_host_string(&s.host),
+                s.quorum_port,
+                s.election_port,
+                match s.role {
+                    PeerRole::Participant => "participant",
+                    PeerRole::Observer => "observer",
+                }
+            ));
+            if let Some(port) = s.client_port {
+                let host = s.client_host.as_deref().unwrap_or("0.0.0.0");
+                out.push_str(&format!(";{}:{port}", java_host_string(host)));
+            }
+            out.push('\n');
+        }
+        out.push_str("version=0");
+        Some(out)
+    }
+
     /// The session timeout granted for a connect request, clamped exactly as
     /// ZooKeeperServer.processConnectRequest does (raise to min, then cap at max).
     pub fn effective_session_timeout_ms(&self, requested: i32) -> i32 {
@@ -1766,6 +1804,40 @@ fn parse_purge_interval(value: &str) -> Option<i64> {
         (n, unit)
     };
     num.parse::<i32>().ok().map(|n| i64::from(n) * unit_ms)
+}
+
+/// The iteration order of a java.util.HashMap<Long, _> holding these servers by id (as
+/// QuorumMaj.allMembers does): by bucket (the spread Long hash masked to the table size,
+/// 16 doubled while more than 3/4 full), then, within a bucket, by id.
+fn java_hashmap_order(servers: &[ServerSpec]) -> Vec<&ServerSpec> {
+    let mut cap = 16usize;
+    while servers.len() * 4 > cap * 3 {
+        cap *= 2;
+    }
+    let bucket = |id: u64| {
+        let h = (id ^ (id >> 32)) as u32;
+        ((h ^ (h >> 16)) as usize) & (cap - 1)
+    };
+    let mut v: Vec<&ServerSpec> = servers.iter().collect();
+    v.sort_by_key(|s| (bucket(s.id), s.id));
+    v
+}
+
+/// InetSocketAddress.getHostString as QuorumServer.toString prints it: names and IPv4
+/// literals as written, IPv6 literals bracketed in Java's uncompressed form
+/// (`[0:0:0:0:0:0:0:1]` for `::1`).
+fn java_host_string(host: &str) -> String {
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    match bare.parse::<std::net::Ipv6Addr>() {
+        Ok(v6) => {
+            let groups: Vec<String> = v6.segments().iter().map(|g| format!("{g:x}")).collect();
+            format!("[{}]", groups.join(":"))
+        }
+        Err(_) => bare.to_owned(),
+    }
 }
 
 /// ConfigUtils.getHostAndPort: `[v6]:a:b` or `host:a:b`.

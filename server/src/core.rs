@@ -445,6 +445,11 @@ impl Core {
             }
         }
         self.prep = Prep::new(self.tree.last_processed_zxid);
+        // An ensemble server serves its membership in /zookeeper/config, set afresh after
+        // every load as ZooKeeper does (its snapshot may carry another server's copy).
+        if let Some(text) = self.config.dynamic_config_text() {
+            self.tree.set_config_node(text.as_bytes(), 0, now_ms);
+        }
     }
 
     /// The sessions a snapshot of the applied tree carries: in an ensemble those of the

@@ -225,6 +225,28 @@ impl DataTree {
         }
     }
 
+    /// ZKDatabase.initConfigInZKDatabase: an ensemble server's membership as the data of
+    /// `/zookeeper/config`, set locally (no txn) with setData(data, version -1, zxid =
+    /// the config version, mtime = now) whenever the tree is loaded, so its Stat is
+    /// version -1, mzxid the config version and mtime this server's load time. No watch
+    /// fires: nobody can be watching while the tree is being loaded.
+    pub fn set_config_node(&mut self, data: &[u8], config_version: i64, now_ms: i64) {
+        let mut ignored = Vec::new();
+        if self
+            .set_data(
+                CONFIG_ZOOKEEPER,
+                Some(data),
+                -1,
+                config_version,
+                now_ms,
+                &mut ignored,
+            )
+            .is_err()
+        {
+            tracing::warn!("no {CONFIG_ZOOKEEPER} in the tree; its data stays unset");
+        }
+    }
+
     pub fn is_special_path(path: &str) -> bool {
         matches!(
             path,

@@ -886,3 +886,44 @@ fn snapshot_compression_method() {
     assert!(w.iter().any(|w| w.contains("lz4")), "{w:?}");
     assert!(err(&base("snapshot.compression.method=zip")).contains("zip"));
 }
+
+/// /zookeeper/config's data, byte for byte what ZooKeeper 3.8 serves for the same lines
+/// (QuorumServer.toString, checked with the 3.8 jar: a bare client port is 0.0.0.0, a
+/// line without a client part prints none, IPv6 comes out uncompressed).
+#[test]
+fn dynamic_config_text_is_quorum_maj_to_string() {
+    let (c, _) = ok(&base(
+        "initLimit=5\nsyncLimit=2\n\
+         server.2=127.0.0.1:2889:3889;127.0.0.1:2182\n\
+         server.1=127.0.0.1:2888:3888:participant;127.0.0.1:2181\n\
+         server.3=zk3:2890:3890;2183\n\
+         server.4=[::1]:2891:3891:observer;[::1]:2184\n\
+         server.5=zk5:2892:3892",
+    ));
+    assert_eq!(
+        c.dynamic_config_text().unwrap(),
+        "server.1=127.0.0.1:2888:3888:participant;127.0.0.1:2181\n\
+         server.2=127.0.0.1:2889:3889:participant;127.0.0.1:2182\n\
+         server.3=zk3:2890:3890:participant;0.0.0.0:2183\n\
+         server.4=[0:0:0:0:0:0:0:1]:2891:3891:observer;[0:0:0:0:0:0:0:1]:2184\n\
+         server.5=zk5:2892:3892:participant\n\
+         version=0"
+    );
+    // Standalone (one voter): ZooKeeper leaves the node empty.
+    let (c, _) = ok(&base("server.1=127.0.0.1:2888:3888;2181"));
+    assert_eq!(c.dynamic_config_text(), None);
+    assert_eq!(ok(&base("")).0.dynamic_config_text(), None);
+}
+
+/// Members come out in java.util.HashMap order of their ids, as QuorumMaj.allMembers
+/// iterates: ids below the table size ascending, larger ones by bucket.
+#[test]
+fn dynamic_config_members_in_java_hashmap_order() {
+    let (c, _) = ok(&base(
+        "initLimit=5\nsyncLimit=2\nserver.17=a:1:2\nserver.2=b:1:2\nserver.16=c:1:2",
+    ));
+    let text = c.dynamic_config_text().unwrap();
+    let ids: Vec<&str> = text.lines().map(|l| l.split('=').next().unwrap()).collect();
+    // 16 -> bucket 0, 17 -> bucket 1, 2 -> bucket 2 (table of 16).
+    assert_eq!(ids, ["server.16", "server.17", "server.2", "version"]);
+}

@@ -18,7 +18,8 @@ struct Args {
     /// register | set | seq | multi | sessions | watch
     #[arg(long)]
     workload: String,
-    /// none | kill | pause | partition | corrupt | mixed
+    /// none | kill | pause | partition | client-partition | clock | clock-wall | corrupt |
+    /// corrupt-snap | mixed (see the nemesis module doc; clock kinds need libfaketime)
     #[arg(long, default_value = "none")]
     nemesis: String,
     /// Seconds of workload (faults included).

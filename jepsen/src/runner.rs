@@ -60,15 +60,27 @@ pub fn check_all(history: &[Op], workload: Workload, expiry_bound_ms: u64) -> Ve
 
 pub async fn run(cfg: &RunConfig) -> Result<RunResult, String> {
     let started = Instant::now();
-    if cfg.nemesis == Kind::Corrupt && cfg.nodes < 3 {
+    if cfg.nemesis.corrupts() && cfg.nodes < 3 {
         return Err("the corrupt nemesis destroys acknowledged data on one server; it needs an ensemble of 3 or more".into());
     }
     std::fs::create_dir_all(&cfg.out).map_err(|e| e.to_string())?;
-    let mut cluster = Cluster::start(
+    let opts = crate::cluster::Options {
+        faketime: cfg.nemesis.faketime(),
+        snap_count: (cfg.nemesis == Kind::CorruptSnap).then_some(nemesis::CORRUPT_SNAP_COUNT),
+    };
+    if opts.faketime.is_some() && !crate::cluster::faketime_available() {
+        return Err(format!(
+            "the {:?} nemesis needs libfaketime ({})",
+            cfg.nemesis,
+            crate::cluster::FAKETIME_LIB
+        ));
+    }
+    let mut cluster = Cluster::start_with(
         cfg.server.clone(),
         cfg.nodes,
         &cfg.out.join("data"),
         cfg.keep_data,
+        opts,
     )
     .await
     .map_err(|e| e.to_string())?;

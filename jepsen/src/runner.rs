@@ -54,6 +54,15 @@ pub fn check_all(history: &[Op], workload: Workload, expiry_bound_ms: u64) -> Ve
         Workload::Sessions => checker::session::check(history, expiry_bound_ms),
         Workload::Watch => checker::watch::check(history),
     }];
+    // Updates with zxids (P1): register writes/cas, set adds, seq creates, watch writes.
+    if matches!(
+        workload,
+        Workload::Register | Workload::Set | Workload::Seq | Workload::Watch
+    ) {
+        v.push(checker::zxid::linearizable_writes(history));
+    }
+    v.push(checker::zxid::session_monotonic(history));
+    v.push(checker::zxid::no_rollback(history));
     v.push(checker::convergence::check(history));
     v
 }

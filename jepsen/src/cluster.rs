@@ -1,8 +1,9 @@
 //! The cluster runner: real server processes, one per network namespace.
 //!
 //! Owns generating zoo.cfg/myid per server, starting Apache ZooKeeper (QuorumPeerMain from
-//! the Debian jars) or zkd (`zkd zoo.cfg`) with `ip netns exec`, and the process-level
-//! faults: kill -9 and restart, SIGSTOP/SIGCONT. Servers of a standalone run get no
+//! the Debian jars) or zkd (`zkd zoo.cfg`) with `ip netns exec` (optionally under
+//! libfaketime, with a per-server clock offset file), and the process-level faults: kill -9
+//! and restart, SIGSTOP/SIGCONT, clock offsets, and wiping a data directory (operator repair). Servers of a standalone run get no
 //! `server.N` lines; ensembles get `server.N=ip:2888:3888;2181` (both implementations read
 //! the same keys, so a zkd ensemble is the same code path once zkd serves one). Never
 //! decides which fault to inject (that is `nemesis`) and never talks ZooKeeper protocol

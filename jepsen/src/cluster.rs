@@ -1,8 +1,9 @@
 //! The cluster runner: real server processes, one per network namespace.
 //!
 //! Owns generating zoo.cfg/myid per server, starting Apache ZooKeeper (QuorumPeerMain from
-//! the Debian jars) or zkd (`zkd zoo.cfg`) with `ip netns exec`, and the process-level
-//! faults: kill -9 and restart, SIGSTOP/SIGCONT. Servers of a standalone run get no
+//! the Debian jars) or zkd (`zkd zoo.cfg`) with `ip netns exec` (optionally under
+//! libfaketime, with a per-server clock offset file), and the process-level faults: kill -9
+//! and restart, SIGSTOP/SIGCONT, clock offsets, and wiping a data directory (operator repair). Servers of a standalone run get no
 //! `server.N` lines; ensembles get `server.N=ip:2888:3888;2181` (both implementations read
 //! the same keys, so a zkd ensemble is the same code path once zkd serves one). Never
 //! decides which fault to inject (that is `nemesis`) and never talks ZooKeeper protocol
@@ -62,12 +63,34 @@ pub struct Server {
     pub paused: bool,
 }
 
+/// libfaketime's multi-threaded preload library (Debian package libfaketime).
+pub const FAKETIME_LIB: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
+
+pub fn faketime_available() -> bool {
+    Path::new(FAKETIME_LIB).exists()
+}
+
+/// How servers are started, beyond the defaults.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Start every server under libfaketime with its own offset file (`<server>/faketime`,
+    /// "+0" until `set_clock_offset`). `Some(true)` fakes CLOCK_MONOTONIC too (libfaketime's
+    /// default; it then follows the faked wall clock, backwards included, which no real
+    /// kernel does), `Some(false)` only the wall clock (FAKETIME_DONT_FAKE_MONOTONIC=1).
+    pub faketime: Option<bool>,
+    /// `snapCount` in zoo.cfg (both servers read it; default: theirs, 100000).
+    pub snap_count: Option<u64>,
+    /// zoo.cfg lines added to every server's config (a nemesis's server settings).
+    pub extra_cfg: String,
+}
+
 pub struct Cluster {
     pub kind: ServerKind,
     pub net: Net,
     pub dir: PathBuf,
     pub servers: Vec<Server>,
     pub tick_ms: u64,
+    pub opts: Options,
     keep_dir: bool,
 }
 
@@ -80,16 +103,16 @@ impl Cluster {
         base: &Path,
         keep_dir: bool,
     ) -> Result<Cluster, ClusterError> {
-        Self::start_with(kind, n, base, keep_dir, "").await
+        Self::start_with(kind, n, base, keep_dir, Options::default()).await
     }
 
-    /// `start` with `extra_cfg` (zoo.cfg lines) added to every server's config.
+    /// `start` with `Options`.
     pub async fn start_with(
         kind: ServerKind,
         n: usize,
         base: &Path,
         keep_dir: bool,
-        extra_cfg: &str,
+        opts: Options,
     ) -> Result<Cluster, ClusterError> {
         let net = Net::create(n)?;
         let dir = base.join(format!(
@@ -112,6 +135,12 @@ impl Cluster {
                 sdir.join("data").display(),
                 net.ips[i]
             );
+            if let Some(sc) = opts.snap_count {
+                cfg += &format!("snapCount={sc}\n");
+            }
+            if opts.faketime.is_some() {
+                fs::write(sdir.join("faketime"), "+0\n")?;
+            }
             if n > 1 {
                 for j in 0..n {
                     cfg += &format!(
@@ -121,7 +150,7 @@ impl Cluster {
                     );
                 }
             }
-            cfg += extra_cfg;
+            cfg += &opts.extra_cfg;
             fs::write(sdir.join("zoo.cfg"), cfg)?;
             servers.push(Server {
                 dir: sdir,
@@ -135,6 +164,7 @@ impl Cluster {
             dir,
             servers,
             tick_ms,
+            opts,
             keep_dir,
         };
         for i in 0..n {
@@ -172,6 +202,23 @@ impl Cluster {
             .open(s.dir.join("server.log"))?;
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", ns]);
+        if let Some(monotonic) = self.opts.faketime {
+            // Through env(1), so only the server (not `ip`) is preloaded. libfaketime rereads
+            // the offset file at most once a second (the cache duration).
+            cmd.args([
+                "env".to_string(),
+                format!("LD_PRELOAD={FAKETIME_LIB}"),
+                format!(
+                    "FAKETIME_TIMESTAMP_FILE={}",
+                    s.dir.join("faketime").display()
+                ),
+                "FAKETIME_CACHE_DURATION=1".to_string(),
+                format!(
+                    "FAKETIME_DONT_FAKE_MONOTONIC={}",
+                    if monotonic { 0 } else { 1 }
+                ),
+            ]);
+        }
         match &self.kind {
             ServerKind::ApacheZk => {
                 cmd.args([
@@ -303,9 +350,65 @@ impl Cluster {
         }
     }
 
-    /// Undoes every fault: heal the network, resume paused servers, restart dead ones.
+    /// Sets server `i`'s clock offset in seconds (libfaketime clusters only; else an error).
+    /// Takes effect in the running process within a second, and survives restarts.
+    pub fn set_clock_offset(&self, i: usize, secs: i64) -> Result<(), ClusterError> {
+        if self.opts.faketime.is_none() {
+            return Err(ClusterError::Io(std::io::Error::other(
+                "servers were not started under libfaketime",
+            )));
+        }
+        let dir = &self.servers[i].dir;
+        // Write then rename: libfaketime must never read a half-written file.
+        let tmp = dir.join("faketime.tmp");
+        fs::write(&tmp, format!("{secs:+}s\n"))?;
+        fs::rename(tmp, dir.join("faketime"))?;
+        Ok(())
+    }
+
+    /// Waits up to `limit` for server `i` to exit by itself; its exit status if it did.
+    pub async fn wait_exit(
+        &mut self,
+        i: usize,
+        limit: Duration,
+    ) -> Option<std::process::ExitStatus> {
+        let started = Instant::now();
+        loop {
+            let st = self.servers[i].child.as_mut()?.try_wait().ok()?;
+            if st.is_some() || started.elapsed() >= limit {
+                return st;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Operator repair: kill server `i` and empty its data directory except `myid`, so it
+    /// starts empty and syncs everything from the leader. Does not restart it.
+    pub fn wipe(&mut self, i: usize) -> Result<(), ClusterError> {
+        self.kill(i);
+        for e in fs::read_dir(self.servers[i].dir.join("data"))?.flatten() {
+            let p = e.path();
+            if p.file_name().is_some_and(|n| n == "myid") {
+                continue;
+            }
+            if e.file_type()?.is_dir() {
+                fs::remove_dir_all(&p)?;
+            } else {
+                fs::remove_file(&p)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Undoes every fault: heal the network, reset faked clocks, resume paused servers,
+    /// restart dead ones.
     pub fn heal_all(&mut self) -> Result<(), ClusterError> {
         self.net.heal()?;
+        if self.opts.faketime.is_some() {
+            for i in 0..self.len() {
+                self.set_clock_offset(i, 0)?;
+            }
+        }
         for i in 0..self.len() {
             self.resume(i);
             self.restart(i)?;

@@ -47,6 +47,14 @@ pub struct Op {
     pub zxid: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Session id of the client that ran the op (worker ops' completions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<i64>,
+    /// The newest zxid in a reply header that session had seen when the op completed (the
+    /// client's lastZxidSeen; for reads that is the serving server's last zxid). Worker ops'
+    /// ok/fail completions only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seen: Option<i64>,
 }
 
 impl Op {
@@ -67,6 +75,8 @@ impl Op {
             time,
             zxid: None,
             error: None,
+            session: None,
+            seen: None,
         }
     }
 

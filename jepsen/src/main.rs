@@ -18,7 +18,9 @@ struct Args {
     /// register | set | seq | multi | sessions | watch
     #[arg(long)]
     workload: String,
-    /// none | kill | pause | partition | corrupt | lose-unsynced | mixed
+    /// none | kill | pause | partition | client-partition | clock | clock-wall | corrupt |
+    /// corrupt-snap | lose-unsynced | mixed (see the nemesis module doc; clock kinds need
+    /// libfaketime; lose-unsynced is zkd only)
     #[arg(long, default_value = "none")]
     nemesis: String,
     /// Seconds of workload (faults included).

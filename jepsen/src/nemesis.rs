@@ -5,16 +5,41 @@
 //! each fault. Every start and stop is written to the history as a `NEMESIS` info op, so the
 //! schedule of a run can be read back from its history. Never judges the outcome.
 //!
-//! Implemented: partitions (random halves, isolate one, bridge, majorities ring, one-way),
-//! kill -9 + restart, SIGSTOP/SIGCONT, and `corrupt`: kill -9 one server, then truncate the
-//! tail of, or flip one bit near the end of, its newest txn log segment (`log.*`, both
-//! ZooKeeper and zkd name them so), restart at heal. Corruption destroys acknowledged data
-//! on that server by design, so it is only allowed with 3 or more servers.
-//! `lose-unsynced` (zkd only): servers run with `zkd.test.loseUnsyncedWrites=true`, which
-//! keeps every unsynced byte in the process, so kill -9 loses it as a power cut would; the
-//! fault kills one server, a minority, or all of them at once (acknowledged writes were
-//! fsynced on a quorum, so they must survive even that), restart at heal. NOT implemented
-//! yet: clock skew (no libfaketime here), snapshot corruption.
+//! Implemented:
+//! - `partition`: random halves, isolate one, bridge, majorities ring, one-way; server to
+//!   server links only.
+//! - `client-partition`: the harness's clients (root namespace, arriving from the uplink
+//!   address) cannot reach the client port of one or two servers; server links stay up.
+//! - `kill` (kill -9 + restart) and `pause` (SIGSTOP/SIGCONT).
+//! - `clock`, `clock-wall`: servers run under libfaketime with a per-server offset file; a
+//!   fault steps one server's clock by ±1..60 s, or strobes it (offset on and off every
+//!   1.5 s) for the hold; heal sets it back to +0 (itself a step). `clock` fakes
+//!   CLOCK_MONOTONIC too, which libfaketime then moves with the wall clock, backwards
+//!   included (no real kernel does that: a backward step stalls monotonic timers for that
+//!   long); `clock-wall` fakes only the wall clock (an NTP step, the ZK-1366 scenario).
+//!   Apache ZooKeeper's JVM reads both clocks through libc's clock_gettime, so libfaketime
+//!   reaches it as well.
+//! - `corrupt`: kill -9 one server, then truncate the tail of, or flip one bit near the end
+//!   of, its newest txn log segment (`log.*`, both ZooKeeper and zkd name them so).
+//! - `corrupt-snap`: kill -9 one server, then truncate, or flip one bit somewhere in, its
+//!   newest snapshot (`zkd-v1/snapshot.<zxid>`, ZooKeeper's `version-2/snapshot.<zxid>`);
+//!   the cluster is started with a low snapCount so snapshots (and older ones) exist.
+//!
+//! Both corruptions restart the server at heal. If it exits by itself within a few seconds
+//! (refuses its data), that is recorded as a `refused` info op with the last lines of its
+//! log, and the operator repair follows: its data directory is emptied (`myid` kept) and it
+//! is started again, to sync from the leader; `repaired` records that. The schedule then
+//! waits until that server serves sessions (has synced) before the next fault, so at most
+//! one server's data is ever damaged at a time. Corruption destroys
+//! acknowledged data on that server by design, so it is only allowed with 3 or more servers.
+//! `mixed` draws from kill, pause, partition, client-partition and clock (the cluster then
+//! runs under libfaketime when it is installed; without it clock faults record an error),
+//! never corruption.
+//!
+//! - `lose-unsynced` (zkd only): servers run with `zkd.test.loseUnsyncedWrites=true`, which
+//!   keeps every unsynced byte in the process, so kill -9 loses it as a power cut would; the
+//!   fault kills one server, a minority, or all of them at once (acknowledged writes were
+//!   fsynced on a quorum, so they must survive even that), restart at heal.
 
 use std::time::Duration;
 
@@ -35,8 +60,33 @@ pub enum Kind {
     Partition,
     Corrupt,
     LoseUnsynced,
+    CorruptSnap,
+    ClientPartition,
+    Clock,
+    ClockWall,
     Mixed,
 }
+
+impl Kind {
+    /// Whether servers must run under libfaketime, and whether it also fakes the monotonic
+    /// clock (see `cluster::Options::faketime`).
+    pub fn faketime(self) -> Option<bool> {
+        match self {
+            Kind::Clock => Some(true),
+            Kind::ClockWall => Some(false),
+            Kind::Mixed if crate::cluster::faketime_available() => Some(true),
+            _ => None,
+        }
+    }
+
+    /// Destroys acknowledged data on one server (needs 3 or more).
+    pub fn corrupts(self) -> bool {
+        matches!(self, Kind::Corrupt | Kind::CorruptSnap)
+    }
+}
+
+/// `snapCount` for `corrupt-snap` runs: a snapshot every 50..100 txns, so there are several.
+pub const CORRUPT_SNAP_COUNT: u64 = 100;
 
 impl std::str::FromStr for Kind {
     type Err = String;
@@ -48,15 +98,18 @@ impl std::str::FromStr for Kind {
             "partition" => Kind::Partition,
             "corrupt" => Kind::Corrupt,
             "lose-unsynced" => Kind::LoseUnsynced,
+            "corrupt-snap" => Kind::CorruptSnap,
+            "client-partition" => Kind::ClientPartition,
+            "clock" => Kind::Clock,
+            "clock-wall" => Kind::ClockWall,
             "mixed" => Kind::Mixed,
-            _ => {
-                return Err(format!(
-                    "unknown nemesis {s} (none|kill|pause|partition|corrupt|lose-unsynced|mixed)"
-                ))
-            }
+            _ => return Err(format!("unknown nemesis {s} ({NAMES})")),
         })
     }
 }
+
+pub const NAMES: &str =
+    "none|kill|pause|partition|client-partition|clock|clock-wall|corrupt|corrupt-snap|lose-unsynced|mixed";
 
 /// One planned fault.
 #[derive(Debug, Clone, PartialEq)]
@@ -71,6 +124,22 @@ pub enum Fault {
         server: usize,
         flip: bool,
         bytes: u64,
+    },
+    /// Kill server, then truncate its newest snapshot to `permille`/1000 of its length
+    /// (`flip` false) or flip one bit at that position (`flip` true).
+    CorruptSnap {
+        server: usize,
+        flip: bool,
+        permille: u64,
+    },
+    /// Clients cannot reach these servers' client port.
+    ClientPartition(Vec<usize>),
+    /// Step server's clock by `offset` seconds, or with `strobe` switch between that offset
+    /// and +0 every 1.5 s for the hold.
+    Clock {
+        server: usize,
+        offset: i64,
+        strobe: bool,
     },
     /// kill -9 these servers together (`scope`: one, minority, all), each losing every
     /// byte it had not fsynced.
@@ -177,7 +246,13 @@ pub fn schedule(
     let mut t = gap;
     while t + hold < total && kind != Kind::None {
         let k = match kind {
-            Kind::Mixed => [Kind::Kill, Kind::Pause, Kind::Partition][rng.gen_range(0..3)],
+            Kind::Mixed => [
+                Kind::Kill,
+                Kind::Pause,
+                Kind::Partition,
+                Kind::ClientPartition,
+                Kind::Clock,
+            ][rng.gen_range(0..5)],
             k => k,
         };
         let f = match k {
@@ -189,6 +264,31 @@ pub fn schedule(
                 bytes: rng.gen_range(1..4096),
             },
             Kind::LoseUnsynced => lose_unsynced(&mut rng, n),
+            Kind::CorruptSnap => Fault::CorruptSnap {
+                server: rng.gen_range(0..n),
+                flip: rng.gen_bool(0.5),
+                permille: rng.gen_range(0..1000),
+            },
+            Kind::ClientPartition => {
+                let mut nodes: Vec<usize> = (0..n).collect();
+                nodes.shuffle(&mut rng);
+                let k = rng.gen_range(1..=2.min(n));
+                nodes.truncate(k);
+                nodes.sort();
+                Fault::ClientPartition(nodes)
+            }
+            Kind::Clock | Kind::ClockWall => {
+                let magnitude = rng.gen_range(1..=60);
+                Fault::Clock {
+                    server: rng.gen_range(0..n),
+                    offset: if rng.gen_bool(0.5) {
+                        magnitude
+                    } else {
+                        -magnitude
+                    },
+                    strobe: rng.gen_bool(0.25),
+                }
+            }
             _ if n < 2 => Fault::Kill(0),
             _ => {
                 let (name, g) = partition(&mut rng, n);
@@ -212,10 +312,29 @@ fn describe(f: &Fault, cluster: &Cluster) -> serde_json::Value {
         } => json!({"corrupt": cluster.name(*server), "flip": flip, "bytes": bytes}),
         Fault::LoseUnsynced { scope, servers } => json!({"lose-unsynced": scope,
             "kill": servers.iter().map(|&i| cluster.name(i)).collect::<Vec<_>>()}),
+        Fault::CorruptSnap {
+            server,
+            flip,
+            permille,
+        } => {
+            json!({"corrupt-snap": cluster.name(*server), "flip": flip, "permille": permille})
+        }
+        Fault::ClientPartition(v) => {
+            json!({"client-partition": v.iter().map(|&i| cluster.name(i)).collect::<Vec<_>>()})
+        }
+        Fault::Clock {
+            server,
+            offset,
+            strobe,
+        } => json!({"clock": cluster.name(*server), "offset_s": offset, "strobe": strobe}),
         Fault::Partition(name, g) => json!({"partition": name, "grudge": g.iter().enumerate()
             .map(|(i, v)| (cluster.name(i), v.iter().map(|&j| cluster.name(j)).collect::<Vec<_>>()))
             .collect::<std::collections::BTreeMap<_, _>>()}),
     }
+}
+
+fn info(rec: &Recorder, f: &str, value: serde_json::Value) {
+    rec.record(Op::new(NEMESIS, OpType::Info, f, None, value, rec.now()));
 }
 
 /// Runs the schedule: start each fault at its time, heal after `hold`. Ends healed.
@@ -229,14 +348,13 @@ pub async fn run(
     for (at, fault) in plan {
         tokio::time::sleep_until(start + *at).await;
         let value = describe(fault, cluster);
-        rec.record(Op::new(
-            NEMESIS,
-            OpType::Info,
-            "start",
-            None,
-            value.clone(),
-            rec.now(),
-        ));
+        info(rec, "start", value.clone());
+        // Byte length of each server log before the fault: a refusal is read from what
+        // follows.
+        let log_len = |c: &Cluster, i: usize| {
+            std::fs::metadata(c.servers[i].dir.join("server.log")).map_or(0, |m| m.len())
+        };
+        let mut corrupted = None;
         let res = match fault {
             Fault::Kill(i) => {
                 cluster.kill(*i);
@@ -251,46 +369,133 @@ pub async fn run(
                 cluster.kill_together(servers);
                 Ok(())
             }
+            Fault::ClientPartition(v) => v
+                .iter()
+                .try_for_each(|&i| cluster.net.cut_clients(i))
+                .map_err(|e| e.to_string()),
+            Fault::Clock { server, offset, .. } => cluster
+                .set_clock_offset(*server, *offset)
+                .map_err(|e| e.to_string()),
             Fault::Corrupt {
                 server,
                 flip,
                 bytes,
             } => {
                 cluster.kill(*server);
-                corrupt_newest_log(&cluster.servers[*server].dir, *flip, *bytes).map(|f| {
-                    rec.record(Op::new(
-                        NEMESIS,
-                        OpType::Info,
-                        "corrupted",
-                        None,
-                        json!(f),
-                        rec.now(),
-                    ));
-                })
+                corrupted = Some((*server, log_len(cluster, *server)));
+                corrupt_newest_log(&cluster.servers[*server].dir, *flip, *bytes)
+                    .map(|f| info(rec, "corrupted", json!(f)))
+            }
+            Fault::CorruptSnap {
+                server,
+                flip,
+                permille,
+            } => {
+                cluster.kill(*server);
+                corrupted = Some((*server, log_len(cluster, *server)));
+                corrupt_newest_snapshot(&cluster.servers[*server].dir, *flip, *permille)
+                    .map(|f| info(rec, "corrupted", json!(f)))
             }
         };
-        if let Err(e) = res {
-            rec.record(Op::new(
-                NEMESIS,
-                OpType::Info,
-                "error",
-                None,
-                json!(e),
-                rec.now(),
-            ));
+        if let Err(e) = &res {
+            info(rec, "error", json!(e));
         }
-        tokio::time::sleep(hold).await;
+        match fault {
+            Fault::Clock {
+                server,
+                offset,
+                strobe: true,
+            } if res.is_ok() => {
+                // Offset on, off, on, ... every 1.5 s (libfaketime rereads within 1 s).
+                let until = tokio::time::Instant::now() + hold;
+                let mut on = true;
+                while tokio::time::Instant::now() < until {
+                    tokio::time::sleep(
+                        Duration::from_millis(1500).min(until - tokio::time::Instant::now()),
+                    )
+                    .await;
+                    on = !on;
+                    let _ = cluster.set_clock_offset(*server, if on { *offset } else { 0 });
+                }
+            }
+            _ => tokio::time::sleep(hold).await,
+        }
         let healed = cluster.heal_all().map_err(|e| e.to_string());
         let mut op = Op::new(NEMESIS, OpType::Info, "stop", None, value, rec.now());
         if let Err(e) = healed {
             op = op.with_error(e);
         }
         rec.record(op);
+        if let Some((i, from)) = corrupted {
+            recover_corrupted(cluster, i, from, rec).await;
+        }
     }
 }
 
-/// The most recently modified `log.*` file under `dir`.
-fn newest_log(dir: &std::path::Path) -> Option<std::path::PathBuf> {
+/// After a corruption's heal: if server `i` exits by itself within a few seconds of its
+/// restart, record that (`refused`, with its exit status and the last lines its log got
+/// after byte `from`), empty its data directory but `myid`, and start it again (`repaired`).
+/// Either way, wait (up to 60 s) until it serves sessions again, that is, has synced with a
+/// leader: the next corruption must not find two damaged servers (with one wiped and one
+/// truncated, those two could elect each other and lose what only the third one has).
+async fn recover_corrupted(cluster: &mut Cluster, i: usize, from: u64, rec: &Recorder) {
+    let limit = match cluster.kind {
+        crate::cluster::ServerKind::ApacheZk => Duration::from_secs(10),
+        crate::cluster::ServerKind::Zkd(_) => Duration::from_secs(5),
+    };
+    if let Some(status) = cluster.wait_exit(i, limit).await {
+        let log = std::fs::read(cluster.servers[i].dir.join("server.log")).unwrap_or_default();
+        let tail =
+            String::from_utf8_lossy(log.get(from as usize..).unwrap_or_default()).to_string();
+        let lines: Vec<&str> = tail.lines().filter(|l| !l.trim().is_empty()).collect();
+        let last = lines.last().copied().unwrap_or("");
+        // The first error-looking line says why more often than the last one (a JVM's
+        // shutdown chatter, say).
+        let error = lines
+            .iter()
+            .find(|l| l.contains("ERROR") || l.contains("rror"))
+            .copied()
+            .unwrap_or(last);
+        info(
+            rec,
+            "refused",
+            json!({"server": cluster.name(i), "refused": true, "status": status.code(),
+                   "stderr": last, "error": error}),
+        );
+        let res = cluster
+            .wipe(i)
+            .and_then(|()| cluster.restart(i))
+            .map_err(|e| e.to_string());
+        let mut op = Op::new(
+            NEMESIS,
+            OpType::Info,
+            "repaired",
+            None,
+            json!({"server": cluster.name(i), "wiped": true}),
+            rec.now(),
+        );
+        if let Err(e) = res {
+            op = op.with_error(e);
+        }
+        rec.record(op);
+    }
+    if let Err(e) = cluster.wait_ready(i, Duration::from_secs(60)).await {
+        rec.record(
+            Op::new(
+                NEMESIS,
+                OpType::Info,
+                "unavailable",
+                None,
+                json!(cluster.name(i)),
+                rec.now(),
+            )
+            .with_error(e.to_string()),
+        );
+    }
+}
+
+/// The most recently modified regular file under `dir` whose name passes `want`.
+fn newest_file(dir: &std::path::Path, want: impl Fn(&str) -> bool) -> Option<std::path::PathBuf> {
     let mut best: Option<(std::time::SystemTime, std::path::PathBuf)> = None;
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -299,11 +504,7 @@ fn newest_log(dir: &std::path::Path) -> Option<std::path::PathBuf> {
             let Ok(meta) = e.metadata() else { continue };
             if meta.is_dir() {
                 stack.push(p);
-            } else if p
-                .file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("log."))
-            {
+            } else if p.file_name().and_then(|n| n.to_str()).is_some_and(&want) {
                 let m = meta.modified().ok()?;
                 if best.as_ref().is_none_or(|(bm, _)| m > *bm) {
                     best = Some((m, p));
@@ -312,6 +513,62 @@ fn newest_log(dir: &std::path::Path) -> Option<std::path::PathBuf> {
         }
     }
     best.map(|b| b.1)
+}
+
+/// Truncates its newest snapshot (zkd's `snapshot.<zxid>`, ZooKeeper's likewise; never a
+/// `.tmp`) of a (stopped) server to `permille`/1000 of its length, or flips one bit there.
+fn corrupt_newest_snapshot(
+    dir: &std::path::Path,
+    flip: bool,
+    permille: u64,
+) -> Result<String, String> {
+    let path = newest_file(dir, |n| n.starts_with("snapshot.") && !n.ends_with(".tmp"))
+        .ok_or("no snapshot")?;
+    let len = std::fs::metadata(&path).map_err(|e| e.to_string())?.len();
+    if len == 0 {
+        return Err(format!("{} is empty", path.display()));
+    }
+    let at = (len * permille / 1000).min(len - 1);
+    if flip {
+        flip_bit(&path, at, (permille % 8) as u8)?;
+        Ok(format!(
+            "flipped bit {} of byte {at} of {} ({len} bytes)",
+            permille % 8,
+            path.display()
+        ))
+    } else {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .and_then(|f| f.set_len(at))
+            .map_err(|e| e.to_string())?;
+        Ok(format!(
+            "truncated {} from {len} to {at} bytes",
+            path.display()
+        ))
+    }
+}
+
+fn flip_bit(path: &std::path::Path, at: u64, bit: u8) -> Result<(), String> {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| e.to_string())?;
+    let mut b = [0u8];
+    f.seek(SeekFrom::Start(at))
+        .and_then(|_| f.read_exact(&mut b))
+        .map_err(|e| e.to_string())?;
+    b[0] ^= 1 << bit;
+    f.seek(SeekFrom::Start(at))
+        .and_then(|_| f.write_all(&b))
+        .map_err(|e| e.to_string())
+}
+
+/// The most recently modified `log.*` file under `dir`.
+fn newest_log(dir: &std::path::Path) -> Option<std::path::PathBuf> {
+    newest_file(dir, |n| n.starts_with("log."))
 }
 
 /// Truncates or bit-flips the newest log segment of a (stopped) server; returns what it did.
@@ -325,20 +582,7 @@ fn corrupt_newest_log(dir: &std::path::Path, flip: bool, bytes: u64) -> Result<S
         .map_or(0, |i| i as u64 + 1);
     let at = len.saturating_sub(bytes);
     if flip {
-        use std::io::{Read, Seek, SeekFrom, Write};
-        let mut f = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&path)
-            .map_err(|e| e.to_string())?;
-        let mut b = [0u8];
-        f.seek(SeekFrom::Start(at))
-            .and_then(|_| f.read_exact(&mut b))
-            .map_err(|e| e.to_string())?;
-        b[0] ^= 1 << (bytes % 8);
-        f.seek(SeekFrom::Start(at))
-            .and_then(|_| f.write_all(&b))
-            .map_err(|e| e.to_string())?;
+        flip_bit(&path, at, (bytes % 8) as u8)?;
         Ok(format!(
             "flipped bit {} of byte {at} of {} ({len} bytes)",
             bytes % 8,
@@ -380,6 +624,58 @@ mod tests {
         assert_eq!(data.iter().filter(|b| **b != 0xff).count(), 1);
         assert_eq!(data[60], 0xff ^ (1 << 2));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn corrupt_snap_hits_only_the_newest_complete_snapshot() {
+        let dir = std::env::temp_dir().join(format!("zkj-csnap-{}", std::process::id()));
+        let v1 = dir.join("data/zkd-v1");
+        std::fs::create_dir_all(&v1).unwrap();
+        std::fs::write(v1.join("snapshot.0000000000000001"), vec![0xffu8; 100]).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        std::fs::write(v1.join("snapshot.0000000000000002"), vec![0xffu8; 200]).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        std::fs::write(v1.join("snapshot.0000000000000003.tmp"), vec![0xffu8; 50]).unwrap();
+        std::fs::write(v1.join("log.0000000000000001"), vec![0xffu8; 50]).unwrap();
+        let what = corrupt_newest_snapshot(&dir, false, 500).unwrap();
+        assert!(what.contains("snapshot.0000000000000002"), "{what}");
+        let len = |n: &str| std::fs::metadata(v1.join(n)).unwrap().len();
+        assert_eq!(len("snapshot.0000000000000002"), 100);
+        assert_eq!(len("snapshot.0000000000000001"), 100);
+        assert_eq!(len("snapshot.0000000000000003.tmp"), 50);
+        corrupt_newest_snapshot(&dir, true, 999).unwrap();
+        let data = std::fs::read(v1.join("snapshot.0000000000000002")).unwrap();
+        assert_eq!(data.iter().filter(|b| **b != 0xff).count(), 1);
+        assert_eq!(data[99], 0xff ^ (1 << (999 % 8)));
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(corrupt_newest_snapshot(&dir, true, 1).is_err());
+    }
+
+    #[test]
+    fn new_kinds_schedule_their_faults() {
+        let t = Duration::from_secs(60);
+        let (h, g) = (Duration::from_secs(5), Duration::from_secs(5));
+        for f in schedule(Kind::Clock, 3, 3, t, h, g) {
+            let Fault::Clock { server, offset, .. } = f.1 else {
+                panic!("{f:?}")
+            };
+            assert!(server < 3 && offset != 0 && offset.abs() <= 60);
+        }
+        for f in schedule(Kind::ClientPartition, 3, 3, t, h, g) {
+            let Fault::ClientPartition(v) = f.1 else {
+                panic!("{f:?}")
+            };
+            assert!((1..=2).contains(&v.len()) && v.iter().all(|&i| i < 3));
+        }
+        for f in schedule(Kind::CorruptSnap, 3, 3, t, h, g) {
+            assert!(matches!(f.1, Fault::CorruptSnap { permille, .. } if permille < 1000));
+        }
+        assert_eq!("corrupt-snap".parse::<Kind>(), Ok(Kind::CorruptSnap));
+        assert_eq!("clock-wall".parse::<Kind>(), Ok(Kind::ClockWall));
+        assert!(Kind::CorruptSnap.corrupts() && !Kind::Clock.corrupts());
+        assert_eq!(Kind::Clock.faketime(), Some(true));
+        assert_eq!(Kind::ClockWall.faketime(), Some(false));
+        assert_eq!(Kind::Kill.faketime(), None);
     }
 
     #[test]

@@ -5,8 +5,9 @@
 //! (`zkj<pid>-<k>h`) from the root namespace to that bridge, addresses in a
 //! private 10.231.<x>.0/24 chosen to avoid ones already in use, and an `inet zkj` nftables
 //! table inside each namespace whose input chain drops what a partition forbids. Clients
-//! stay in the root namespace and always reach every server; partitions cut server-to-server
-//! links only. Never touches objects without its prefix; everything it makes is registered
+//! stay in the root namespace and reach every server over the uplink; partitions cut
+//! server-to-server links only, client partitions (`cut_clients`) only the uplink's traffic
+//! to one server's client port. Never touches objects without its prefix; everything it makes is registered
 //! with `cleanup` before use, so a panic, Ctrl-C or a later sweep removes it.
 
 use std::process::Command;
@@ -160,6 +161,20 @@ impl Net {
         nft(
             &self.namespaces[to],
             &format!("add rule inet zkj input ip saddr {} drop", self.ips[from]),
+        )
+    }
+
+    /// Drops what server `to` receives on its client port from the root namespace (the
+    /// harness's clients arrive from the uplink's `gateway` address); server links stay up.
+    /// `heal` removes it.
+    pub fn cut_clients(&self, to: usize) -> Result<(), NetError> {
+        nft(
+            &self.namespaces[to],
+            &format!(
+                "add rule inet zkj input ip saddr {} tcp dport {} drop",
+                self.gateway,
+                crate::cluster::CLIENT_PORT
+            ),
         )
     }
 

@@ -54,23 +54,44 @@ pub fn check_all(history: &[Op], workload: Workload, expiry_bound_ms: u64) -> Ve
         Workload::Sessions => checker::session::check(history, expiry_bound_ms),
         Workload::Watch => checker::watch::check(history),
     }];
+    // Updates with zxids (P1): register writes/cas, set adds, seq creates, watch writes.
+    if matches!(
+        workload,
+        Workload::Register | Workload::Set | Workload::Seq | Workload::Watch
+    ) {
+        v.push(checker::zxid::linearizable_writes(history));
+    }
+    v.push(checker::zxid::session_monotonic(history));
+    v.push(checker::zxid::no_rollback(history));
     v.push(checker::convergence::check(history));
     v
 }
 
 pub async fn run(cfg: &RunConfig) -> Result<RunResult, String> {
     let started = Instant::now();
-    if cfg.nemesis == Kind::Corrupt && cfg.nodes < 3 {
+    if cfg.nemesis.corrupts() && cfg.nodes < 3 {
         return Err("the corrupt nemesis destroys acknowledged data on one server; it needs an ensemble of 3 or more".into());
     }
     let extra_cfg = nemesis::server_cfg(cfg.nemesis, &cfg.server)?;
     std::fs::create_dir_all(&cfg.out).map_err(|e| e.to_string())?;
+    let opts = crate::cluster::Options {
+        faketime: cfg.nemesis.faketime(),
+        snap_count: (cfg.nemesis == Kind::CorruptSnap).then_some(nemesis::CORRUPT_SNAP_COUNT),
+        extra_cfg,
+    };
+    if opts.faketime.is_some() && !crate::cluster::faketime_available() {
+        return Err(format!(
+            "the {:?} nemesis needs libfaketime ({})",
+            cfg.nemesis,
+            crate::cluster::FAKETIME_LIB
+        ));
+    }
     let mut cluster = Cluster::start_with(
         cfg.server.clone(),
         cfg.nodes,
         &cfg.out.join("data"),
         cfg.keep_data,
-        &extra_cfg,
+        opts,
     )
     .await
     .map_err(|e| e.to_string())?;

@@ -286,18 +286,23 @@ impl Worker {
             value.clone(),
             ctx.rec.now(),
         ));
-        let (kind, out, zxid, err) = match tokio::time::timeout(ctx.op_timeout * 2, run(c)).await {
-            Ok(o) => o,
-            Err(_) => (
-                OpType::Info,
-                Value::Null,
-                None,
-                Some("harness timeout".into()),
-            ),
-        };
+        let (kind, out, zxid, err) =
+            match tokio::time::timeout(ctx.op_timeout * 2, run(c.clone())).await {
+                Ok(o) => o,
+                Err(_) => (
+                    OpType::Info,
+                    Value::Null,
+                    None,
+                    Some("harness timeout".into()),
+                ),
+            };
         let mut op = Op::new(self.process, kind, f, key, out, ctx.rec.now());
         op.zxid = zxid;
         op.error = err;
+        if kind != OpType::Info {
+            op.session = Some(c.session_id());
+            op.seen = Some(c.last_zxid());
+        }
         ctx.rec.record(op);
         if kind == OpType::Info {
             self.process += ctx.concurrency as i64;
@@ -312,7 +317,7 @@ impl Worker {
                 let v = ctx.next_value.fetch_add(1, Ordering::Relaxed);
                 self.op(ctx, "add", None, json!(v), |c| async move {
                     match c
-                        .create(
+                        .create2(
                             &format!("{ROOT}/set/e{v}"),
                             b"",
                             &Acl::open_unsafe(),
@@ -320,7 +325,7 @@ impl Worker {
                         )
                         .await
                     {
-                        Ok(_) => (OpType::Ok, json!(v), None, None),
+                        Ok((_, stat)) => (OpType::Ok, json!(v), Some(stat.czxid), None),
                         Err(e) => err_outcome(e),
                     }
                 })

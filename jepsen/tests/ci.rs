@@ -111,8 +111,9 @@ fn jepsen_ci_suite() {
     }
     let zkd: PathBuf = runner::default_zkd_bin();
     if zkd.exists() {
-        // A 3-server zkd ensemble: register under partitions, and sessions under kills
-        // (the run that found two servers minting the same session id).
+        // A 3-server zkd ensemble: register under partitions, sessions under kills (the run
+        // that found two servers minting the same session id), register under client
+        // partitions.
         for (workload, nemesis, out) in [
             (
                 Workload::Register,
@@ -120,6 +121,12 @@ fn jepsen_ci_suite() {
                 "zkd-register-partition",
             ),
             (Workload::Sessions, Kind::Kill, "zkd-sessions-kill"),
+            // Clients cut from one or two servers' client port, servers still linked.
+            (
+                Workload::Register,
+                Kind::ClientPartition,
+                "zkd-register-client-partition",
+            ),
         ] {
             let c = cfg(ServerKind::Zkd(zkd.clone()), 3, workload, nemesis, 12, out);
             let r = rt.block_on(runner::run(&c)).expect("run");
@@ -130,6 +137,17 @@ fn jepsen_ci_suite() {
                 "{}: {}",
                 r.summary,
                 serde_json::to_string(&r.verdicts).unwrap()
+            );
+            // Every fault was applied (a failed nft rule or signal is an "error" op).
+            let errors: Vec<_> = r
+                .history
+                .iter()
+                .filter(|o| o.process == zkd_jepsen::history::NEMESIS && o.f == "error")
+                .collect();
+            assert!(
+                errors.is_empty(),
+                "{}: nemesis errors {errors:?}",
+                r.summary
             );
             ran += 1;
         }

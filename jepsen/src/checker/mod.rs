@@ -15,6 +15,7 @@ pub mod sequential;
 pub mod session;
 pub mod set;
 pub mod watch;
+pub mod zxid;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]

@@ -98,9 +98,8 @@ pub async fn run(cfg: &RunConfig) -> Result<RunResult, String> {
     let addrs = (0..cluster.len()).map(|i| cluster.addr(i)).collect();
     let mut ctx = Ctx::new(cfg.workload, addrs, cfg.concurrency);
     ctx.plain_reads = cfg.plain_reads;
-    // Enough register generations for the run plus the settling after it.
-    ctx.register_generations =
-        (cfg.time.as_secs() / ctx.key_rotation.as_secs().max(1)) as usize + 4;
+    // Enough key generations for the run plus the settling after it.
+    ctx.generations = (cfg.time.as_millis() / ctx.key_rotation.as_millis().max(1)) as usize + 4;
     let ctx = Arc::new(ctx);
     workload::setup(&ctx)
         .await

@@ -106,13 +106,15 @@ pub struct Ctx {
     pub op_timeout: Duration,
     pub session_timeout: Duration,
     pub keys: usize,
-    /// Register workload: every `key_rotation` of run time the workers move on to fresh
-    /// znodes (a new generation of `keys` keys), as Jepsen's independent keys do. Each
+    /// Register and multi workloads: every `key_rotation` of run time the workers move on
+    /// to fresh znodes (a new generation), as Jepsen's independent keys do. A register
     /// key's history stays a few thousand ops long, so the linearizability search stays
     /// small even in 10-minute runs with indeterminate writes (which stay open to the end
-    /// of their key's history). Generations past `register_generations` reuse the last.
+    /// of their key's history); a multi read lists one generation's parent, so reads stay
+    /// small (listing one ever-growing parent made a 10-minute run's history outgrow
+    /// memory). Generations past `generations` reuse the last.
     pub key_rotation: Duration,
-    pub register_generations: usize,
+    pub generations: usize,
     /// Register reads without the preceding sync. ZooKeeper does not promise these are
     /// linearizable (P5 allows stale cross-client reads), so the register checker is
     /// expected to reject some histories: a check that the checker sees real staleness.
@@ -132,8 +134,11 @@ impl Ctx {
             op_timeout: Duration::from_secs(3),
             session_timeout: Duration::from_secs(6),
             keys: 3,
-            key_rotation: Duration::from_secs(15),
-            register_generations: 1,
+            key_rotation: match workload {
+                Workload::Multi => Duration::from_secs(1),
+                _ => Duration::from_secs(15),
+            },
+            generations: 1,
             plain_reads: false,
             next_value: AtomicI64::new(1),
             abandoned: Mutex::new(Vec::new()),
@@ -183,10 +188,15 @@ impl Ctx {
         }
     }
 
-    /// The register key generation in use now (see `key_rotation`).
-    fn register_generation(&self) -> usize {
+    /// The key generation in use now (see `key_rotation`).
+    fn generation(&self) -> usize {
         let rotation = self.key_rotation.as_nanos().max(1) as u64;
-        ((self.rec.now() / rotation) as usize).min(self.register_generations.max(1) - 1)
+        ((self.rec.now() / rotation) as usize).min(self.generations.max(1) - 1)
+    }
+
+    /// The parent of multi generation `g`.
+    fn multi_parent(g: usize) -> String {
+        format!("{ROOT}/multi/g{g}")
     }
 
     /// Key `k` of register generation `g`: generation 0 keeps the plain names.
@@ -219,15 +229,26 @@ pub async fn setup(ctx: &Ctx) -> Result<(), Error> {
     for k in 0..ctx.keys {
         ensure(&c, &format!("{ROOT}/watch/k{k}"), b"0").await?;
     }
-    let generations = if ctx.workload == Workload::Register {
-        ctx.register_generations.max(1)
-    } else {
-        1
-    };
-    for g in 0..generations {
+    for g in 0..ctx.generations.max(1) {
+        match ctx.workload {
+            Workload::Multi => ensure(&c, &Ctx::multi_parent(g), b"").await?,
+            Workload::Register => {
+                for k in 0..ctx.keys {
+                    let key = Ctx::register_key(k, g);
+                    ensure(&c, &format!("{ROOT}/register/{key}"), b"0").await?;
+                }
+            }
+            _ => {}
+        }
+    }
+    if ctx.workload != Workload::Register {
         for k in 0..ctx.keys {
-            let key = Ctx::register_key(k, g);
-            ensure(&c, &format!("{ROOT}/register/{key}"), b"0").await?;
+            ensure(
+                &c,
+                &format!("{ROOT}/register/{}", Ctx::register_key(k, 0)),
+                b"0",
+            )
+            .await?;
         }
     }
     c.close().await
@@ -362,9 +383,11 @@ impl Worker {
                 .await
             }
             Workload::Multi => {
-                if self.rng.gen_bool(0.3) {
-                    self.op(ctx, "read", None, Value::Null, |c| async move {
-                        read_children(&c, &format!("{ROOT}/multi")).await
+                let parent = Ctx::multi_parent(ctx.generation());
+                if self.rng.gen_bool(0.2) {
+                    let p2 = parent.clone();
+                    self.op(ctx, "read", Some(&parent), Value::Null, |c| async move {
+                        read_children(&c, &p2).await
                     })
                     .await
                 } else {
@@ -380,7 +403,7 @@ impl Worker {
                             let mut ops: Vec<_> = (0..size)
                                 .map(|m| {
                                     op::create(
-                                        &format!("{ROOT}/multi/{b}-{m}"),
+                                        &format!("{parent}/{b}-{m}"),
                                         b"",
                                         &Acl::open_unsafe(),
                                         CreateMode::Persistent,
@@ -389,7 +412,7 @@ impl Worker {
                                 .collect();
                             if poison {
                                 // A check that cannot pass: the whole multi must roll back.
-                                ops.push(op::check(&format!("{ROOT}/multi"), 1_000_000));
+                                ops.push(op::check(&parent, 1_000_000));
                             }
                             match c.multi(ops).await {
                                 Ok(rs)
@@ -442,7 +465,7 @@ impl Worker {
 
     async fn register_op(&mut self, ctx: &Ctx) {
         let k = self.rng.gen_range(0..ctx.keys);
-        let key = Ctx::register_key(k, ctx.register_generation());
+        let key = Ctx::register_key(k, ctx.generation());
         let path = format!("{ROOT}/register/{key}");
         let p2 = path.clone();
         let roll = self.rng.gen_range(0..10);
@@ -983,7 +1006,23 @@ pub async fn final_reads(ctx: &Ctx) {
         let res = async {
             let c = ctx.connect_live(i).await?;
             c.sync(&path).await?;
-            let r = c.get_children(&path, false).await;
+            let r = if ctx.workload == Workload::Multi {
+                // Every generation's parent (each batch lives under one, so each listing
+                // is atomic for the batches in it), after the sync, in one op.
+                let mut all = Vec::new();
+                for g in 0..ctx.generations.max(1) {
+                    match c.get_children(&Ctx::multi_parent(g), false).await {
+                        Ok(names) => all.extend(names),
+                        Err(e) => {
+                            let _ = c.close().await;
+                            return Err(e);
+                        }
+                    }
+                }
+                Ok(all)
+            } else {
+                c.get_children(&path, false).await
+            };
             let _ = c.close().await;
             r
         }

@@ -4,6 +4,7 @@
 # Usage: bash jepsen/matrix.sh SECONDS PARALLEL OUTDIR
 # Env:   SERVER=zkd|zookeeper (default zkd), NODES (default 3), SEED (default 1),
 #        WORKLOADS="register set ..." and NEMESES="partition kill ..." to choose the pairs,
+#        or PAIRS="register:kill multi:pause ..." for a list of pairs,
 #        ZKD_BIN / JEPSEN_BIN to use prebuilt binaries (default: target/release, built here).
 # Needs root (network namespaces). Writes OUTDIR/<workload>-<nemesis>/ per run (history,
 # verdicts, latency PNG, the run's stdout/stderr) and OUTDIR/summary.txt: one line per run
@@ -41,12 +42,17 @@ run_one() {
   echo "$w x $n: exit $rc ($start-$(date -u +%T)) $(tail -n 1 "$dir/stdout.txt") :: ${cmd[*]}" >> "$SUMMARY"
 }
 
-for w in $WORKLOADS; do
-  for n in $NEMESES; do
-    while [ "$(jobs -rp | wc -l)" -ge "$PAR" ]; do sleep 2; done
-    run_one "$w" "$n" &
-    sleep 10
+if [ -z "${PAIRS:-}" ]; then
+  for w in $WORKLOADS; do
+    for n in $NEMESES; do
+      PAIRS="${PAIRS:-} $w:$n"
+    done
   done
+fi
+for pair in $PAIRS; do
+  while [ "$(jobs -rp | wc -l)" -ge "$PAR" ]; do sleep 2; done
+  run_one "${pair%%:*}" "${pair#*:}" &
+  sleep 10
 done
 wait
 echo "# done $(date -u +%FT%TZ)" >> "$SUMMARY"

@@ -19,7 +19,8 @@ cd "$(dirname "$0")/.."
 [ -f /usr/share/java/zookeeper.jar ] || { echo "Apache ZooKeeper not installed (apt-get install zookeeper)" >&2; exit 1; }
 command -v taskset >/dev/null || { echo "taskset missing (util-linux)" >&2; exit 1; }
 
-cargo build --release -q -p zkd-server --bin zkd -p zkd-bench
+cargo build --release -q -p zkd-server --bin zkd
+cargo build --release -q -p zkd-bench
 TARGET=${CARGO_TARGET_DIR:-target}
 BENCH_DIR=${BENCH_DIR:-/tmp}
 OUT=${OUT:-$(mktemp -d "${TMPDIR:-/tmp}/zkd-compare-out.XXXXXX")}

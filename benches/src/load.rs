@@ -1,11 +1,12 @@
-//! `load`: drives a ZooKeeper-compatible server through its wire protocol with zkd-client
-//! (so it works the same against zkd and Apache ZooKeeper) and reports throughput and
+//! `load`: drives a ZooKeeper-compatible server through its wire protocol (so it works the
+//! same against zkd and Apache ZooKeeper) and reports throughput and
 //! latency percentiles.
 //!
-//! Sessions are separate TCP connections (one `Client` each). Closed loop (default): each
-//! session runs `pipeline` workers, each with one request in flight, so a session keeps
-//! `pipeline` requests pipelined on its connection; a worker sends its next request when
-//! the previous reply arrives. Open loop (`--rate`): each session's dispatcher sends at
+//! Sessions are separate TCP connections. Closed loop (default): each session keeps
+//! `pipeline` requests pipelined on its connection and sends the next request when a
+//! reply arrives; it is a lean raw-protocol loop (lean.rs: one read and one write per
+//! batch of replies, no per-op allocation), so that the single-core load generator is
+//! not what limits the server. The open loop, watch and storm use zkd-client. Open loop (`--rate`): each session's dispatcher sends at
 //! fixed intended times (rate / sessions per second, sessions phase-shifted), whether or
 //! not earlier replies came back, and latency runs from the *intended* send time, so a
 //! stalled server is charged for every request it delayed (no coordinated omission); at
@@ -22,7 +23,7 @@
 //! bytes and hit them uniformly at random. Afterwards everything is deleted with `multi`
 //! batches (unless `--keep`).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -383,18 +384,18 @@ fn multi_err(r: &MultiResult) -> Option<i32> {
 }
 
 /// What a worker (or an open-loop session) gathered.
-struct Acc {
-    hist: Hist,
-    ok_in_window: u64,
-    errors: u64,
-    first_error: Option<String>,
-    created: Vec<String>,
+pub(crate) struct Acc {
+    pub(crate) hist: Hist,
+    pub(crate) ok_in_window: u64,
+    pub(crate) errors: u64,
+    pub(crate) first_error: Option<String>,
+    pub(crate) created: Vec<String>,
     /// (ms since window start, latency us) of measured requests, for the plot.
-    samples: Vec<(u32, u32)>,
+    pub(crate) samples: Vec<(u32, u32)>,
 }
 
 impl Acc {
-    fn new() -> Acc {
+    pub(crate) fn new() -> Acc {
         Acc {
             hist: stats::new_hist(),
             ok_in_window: 0,
@@ -423,6 +424,29 @@ impl Acc {
             .push((at.min(u128::from(u32::MAX)) as u32, us as u32));
     }
 
+    /// Accounts one successful request started at `start`.
+    pub(crate) fn finish_ok(&mut self, w: &Window, start: Instant, done: Instant) {
+        if start >= w.measure_start && start < w.end {
+            stats::record(&mut self.hist, done - start);
+            self.sample(w, start, done - start);
+        }
+        if done >= w.measure_start && done < w.end {
+            self.ok_in_window += 1;
+        }
+    }
+
+    /// Accounts one failed request started at `start`.
+    pub(crate) fn finish_err(&mut self, w: &Window, start: Instant, done: Instant, e: String) {
+        if start >= w.measure_start && start < w.end {
+            stats::record(&mut self.hist, done - start);
+            self.sample(w, start, done - start);
+            self.errors += 1;
+            if self.first_error.is_none() {
+                self.first_error = Some(e);
+            }
+        }
+    }
+
     /// Accounts one finished request started (or meant to start) at `start`.
     fn finish(
         &mut self,
@@ -431,66 +455,23 @@ impl Acc {
         done: Instant,
         r: Result<Option<String>, Error>,
     ) {
-        let in_window = start >= w.measure_start && start < w.end;
         match r {
             Ok(created) => {
                 if let Some(p) = created {
                     self.created.push(p);
                 }
-                if in_window {
-                    stats::record(&mut self.hist, done - start);
-                    self.sample(w, start, done - start);
-                }
-                if done >= w.measure_start && done < w.end {
-                    self.ok_in_window += 1;
-                }
+                self.finish_ok(w, start, done);
             }
-            Err(e) => {
-                if in_window {
-                    stats::record(&mut self.hist, done - start);
-                    self.sample(w, start, done - start);
-                    self.errors += 1;
-                    if self.first_error.is_none() {
-                        self.first_error = Some(e.to_string());
-                    }
-                }
-            }
+            Err(e) => self.finish_err(w, start, done, e.to_string()),
         }
     }
 }
 
 #[derive(Clone, Copy)]
-struct Window {
-    start: Instant,
-    measure_start: Instant,
-    end: Instant,
-}
-
-async fn closed_worker(
-    c: Client,
-    mut gen: OpGen,
-    data: Arc<Vec<u8>>,
-    w: Window,
-    limit: Option<(Arc<AtomicU64>, u64)>,
-) -> Acc {
-    let mut acc = Acc::new();
-    let mut seq = 0u64;
-    loop {
-        let t0 = Instant::now();
-        if t0 >= w.end {
-            break;
-        }
-        if let Some((n, max)) = &limit {
-            if n.fetch_add(1, Ordering::Relaxed) >= *max {
-                break;
-            }
-        }
-        let op = gen.next(seq);
-        seq += 1;
-        let r = run_op(&c, op, &data).await;
-        acc.finish(&w, t0, Instant::now(), r);
-    }
-    acc
+pub(crate) struct Window {
+    pub(crate) start: Instant,
+    pub(crate) measure_start: Instant,
+    pub(crate) end: Instant,
 }
 
 async fn open_session(
@@ -736,8 +717,10 @@ pub async fn run(args: &LoadArgs) -> Result<LoadResult, String> {
             .map_err(|e| format!("connect {}: {e}", args.server))
     };
     let admin = connect().await?;
-    // Storm opens its own sessions; the others share `sessions` connections.
-    let n_clients = if args.workload == Workload::Storm {
+    // Storm opens its own sessions; the closed loop uses lean sessions (lean.rs); watch
+    // and the open loop share `sessions` zkd-client connections.
+    let lean = args.rate.is_none() && !matches!(args.workload, Workload::Storm | Workload::Watch);
+    let n_clients = if args.workload == Workload::Storm || lean {
         0
     } else {
         args.sessions
@@ -745,6 +728,12 @@ pub async fn run(args: &LoadArgs) -> Result<LoadResult, String> {
     let mut clients = Vec::with_capacity(n_clients);
     for _ in 0..n_clients {
         clients.push(connect().await?);
+    }
+    let mut lean_sessions = Vec::new();
+    if lean {
+        for _ in 0..args.sessions {
+            lean_sessions.push(crate::lean::LeanSession::connect(&args.server, timeout).await?);
+        }
     }
     let root: Arc<str> = unique_root().into();
     admin
@@ -818,35 +807,39 @@ pub async fn run(args: &LoadArgs) -> Result<LoadResult, String> {
             }
         }
         _ => {
+            for (s, sess) in lean_sessions.into_iter().enumerate() {
+                let g = OpGen::new(args, &root, s, 0);
+                let gen = crate::lean::LeanGen {
+                    workload: g.workload,
+                    root: g.root,
+                    tag: g.tag,
+                    keys: g.keys as u64,
+                    read_pct: u64::from(g.read_pct),
+                    multi_ops: g.multi_ops,
+                    rng: g.rng,
+                };
+                set.spawn(crate::lean::run(
+                    sess,
+                    gen,
+                    args.pipeline,
+                    data.clone(),
+                    w,
+                    limit.clone(),
+                ));
+            }
             for (s, c) in clients.iter().enumerate() {
-                match args.rate {
-                    None => {
-                        for wk in 0..args.pipeline {
-                            let gen = OpGen::new(args, &root, s, wk);
-                            set.spawn(closed_worker(
-                                c.clone(),
-                                gen,
-                                data.clone(),
-                                w,
-                                limit.clone(),
-                            ));
-                        }
-                    }
-                    Some(rate) => {
-                        let gen = OpGen::new(args, &root, s, 0);
-                        let per = rate / args.sessions as f64;
-                        let phase = s as f64 / args.sessions as f64;
-                        set.spawn(open_session(
-                            c.clone(),
-                            gen,
-                            data.clone(),
-                            w,
-                            per,
-                            phase,
-                            args.pipeline,
-                        ));
-                    }
-                }
+                let gen = OpGen::new(args, &root, s, 0);
+                let per = args.rate.unwrap_or(1.0) / args.sessions as f64;
+                let phase = s as f64 / args.sessions as f64;
+                set.spawn(open_session(
+                    c.clone(),
+                    gen,
+                    data.clone(),
+                    w,
+                    per,
+                    phase,
+                    args.pipeline,
+                ));
             }
         }
     }

@@ -17,6 +17,7 @@
 mod compare;
 mod fsync;
 mod group_commit;
+mod lean;
 mod load;
 mod plot;
 mod restart;

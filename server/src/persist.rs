@@ -214,15 +214,42 @@ pub fn start(shared: Arc<Shared>, p: Persistence) -> Sender<LogMsg> {
         let appended = appended.clone();
         std::thread::Builder::new()
             .name("zkd-log-sync".into())
-            .spawn(move || sync_thread(shared, log, appended))
+            .spawn(move || {
+                no_wakeup_preemption();
+                sync_thread(shared, log, appended)
+            })
             .expect("spawn log sync thread");
     }
     let log = p.storage.log().clone();
     std::thread::Builder::new()
         .name("zkd-log-append".into())
-        .spawn(move || append_thread(shared, log, p, rx, appended))
+        .spawn(move || {
+            no_wakeup_preemption();
+            append_thread(shared, log, p, rx, appended)
+        })
         .expect("spawn log append thread");
     tx
+}
+
+/// Puts the calling thread in SCHED_BATCH: same share of the CPU, but its wake-ups do
+/// not preempt the running thread. Every batch of appended txns wakes the appender, and
+/// every fsync the syncer; on a busy core each such wake-up used to preempt the network
+/// thread, often while it held the core lock the syncer then waited for. As batch
+/// threads they run when the network thread blocks or its slice ends, and find more
+/// queued work each time. Best effort: an error leaves the normal policy.
+fn no_wakeup_preemption() {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: plain syscall on the calling thread (pid 0) with a valid param.
+        let r = unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) };
+        if r != 0 {
+            tracing::debug!(
+                "SCHED_BATCH for the log threads: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+    }
 }
 
 /// The newest zxid appended but perhaps not yet synced, and a condvar to wake the syncer.

@@ -65,6 +65,13 @@ pub const FLAG_LZ4: u32 = 1;
 
 /// Payload bytes gathered before each backend append when streaming.
 const STREAM_CHUNK: usize = 1 << 20;
+/// Payload bytes appended between two fdatasyncs of the `.tmp` file while streaming. On
+/// ext4 (data=ordered, delayed allocation) a large snapshot would otherwise sit in the
+/// page cache until its final fsync, which then writes it all at once; a txn log fsync
+/// issued meanwhile has to commit the same journal transaction, so it waits for the whole
+/// snapshot to reach the disk (a create took 319 ms during a 190 MiB snapshot). Syncing
+/// every few MiB bounds what any log fsync can find queued ahead of it to one chunk.
+const SYNC_EVERY: u64 = 4 << 20;
 
 /// A snapshot file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -257,6 +264,8 @@ struct StreamWriter<'a> {
     buf: Vec<u8>,
     hasher: crc32fast::Hasher,
     written: u64,
+    /// Bytes appended since the last fdatasync (see `SYNC_EVERY`).
+    unsynced: u64,
 }
 
 impl StreamWriter<'_> {
@@ -265,7 +274,12 @@ impl StreamWriter<'_> {
             self.backend.append(self.path, &self.buf)?;
             self.hasher.update(&self.buf);
             self.written += self.buf.len() as u64;
+            self.unsynced += self.buf.len() as u64;
             self.buf.clear();
+            if self.unsynced >= SYNC_EVERY {
+                self.backend.sync(self.path)?;
+                self.unsynced = 0;
+            }
         }
         Ok(())
     }
@@ -401,6 +415,7 @@ impl SnapStore {
             buf: Vec::with_capacity(STREAM_CHUNK),
             hasher: crc32fast::Hasher::new(),
             written: 0,
+            unsynced: 0,
         };
         produce(&mut writer).map_err(io_err("serialise snapshot into"))?;
         writer.drain().map_err(io_err("write"))?;
@@ -631,5 +646,25 @@ mod tests {
         backend.crash();
         let s = store(backend.clone(), false);
         assert_eq!(latest(&s), Some((1, b"old".to_vec())));
+    }
+
+    #[test]
+    fn large_snapshot_is_synced_while_streamed_and_reads_back() {
+        // More than two SYNC_EVERY chunks: the .tmp file is fdatasynced along the way
+        // (the second sync fails here, before the final one), and a crash then leaves the
+        // old snapshot; without the failure the big one verifies.
+        let big: Vec<u8> = (0..(2 * SYNC_EVERY as usize + 12345))
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let backend = Arc::new(FaultyBackend::new());
+        let s = store(backend.clone(), false);
+        s.write(1, b"old").unwrap();
+        backend.fail_sync_after(1);
+        assert!(s.write(2, &big).is_err());
+        backend.crash();
+        let s = store(backend.clone(), false);
+        assert_eq!(latest(&s), Some((1, b"old".to_vec())));
+        s.write(3, &big).unwrap();
+        assert_eq!(latest(&s), Some((3, big)));
     }
 }

@@ -529,17 +529,22 @@ fn corrupt_newest_snapshot(
         return Err(format!("{} is empty", path.display()));
     }
     let at = (len * permille / 1000).min(len - 1);
-    if flip {
-        flip_bit(&path, at, (permille % 8) as u8)?;
+    damage(&path, len, at, flip.then_some((permille % 8) as u8))
+}
+
+/// Flips bit `flip` of byte `at` of `path`, or (`flip` None) truncates it to `at` bytes;
+/// `len` is only for the description it returns.
+fn damage(path: &std::path::Path, len: u64, at: u64, flip: Option<u8>) -> Result<String, String> {
+    if let Some(bit) = flip {
+        flip_bit(path, at, bit)?;
         Ok(format!(
-            "flipped bit {} of byte {at} of {} ({len} bytes)",
-            permille % 8,
+            "flipped bit {bit} of byte {at} of {} ({len} bytes)",
             path.display()
         ))
     } else {
         std::fs::OpenOptions::new()
             .write(true)
-            .open(&path)
+            .open(path)
             .and_then(|f| f.set_len(at))
             .map_err(|e| e.to_string())?;
         Ok(format!(
@@ -581,24 +586,7 @@ fn corrupt_newest_log(dir: &std::path::Path, flip: bool, bytes: u64) -> Result<S
         .rposition(|b| *b != 0)
         .map_or(0, |i| i as u64 + 1);
     let at = len.saturating_sub(bytes);
-    if flip {
-        flip_bit(&path, at, (bytes % 8) as u8)?;
-        Ok(format!(
-            "flipped bit {} of byte {at} of {} ({len} bytes)",
-            bytes % 8,
-            path.display()
-        ))
-    } else {
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(&path)
-            .and_then(|f| f.set_len(at))
-            .map_err(|e| e.to_string())?;
-        Ok(format!(
-            "truncated {} from {len} to {at} bytes",
-            path.display()
-        ))
-    }
+    damage(&path, len, at, flip.then_some((bytes % 8) as u8))
 }
 
 #[cfg(test)]

@@ -12,16 +12,12 @@
 mod common;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::ZkdProcess;
 use zkd_client::{Acl, Client, ConnectOptions, CreateMode, Stat};
 
 const TIMEOUT: Duration = Duration::from_secs(20);
-
-/// path -> (data, Stat) as last acknowledged to a client.
-type Acked = HashMap<String, (Vec<u8>, Stat)>;
 
 async fn connect(z: &ZkdProcess) -> Client {
     Client::connect(&z.addr().to_string(), TIMEOUT)
@@ -96,93 +92,8 @@ async fn acknowledged_writes_survive_repeated_sigkill() {
     // snapCount=200: fuzzy snapshots are taken while the writers run, so restarts load
     // snapshots written under load and replay the log after them.
     let mut z = ZkdProcess::start("snapCount=200\n");
-    let addr = z.addr().to_string();
-    let open = Acl::open_unsafe();
-    {
-        let c = connect(&z).await;
-        c.create("/load", b"", &open, CreateMode::Persistent)
-            .await
-            .unwrap();
-    }
-    let acked: Arc<Mutex<Acked>> = Arc::default();
-    let acks = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut next_rand = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
-    for round in 0..6u32 {
-        let mut writers = Vec::new();
-        for w in 0..8u32 {
-            let addr = addr.clone();
-            let acked = acked.clone();
-            let acks = acks.clone();
-            let open = open.clone();
-            writers.push(tokio::spawn(async move {
-                let Ok(c) = Client::connect(&addr, TIMEOUT).await else {
-                    return;
-                };
-                for i in 0u32.. {
-                    let path = format!("/load/w{w}-{}", i % 16);
-                    let data = format!("r{round}-w{w}-i{i}").into_bytes();
-                    let exists = acked.lock().unwrap().contains_key(&path);
-                    let res = if exists {
-                        c.set_data(&path, &data, -1).await
-                    } else {
-                        match c.create(&path, &data, &open, CreateMode::Persistent).await {
-                            Ok(_) => c.exists(&path, false).await.map(|s| s.expect("created")),
-                            Err(e) => Err(e),
-                        }
-                    };
-                    match res {
-                        Ok(stat) => {
-                            acked.lock().unwrap().insert(path, (data, stat));
-                            acks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        }
-                        // The kill: everything from here on is unacknowledged.
-                        Err(_) => return,
-                    }
-                }
-            }));
-        }
-        let wait_ms = 100 + next_rand() % 400;
-        tokio::time::sleep(Duration::from_millis(wait_ms)).await;
-        z.kill9_and_restart();
-        for w in writers {
-            let _ = w.await;
-        }
-        let c = connect(&z).await;
-        let snapshot = acked.lock().unwrap().clone();
-        assert!(
-            !snapshot.is_empty(),
-            "round {round}: no write was acknowledged"
-        );
-        for (path, (data, stat)) in &snapshot {
-            let (now_data, now_stat) = c
-                .get_data(path, false)
-                .await
-                .unwrap_or_else(|e| panic!("round {round}: acknowledged {path} lost: {e:?}"));
-            assert!(
-                now_stat.version >= stat.version,
-                "round {round}: {path} went back from version {} to {}",
-                stat.version,
-                now_stat.version
-            );
-            if now_stat.version == stat.version {
-                assert_eq!(&now_stat, stat, "round {round}: {path} Stat changed");
-                assert_eq!(&now_data, data, "round {round}: {path} data changed");
-            }
-        }
-        // Later rounds start from what the server has now.
-        let mut now = HashMap::new();
-        for path in snapshot.keys() {
-            now.insert(path.clone(), c.get_data(path, false).await.unwrap());
-        }
-        *acked.lock().unwrap() = now;
-    }
-    let total = acks.load(std::sync::atomic::Ordering::Relaxed);
+    let total =
+        common::acknowledged_writes_survive_kills(&mut z, 6, 8, 0x9e37_79b9_7f4a_7c15).await;
     eprintln!("{total} acknowledged writes checked across 6 kills");
     assert!(total > 200, "too few writes to mean anything: {total}");
     assert!(

@@ -10,17 +10,12 @@
 
 mod common;
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::ZkdProcess;
-use zkd_client::{Acl, Client, CreateMode, Stat};
+use zkd_client::{Acl, Client, CreateMode};
 
 const TIMEOUT: Duration = Duration::from_secs(20);
-/// path -> (data, Stat) as last acknowledged to a client.
-type Acked = HashMap<String, (Vec<u8>, Stat)>;
 
 const MODE: &str = "zkd.test.loseUnsyncedWrites=true\n";
 
@@ -41,79 +36,8 @@ async fn acknowledged_writes_survive_sigkill_that_loses_unsynced_writes() {
         "no start-up warning: {}",
         z.log()
     );
-    let addr = z.addr().to_string();
-    let open = Acl::open_unsafe();
-    connect(&z)
-        .await
-        .create("/load", b"", &open, CreateMode::Persistent)
-        .await
-        .unwrap();
-    let acked: Arc<Mutex<Acked>> = Arc::default();
-    let acks = Arc::new(AtomicU64::new(0));
-    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
-    for round in 0..5u32 {
-        let mut writers = Vec::new();
-        for w in 0..6u32 {
-            let (addr, acked, acks, open) =
-                (addr.clone(), acked.clone(), acks.clone(), open.clone());
-            writers.push(tokio::spawn(async move {
-                let Ok(c) = Client::connect(&addr, TIMEOUT).await else {
-                    return;
-                };
-                for i in 0u32.. {
-                    let path = format!("/load/w{w}-{}", i % 16);
-                    let data = format!("r{round}-w{w}-i{i}").into_bytes();
-                    let exists = acked.lock().unwrap().contains_key(&path);
-                    let res = if exists {
-                        c.set_data(&path, &data, -1).await
-                    } else {
-                        match c.create(&path, &data, &open, CreateMode::Persistent).await {
-                            Ok(_) => c.exists(&path, false).await.map(|s| s.expect("created")),
-                            Err(e) => Err(e),
-                        }
-                    };
-                    match res {
-                        Ok(stat) => {
-                            acked.lock().unwrap().insert(path, (data, stat));
-                            acks.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Err(_) => return,
-                    }
-                }
-            }));
-        }
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        tokio::time::sleep(Duration::from_millis(150 + seed % 400)).await;
-        z.kill9_and_restart();
-        for w in writers {
-            let _ = w.await;
-        }
-        let c = connect(&z).await;
-        let before = acked.lock().unwrap().clone();
-        assert!(!before.is_empty(), "round {round}: nothing acknowledged");
-        let mut now = HashMap::new();
-        for (path, (data, stat)) in &before {
-            let (now_data, now_stat) = c
-                .get_data(path, false)
-                .await
-                .unwrap_or_else(|e| panic!("round {round}: acknowledged {path} lost: {e:?}"));
-            assert!(
-                now_stat.version >= stat.version,
-                "round {round}: {path} went back from version {} to {}",
-                stat.version,
-                now_stat.version
-            );
-            if now_stat.version == stat.version {
-                assert_eq!(&now_stat, stat, "round {round}: {path} Stat changed");
-                assert_eq!(&now_data, data, "round {round}: {path} data changed");
-            }
-            now.insert(path.clone(), (now_data, now_stat));
-        }
-        *acked.lock().unwrap() = now;
-    }
-    let total = acks.load(Ordering::Relaxed);
+    let total =
+        common::acknowledged_writes_survive_kills(&mut z, 5, 6, 0x2545_f491_4f6c_dd1d).await;
     eprintln!("{total} acknowledged writes checked across 5 kills");
     assert!(total > 200, "too few writes to mean anything: {total}");
     assert!(

@@ -423,3 +423,99 @@ impl Drop for ZkdEnsemble {
         let _ = fs::remove_dir_all(&self.dir);
     }
 }
+
+/// path -> (data, Stat) as last acknowledged to a client.
+pub type Acked = std::collections::HashMap<String, (Vec<u8>, zkd_client::Stat)>;
+
+/// The SIGKILL-under-load check shared by the durability tests: `rounds` times, `writers`
+/// sessions create and overwrite znodes under /load as fast as they can, the server is
+/// killed with SIGKILL after a pseudo-random 100-500 ms (from `seed`) and restarted, and
+/// every write acknowledged before the kill must be back with its data and Stat (or a
+/// later version of it). Returns the number of acknowledged writes checked.
+pub async fn acknowledged_writes_survive_kills(
+    z: &mut ZkdProcess,
+    rounds: u32,
+    writers: u32,
+    mut seed: u64,
+) -> u64 {
+    use std::sync::atomic::AtomicU64;
+    use std::sync::{Arc, Mutex};
+    use zkd_client::{Acl, Client, CreateMode};
+    const TIMEOUT: Duration = Duration::from_secs(20);
+    let connect =
+        |addr: String| async move { Client::connect(&addr, TIMEOUT).await.expect("connect") };
+    let addr = z.addr().to_string();
+    let open = Acl::open_unsafe();
+    connect(addr.clone())
+        .await
+        .create("/load", b"", &open, CreateMode::Persistent)
+        .await
+        .unwrap();
+    let acked: Arc<Mutex<Acked>> = Arc::default();
+    let acks = Arc::new(AtomicU64::new(0));
+    for round in 0..rounds {
+        let mut tasks = Vec::new();
+        for w in 0..writers {
+            let (addr, acked, acks, open) =
+                (addr.clone(), acked.clone(), acks.clone(), open.clone());
+            tasks.push(tokio::spawn(async move {
+                let Ok(c) = Client::connect(&addr, TIMEOUT).await else {
+                    return;
+                };
+                for i in 0u32.. {
+                    let path = format!("/load/w{w}-{}", i % 16);
+                    let data = format!("r{round}-w{w}-i{i}").into_bytes();
+                    let exists = acked.lock().unwrap().contains_key(&path);
+                    let res = if exists {
+                        c.set_data(&path, &data, -1).await
+                    } else {
+                        match c.create(&path, &data, &open, CreateMode::Persistent).await {
+                            Ok(_) => c.exists(&path, false).await.map(|s| s.expect("created")),
+                            Err(e) => Err(e),
+                        }
+                    };
+                    match res {
+                        Ok(stat) => {
+                            acked.lock().unwrap().insert(path, (data, stat));
+                            acks.fetch_add(1, Ordering::Relaxed);
+                        }
+                        // The kill: everything from here on is unacknowledged.
+                        Err(_) => return,
+                    }
+                }
+            }));
+        }
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        tokio::time::sleep(Duration::from_millis(100 + seed % 400)).await;
+        z.kill9_and_restart();
+        for t in tasks {
+            let _ = t.await;
+        }
+        let c = connect(addr.clone()).await;
+        let before = acked.lock().unwrap().clone();
+        assert!(!before.is_empty(), "round {round}: nothing acknowledged");
+        // Later rounds start from what the server has now.
+        let mut now = Acked::new();
+        for (path, (data, stat)) in &before {
+            let (now_data, now_stat) = c
+                .get_data(path, false)
+                .await
+                .unwrap_or_else(|e| panic!("round {round}: acknowledged {path} lost: {e:?}"));
+            assert!(
+                now_stat.version >= stat.version,
+                "round {round}: {path} went back from version {} to {}",
+                stat.version,
+                now_stat.version
+            );
+            if now_stat.version == stat.version {
+                assert_eq!(&now_stat, stat, "round {round}: {path} Stat changed");
+                assert_eq!(&now_data, data, "round {round}: {path} data changed");
+            }
+            now.insert(path.clone(), (now_data, now_stat));
+        }
+        *acked.lock().unwrap() = now;
+    }
+    acks.load(Ordering::Relaxed)
+}

@@ -14,6 +14,20 @@ use zkd_jepsen::nemesis::Kind;
 use zkd_jepsen::runner::{self, RunConfig};
 use zkd_jepsen::workload::Workload;
 
+/// Runs `c` and asserts every checker found it valid.
+fn run_valid(rt: &tokio::runtime::Runtime, c: &RunConfig) -> runner::RunResult {
+    let r = rt.block_on(runner::run(c)).expect("run");
+    eprintln!("{}", r.summary);
+    assert_eq!(
+        r.valid,
+        Validity::Valid,
+        "{}: {}",
+        r.summary,
+        serde_json::to_string(&r.verdicts).unwrap()
+    );
+    r
+}
+
 fn cfg(
     server: ServerKind,
     nodes: usize,
@@ -83,15 +97,7 @@ fn jepsen_ci_suite() {
                 15,
                 &format!("zk-{w:?}-{n:?}"),
             );
-            let r = rt.block_on(runner::run(&c)).expect("run");
-            eprintln!("{}", r.summary);
-            assert_eq!(
-                r.valid,
-                Validity::Valid,
-                "{}: {}",
-                r.summary,
-                serde_json::to_string(&r.verdicts).unwrap()
-            );
+            let r = run_valid(&rt, &c);
             // The same real history with one acknowledged effect removed must fail: the
             // checker is live on real data, not only on hand-made histories.
             if w == Workload::Set {
@@ -129,15 +135,7 @@ fn jepsen_ci_suite() {
             ),
         ] {
             let c = cfg(ServerKind::Zkd(zkd.clone()), 3, workload, nemesis, 12, out);
-            let r = rt.block_on(runner::run(&c)).expect("run");
-            eprintln!("{}", r.summary);
-            assert_eq!(
-                r.valid,
-                Validity::Valid,
-                "{}: {}",
-                r.summary,
-                serde_json::to_string(&r.verdicts).unwrap()
-            );
+            let r = run_valid(&rt, &c);
             // Every fault was applied (a failed nft rule or signal is an "error" op).
             let errors: Vec<_> = r
                 .history

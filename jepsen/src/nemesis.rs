@@ -23,7 +23,9 @@
 //!   of, its newest txn log segment (`log.*`, both ZooKeeper and zkd name them so).
 //! - `corrupt-snap`: kill -9 one server, then truncate, or flip one bit somewhere in, its
 //!   newest snapshot (`zkd-v1/snapshot.<zxid>`, ZooKeeper's `version-2/snapshot.<zxid>`);
-//!   the cluster is started with a low snapCount so snapshots (and older ones) exist.
+//!   the cluster is started with a low snapCount so snapshots (and older ones) exist, and
+//!   every fault first deletes all but each server's 3 newest snapshots (zkCleanup.sh), or
+//!   a 10-minute run of a large tree fills the disk.
 //!
 //! Both corruptions restart the server at heal. If it exits by itself within a few seconds
 //! (refuses its data), that is recorded as a `refused` info op with the last lines of its
@@ -391,6 +393,13 @@ pub async fn run(
                 flip,
                 permille,
             } => {
+                // snapCount is low, so a large tree would otherwise fill the disk with
+                // snapshots (no autopurge runs: ZooKeeper's is hourly at best).
+                for s in &cluster.servers {
+                    if let Err(e) = purge_old_snapshots(&s.dir, SNAPSHOTS_KEPT) {
+                        info(rec, "error", json!(format!("purging snapshots: {e}")));
+                    }
+                }
                 cluster.kill(*server);
                 corrupted = Some((*server, log_len(cluster, *server)));
                 corrupt_newest_snapshot(&cluster.servers[*server].dir, *flip, *permille)
@@ -515,6 +524,48 @@ fn newest_file(dir: &std::path::Path, want: impl Fn(&str) -> bool) -> Option<std
     best.map(|b| b.1)
 }
 
+/// Snapshots `corrupt-snap` leaves on each server besides the newest (zkCleanup.sh -n 3).
+pub const SNAPSHOTS_KEPT: usize = 3;
+
+/// Deletes all but the `keep` highest-zxid complete snapshots (`snapshot.<hex zxid>`, never
+/// a `.tmp`) in every directory under `dir`, as ZooKeeper's zkCleanup.sh does on a running
+/// server. Logs stay: both servers track their open segments, and they grow with txns,
+/// not with snapCount. Returns how many files went.
+pub fn purge_old_snapshots(dir: &std::path::Path, keep: usize) -> Result<usize, String> {
+    let mut removed = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let mut snaps = Vec::new();
+        for e in std::fs::read_dir(&d).map_err(|e| format!("{}: {e}", d.display()))? {
+            let Ok(e) = e else { continue };
+            let p = e.path();
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(p);
+                continue;
+            }
+            let zxid = p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_prefix("snapshot."))
+                .and_then(|hex| u64::from_str_radix(hex, 16).ok());
+            if let Some(z) = zxid {
+                snaps.push((z, p));
+            }
+        }
+        snaps.sort();
+        let old = snaps.len().saturating_sub(keep);
+        for (_, p) in &snaps[..old] {
+            match std::fs::remove_file(p) {
+                Ok(()) => removed += 1,
+                // The server's own purge may have been first.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(format!("{}: {e}", p.display())),
+            }
+        }
+    }
+    Ok(removed)
+}
+
 /// Truncates its newest snapshot (zkd's `snapshot.<zxid>`, ZooKeeper's likewise; never a
 /// `.tmp`) of a (stopped) server to `permille`/1000 of its length, or flips one bit there.
 fn corrupt_newest_snapshot(
@@ -637,6 +688,54 @@ mod tests {
         assert_eq!(data[99], 0xff ^ (1 << (999 % 8)));
         std::fs::remove_dir_all(&dir).unwrap();
         assert!(corrupt_newest_snapshot(&dir, true, 1).is_err());
+    }
+
+    #[test]
+    fn snapshot_purge_keeps_the_newest_by_zxid_and_nothing_else_goes() {
+        let dir = std::env::temp_dir().join(format!("zkj-purge-{}", std::process::id()));
+        let v1 = dir.join("data/zkd-v1");
+        let v2 = dir.join("data/version-2");
+        std::fs::create_dir_all(&v1).unwrap();
+        std::fs::create_dir_all(&v2).unwrap();
+        for z in [0x1u64, 0x2, 0x10, 0x1_0000_0003, 0x9] {
+            std::fs::write(v1.join(format!("snapshot.{z:016x}")), b"s").unwrap();
+            // ZooKeeper's names are not zero-padded.
+            std::fs::write(v2.join(format!("snapshot.{z:x}")), b"s").unwrap();
+        }
+        for other in [
+            "snapshot.0000000200000000.tmp",
+            "log.0000000000000001",
+            "myid",
+        ] {
+            std::fs::write(v1.join(other), b"x").unwrap();
+        }
+        assert_eq!(purge_old_snapshots(&dir, 3).unwrap(), 4);
+        let names = |d: &std::path::Path| {
+            let mut v: Vec<String> = std::fs::read_dir(d)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(
+            names(&v1),
+            [
+                "log.0000000000000001",
+                "myid",
+                "snapshot.0000000000000009",
+                "snapshot.0000000000000010",
+                "snapshot.0000000100000003",
+                "snapshot.0000000200000000.tmp"
+            ]
+        );
+        assert_eq!(
+            names(&v2),
+            ["snapshot.10", "snapshot.100000003", "snapshot.9"]
+        );
+        assert_eq!(purge_old_snapshots(&dir, 3).unwrap(), 0);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(purge_old_snapshots(&dir, 3).is_err());
     }
 
     #[test]

@@ -182,6 +182,11 @@ impl NodeTable {
         self.slots[id as usize].as_ref().expect("a live node id")
     }
 
+    /// The node in slot `id`, if that slot holds one (ids of deleted nodes are reused).
+    pub fn try_get(&self, id: NodeId) -> Option<&Node> {
+        self.slots.get(id as usize)?.as_ref()
+    }
+
     pub fn get_mut(&mut self, id: NodeId) -> &mut Node {
         self.slots[id as usize].as_mut().expect("a live node id")
     }

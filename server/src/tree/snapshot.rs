@@ -86,7 +86,7 @@ use zkd_proto::jute::{DecodeError, Reader, Record, Writer};
 use zkd_proto::records::{Acl, StatPersisted};
 
 use super::{
-    child_path, ephemeral_type, nodes, DataTree, EphemeralType, Node, NodeId, NodeStat, NodeTable,
+    ephemeral_type, nodes, DataTree, EphemeralType, Node, NodeId, NodeStat, NodeTable,
     PROC_ZOOKEEPER, QUOTA_LIMIT_NODE, QUOTA_ZOOKEEPER, ROOT,
 };
 
@@ -685,12 +685,9 @@ impl DataTree {
 
     /// DataTree.serializeNode: depth-first pre-order, children in Java HashSet order.
     fn write_nodes(&self, w: &mut Writer, index_of: &HashMap<*const Vec<Acl>, i64>) {
-        let mut stack: Vec<String> = vec![ROOT.to_string()];
-        while let Some(path) = stack.pop() {
-            let Some(node) = self.get(&path) else {
-                continue;
-            };
-            let index = if uses_open_index(&path, node) {
+        let mut walk = NodeWalk::new(self);
+        while let Some((path, node)) = walk.next(self) {
+            let index = if uses_open_index(path, node) {
                 OPEN_ACL_UNSAFE_INDEX
             } else {
                 index_of
@@ -698,28 +695,101 @@ impl DataTree {
                     .copied()
                     .unwrap_or(OPEN_ACL_UNSAFE_INDEX)
             };
-            write_node(w, &path, node, index);
-            self.push_children(&path, node, &mut stack);
+            write_node(w, path, node, index);
+        }
+    }
+}
+
+/// A node the walk has still to write: its slot, its czxid (a slot freed by a delete and
+/// reused by a later create holds a node with a later czxid, so the pair names one znode
+/// for as long as it lives), and its parent's path in `NodeWalk::dirs`.
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    id: NodeId,
+    czxid: i64,
+    dir: u32,
+}
+
+/// Depth-first pre-order over the tree with children in Java HashSet order (ZooKeeper's
+/// serializeNode order), resumable while the tree changes between calls (the fuzzy
+/// snapshot). Keeps node ids rather than paths: a step then costs one slot access per node
+/// instead of a hash probe per path component, and only nodes with children get their
+/// path stored.
+struct NodeWalk {
+    stack: Vec<Pending>,
+    /// Paths of the nodes whose children are on the stack.
+    dirs: Vec<String>,
+    /// The path of the node last returned.
+    path: String,
+}
+
+/// `Pending::dir` of the root, which has no parent.
+const NO_DIR: u32 = u32::MAX;
+
+impl NodeWalk {
+    fn new(tree: &DataTree) -> NodeWalk {
+        NodeWalk {
+            stack: vec![Pending {
+                id: nodes::ROOT_ID,
+                czxid: tree.nodes.get(nodes::ROOT_ID).stat.czxid,
+                dir: NO_DIR,
+            }],
+            dirs: Vec::new(),
+            path: String::new(),
         }
     }
 
-    /// Pushes a node's children so they pop in Java HashSet iteration order.
-    fn push_children(&self, path: &str, node: &Node, stack: &mut Vec<String>) {
-        let cap = java_hashset_capacity(node.num_children());
-        let mut children: Vec<(u32, i64, String)> = self
-            .nodes
-            .children_of(node)
-            .map(|(_, c)| {
-                let name = c.name();
-                (
-                    java_bucket(java_string_hash(name), cap),
-                    c.stat.czxid,
-                    child_path(path, name),
-                )
-            })
-            .collect();
-        children.sort();
-        stack.extend(children.into_iter().rev().map(|(_, _, p)| p));
+    fn is_done(&self) -> bool {
+        self.stack.is_empty()
+    }
+
+    /// The next node still in the tree, with its path; pushes its children (as they are
+    /// now) to come next. Nodes deleted since their parent was written are skipped: the
+    /// log replays the delete anyway.
+    fn next<'t>(&mut self, tree: &'t DataTree) -> Option<(&str, &'t Node)> {
+        loop {
+            let p = self.stack.pop()?;
+            let Some(node) = tree.nodes.try_get(p.id).filter(|n| n.stat.czxid == p.czxid) else {
+                continue;
+            };
+            self.path.clear();
+            if p.dir == NO_DIR {
+                self.path.push_str(ROOT);
+            } else {
+                let dir = &self.dirs[p.dir as usize];
+                if dir != ROOT {
+                    self.path.push_str(dir);
+                }
+                self.path.push('/');
+                self.path.push_str(node.name());
+            }
+            if node.num_children() > 0 {
+                let dir = u32::try_from(self.dirs.len()).expect("fewer than 2^32 parents");
+                self.dirs.push(self.path.clone());
+                let cap = java_hashset_capacity(node.num_children());
+                let mut children: Vec<(u32, i64, &str, NodeId)> = tree
+                    .nodes
+                    .children_of(node)
+                    .map(|(id, c)| {
+                        let name = c.name();
+                        (
+                            java_bucket(java_string_hash(name), cap),
+                            c.stat.czxid,
+                            name,
+                            id,
+                        )
+                    })
+                    .collect();
+                children.sort_unstable();
+                self.stack
+                    .extend(children.iter().rev().map(|&(_, czxid, _, id)| Pending {
+                        id,
+                        czxid,
+                        dir,
+                    }));
+            }
+            return Some((&self.path, node));
+        }
     }
 }
 
@@ -757,7 +827,7 @@ fn write_node(w: &mut Writer, path: &str, node: &Node, acl_index: i64) {
 pub struct FuzzySnapshot {
     zxid: i64,
     sessions: Vec<SnapshotSession>,
-    stack: Vec<String>,
+    walk: NodeWalk,
     nodes: Writer,
     /// ACL lists met so far, by the address of the tree's shared list. The Arcs are kept
     /// so that an address cannot be reused by another list while the snapshot runs.
@@ -772,7 +842,7 @@ impl FuzzySnapshot {
         FuzzySnapshot {
             zxid: tree.last_processed_zxid,
             sessions,
-            stack: vec![ROOT.to_string()],
+            walk: NodeWalk::new(tree),
             nodes: Writer::new(),
             acl_index: HashMap::new(),
             acl_by_content: HashMap::new(),
@@ -787,41 +857,20 @@ impl FuzzySnapshot {
 
     /// Writes up to `budget` more nodes; true once every node has been written.
     pub fn step(&mut self, tree: &DataTree, budget: usize) -> bool {
-        let mut written = 0;
-        while written < budget {
-            let Some(path) = self.stack.pop() else {
+        for _ in 0..budget {
+            let Some((path, node)) = self.walk.next(tree) else {
                 return true;
             };
-            // Deleted since its parent was written: the log replays the delete anyway.
-            let Some(node) = tree.get(&path) else {
-                continue;
-            };
-            let index = self.acl_index_of(&path, node);
-            write_node(&mut self.nodes, &path, node, index);
-            tree.push_children(&path, node, &mut self.stack);
-            written += 1;
+            let index = acl_index_of(
+                &mut self.acl_index,
+                &mut self.acl_by_content,
+                &mut self.acl_lists,
+                path,
+                node,
+            );
+            write_node(&mut self.nodes, path, node, index);
         }
-        self.stack.is_empty()
-    }
-
-    fn acl_index_of(&mut self, path: &str, node: &Node) -> i64 {
-        if uses_open_index(path, node) {
-            return OPEN_ACL_UNSAFE_INDEX;
-        }
-        let ptr = Arc::as_ptr(&node.acl);
-        if let Some(i) = self.acl_index.get(&ptr) {
-            return *i;
-        }
-        let next = self.acl_lists.len() as i64 + 1;
-        let index = *self
-            .acl_by_content
-            .entry(acl_key(&node.acl))
-            .or_insert(next);
-        if index == next {
-            self.acl_lists.push((index, node.acl.clone()));
-        }
-        self.acl_index.insert(ptr, index);
-        index
+        self.walk.is_done()
     }
 
     /// The whole snapshot file: header, sessions, the ACL cache met while walking, the
@@ -854,6 +903,31 @@ impl FuzzySnapshot {
         seal(&mut w, start, &mut adler);
         *out = w.buf;
     }
+}
+
+/// The ACL cache index of `node`'s list, adding the list to the cache when first met
+/// (a free function so the walk's borrow of the path can be held meanwhile).
+fn acl_index_of(
+    acl_index: &mut HashMap<*const Vec<Acl>, i64>,
+    acl_by_content: &mut HashMap<Vec<u8>, i64>,
+    acl_lists: &mut Vec<(i64, Arc<Vec<Acl>>)>,
+    path: &str,
+    node: &Node,
+) -> i64 {
+    if uses_open_index(path, node) {
+        return OPEN_ACL_UNSAFE_INDEX;
+    }
+    let ptr = Arc::as_ptr(&node.acl);
+    if let Some(i) = acl_index.get(&ptr) {
+        return *i;
+    }
+    let next = acl_lists.len() as i64 + 1;
+    let index = *acl_by_content.entry(acl_key(&node.acl)).or_insert(next);
+    if index == next {
+        acl_lists.push((index, node.acl.clone()));
+    }
+    acl_index.insert(ptr, index);
+    index
 }
 
 /// Whether a node is written with index -1: the nodes ZooKeeper's DataTree constructor makes
@@ -1012,6 +1086,7 @@ impl RunningAdler32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tree::child_path;
     use proptest::prelude::*;
     use zkd_proto::txn::*;
     use zkd_proto::OpCode;

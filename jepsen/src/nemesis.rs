@@ -487,6 +487,17 @@ async fn recover_corrupted(cluster: &mut Cluster, i: usize, from: u64, rec: &Rec
             op = op.with_error(e);
         }
         rec.record(op);
+    } else {
+        // It started: record what it said about the damage (fell back to an older
+        // snapshot, cut a torn log tail), so every corruption shows it was noticed.
+        let log = std::fs::read(cluster.servers[i].dir.join("server.log")).unwrap_or_default();
+        let tail = String::from_utf8_lossy(log.get(from as usize..).unwrap_or_default());
+        let lines = damage_lines(&tail);
+        info(
+            rec,
+            "noticed",
+            json!({"server": cluster.name(i), "noticed": !lines.is_empty(), "lines": lines}),
+        );
     }
     if let Err(e) = cluster.wait_ready(i, Duration::from_secs(60)).await {
         rec.record(
@@ -501,6 +512,30 @@ async fn recover_corrupted(cluster: &mut Cluster, i: usize, from: u64, rec: &Rec
             .with_error(e.to_string()),
         );
     }
+}
+
+/// Up to three log lines in which a server reports damaged data it read at start-up
+/// (zkd: "skipping unreadable snapshot", a truncated torn tail; ZooKeeper: "problem
+/// reading snap file", "Invalid snapshot", CRC errors), each cut to 300 bytes.
+fn damage_lines(log: &str) -> Vec<String> {
+    const WORDS: [&str; 8] = [
+        "unreadable",
+        "corrupt",
+        "invalid snapshot",
+        "problem reading",
+        "crc",
+        "checksum",
+        "truncat",
+        "torn",
+    ];
+    log.lines()
+        .filter(|l| {
+            let l = l.to_ascii_lowercase();
+            WORDS.iter().any(|w| l.contains(w))
+        })
+        .take(3)
+        .map(|l| l.chars().take(300).collect())
+        .collect()
 }
 
 /// The most recently modified regular file under `dir` whose name passes `want`.
@@ -688,6 +723,17 @@ mod tests {
         assert_eq!(data[99], 0xff ^ (1 << (999 % 8)));
         std::fs::remove_dir_all(&dir).unwrap();
         assert!(corrupt_newest_snapshot(&dir, true, 1).is_err());
+    }
+
+    #[test]
+    fn damage_lines_pick_what_either_server_says_about_damaged_files() {
+        let zkd = "INFO starting\nWARN zkd_storage::storage: skipping unreadable snapshot error=corrupt snapshot /d/snapshot.1f: checksum mismatch\nINFO serving";
+        assert_eq!(damage_lines(zkd).len(), 1);
+        let zk = "WARN [main:o.a.z.s.p.FileSnap@103] - Invalid snapshot snapshot.2a. len = 10, byte = 3\njava.io.IOException: CRC corruption in snapshot";
+        assert_eq!(damage_lines(zk).len(), 2);
+        assert!(damage_lines("INFO all fine\nINFO loaded snapshot.5").is_empty());
+        let many = "crc\n".repeat(10);
+        assert_eq!(damage_lines(&many).len(), 3);
     }
 
     #[test]

@@ -133,6 +133,9 @@ fn main() {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only on a terminal: a log file (or a supervisor's capture) gets
+        // plain text that grep and log shippers read, as ZooKeeper's log4j output is.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     if let Some(tool) = args.tool {
         match run_tool(tool) {

@@ -92,6 +92,8 @@ fn positional_and_flag_config_both_start_a_standalone_server() {
         );
         let log = std::fs::read_to_string(dir.join("log")).unwrap();
         assert!(log.contains("noSuchKey"), "unknown key warned about: {log}");
+        // A log file gets plain text, no terminal colour codes.
+        assert!(!log.contains('\x1b'), "escape codes in a log file: {log:?}");
         drop(guard);
     }
 }

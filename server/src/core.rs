@@ -193,6 +193,12 @@ pub struct Core {
     pub conns: HashMap<ConnId, Conn>,
     pub stats: ServerStats,
     pub started_ms: i64,
+    /// Wall clock minus the `now_ms` the driver passes in. `now_ms` is a monotonic clock
+    /// (session expiry, timeouts and latencies must not jump when NTP steps the wall
+    /// clock; ZooKeeper uses Time.currentElapsedTime for them); txn times, which clients
+    /// see as ctime/mtime, are wall clock (ZooKeeper's Time.currentWallTime). The driver
+    /// refreshes it every tick; 0 (the default) makes the two the same, as tests want.
+    wall_offset_ms: i64,
     out: Vec<Output>,
     /// Containers/TTL nodes deleted in the current minute (container.maxPerMinute).
     container_budget: (i64, u32),
@@ -261,6 +267,12 @@ fn reply_frame(xid: i32, zxid: i64, err: i32, body: Option<&dyn Encode>) -> Vec<
 }
 
 impl Core {
+    /// Sets the wall clock's offset from the `now_ms` passed to every other call (see
+    /// `wall_offset_ms`).
+    pub fn set_wall_offset_ms(&mut self, offset_ms: i64) {
+        self.wall_offset_ms = offset_ms;
+    }
+
     pub fn new(config: Config, now_ms: i64) -> Core {
         // Standalone ZooKeeper numbers sessions as server 1; in an ensemble each server uses
         // its myid, so ids minted by different servers never collide.
@@ -281,6 +293,7 @@ impl Core {
                 ..Default::default()
             },
             started_ms: now_ms,
+            wall_offset_ms: 0,
             out: Vec::new(),
             container_budget: (0, 0),
             last_container_check_ms: now_ms,
@@ -448,7 +461,8 @@ impl Core {
         // An ensemble server serves its membership in /zookeeper/config, set afresh after
         // every load as ZooKeeper does (its snapshot may carry another server's copy).
         if let Some(text) = self.config.dynamic_config_text() {
-            self.tree.set_config_node(text.as_bytes(), 0, now_ms);
+            self.tree
+                .set_config_node(text.as_bytes(), 0, now_ms + self.wall_offset_ms);
         }
     }
 
@@ -515,7 +529,7 @@ impl Core {
                     scheme: "ip".into(),
                     id: addr.ip().to_string(),
                 }],
-                established_ms: now_ms,
+                established_ms: now_ms + self.wall_offset_ms,
                 packets_received: 0,
                 packets_sent: 0,
                 last_cxid: -1,
@@ -1441,7 +1455,7 @@ impl Core {
             session_id,
             cxid,
             auth,
-            time_ms: now_ms,
+            time_ms: now_ms + self.wall_offset_ms,
             extended_types_enabled: self.config.extended_types_enabled,
             enforce_quota: self.config.enforce_quota,
             skip_acl: self.config.skip_acl,

@@ -28,11 +28,30 @@ use crate::fourlw;
 use crate::persist::{self, LogMsg, Persistence};
 use crate::watch::ConnId;
 
-pub fn now_ms() -> i64 {
+/// The wall clock in ms since the epoch (txn times, what clients see as ctime/mtime).
+pub fn wall_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+/// The server's clock for everything but txn times: monotonic, never decreasing, and
+/// equal to the wall clock when first read, so its values still look like epoch ms (and
+/// session ids, which take their high bits from it, stay spread out as ZooKeeper's do).
+/// A step of the wall clock (NTP, an operator) moves no session expiry or timeout; before
+/// this, a backward step of 60 s kept dead sessions' ephemerals for 60 s too long (found
+/// by the Jepsen sessions workload under the clock-wall nemesis).
+pub fn now_ms() -> i64 {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    use std::sync::OnceLock;
+    static START: OnceLock<(std::time::Instant, i64)> = OnceLock::new();
+    static LAST: AtomicI64 = AtomicI64::new(i64::MIN);
+    let (start, wall_at_start) = *START.get_or_init(|| (std::time::Instant::now(), wall_ms()));
+    let now = wall_at_start + start.elapsed().as_millis() as i64;
+    // Instant saturates rather than going back, but two threads may read it in either
+    // order; hand out a never-decreasing value.
+    LAST.fetch_max(now, Ordering::Relaxed).max(now)
 }
 
 enum Out {
@@ -365,7 +384,11 @@ async fn accept_loop(
             let mut iv = tokio::time::interval(tick);
             loop {
                 iv.tick().await;
-                shared.with_core(|c| c.tick(now_ms()));
+                shared.with_core(|c| {
+                    let now = now_ms();
+                    c.set_wall_offset_ms(wall_ms() - now);
+                    c.tick(now)
+                });
             }
         })
     };

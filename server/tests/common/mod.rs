@@ -36,10 +36,19 @@ impl ZkdProcess {
         Self::start_with("", extra_cfg)
     }
 
+    /// Like `start`, with extra environment variables for the server process.
+    pub fn start_with_env(extra_cfg: &str, env: &[(&str, &str)]) -> ZkdProcess {
+        Self::start_with_full("4lw.commands.whitelist=*\n", extra_cfg, env)
+    }
+
     fn start_with(whitelist: &str, extra_cfg: &str) -> ZkdProcess {
+        Self::start_with_full(whitelist, extra_cfg, &[])
+    }
+
+    fn start_with_full(whitelist: &str, extra_cfg: &str, env: &[(&str, &str)]) -> ZkdProcess {
         let mut last_err = String::new();
         for _ in 0..5 {
-            match Self::try_start(whitelist, extra_cfg) {
+            match Self::try_start(whitelist, extra_cfg, env) {
                 Ok(p) => return p,
                 Err(e) => last_err = e,
             }
@@ -47,7 +56,11 @@ impl ZkdProcess {
         panic!("zkd did not start: {last_err}");
     }
 
-    fn try_start(whitelist: &str, extra_cfg: &str) -> Result<ZkdProcess, String> {
+    fn try_start(
+        whitelist: &str,
+        extra_cfg: &str,
+        env: &[(&str, &str)],
+    ) -> Result<ZkdProcess, String> {
         let dir = unique_temp_dir();
         let data = dir.join("data");
         fs::create_dir_all(&data).map_err(|e| format!("create {}: {e}", data.display()))?;
@@ -61,6 +74,7 @@ impl ZkdProcess {
         fs::write(&cfg_path, cfg).map_err(|e| format!("write zoo.cfg: {e}"))?;
         let log = fs::File::create(dir.join("zkd.log")).map_err(|e| format!("zkd.log: {e}"))?;
         let child = match Command::new(env!("CARGO_BIN_EXE_zkd"))
+            .envs(env.iter().copied())
             .arg(&cfg_path)
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -17,7 +17,10 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
-use zkd_client::{op, Acl, Client, ConnectOptions, CreateMode, Error, ErrorCode, MultiResult};
+use zkd_client::{
+    op, Acl, Client, ConnectOptions, CreateMode, Error, ErrorCode, MultiResult, SessionOptions,
+    SessionState, ZooKeeper,
+};
 
 use crate::history::{Op, OpType};
 
@@ -908,6 +911,164 @@ async fn watch_window(
     true
 }
 
+/// A resuming watcher: one `ZooKeeper` session over all servers, whose client moves the
+/// session to another server when its connection drops and re-arms the persistent watch
+/// there (SetWatches2), the way applications use ZooKeeper. Persistent watches are not
+/// replayed across a reconnect (ZooKeeper only re-adds them), so after each reconnect the
+/// watcher does sync + exists and records `rewatch` with the zxid it then has: every write
+/// with a larger zxid was applied after the watch was back, so the checker holds the last
+/// such window (closed by `watch-end`) to "no gaps, no duplicates" too. If the session
+/// expires, a new one starts as a new process.
+async fn resumer(
+    ctx: Arc<Ctx>,
+    idx: usize,
+    stop: tokio::sync::watch::Receiver<bool>,
+    process: i64,
+) {
+    let mut process = process;
+    while !*stop.borrow() {
+        if resumed_session(&ctx, idx, stop.clone(), process).await {
+            return;
+        }
+        process += 100;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// One resuming session; true when it ended because the run stopped.
+async fn resumed_session(
+    ctx: &Arc<Ctx>,
+    idx: usize,
+    stop: tokio::sync::watch::Receiver<bool>,
+    process: i64,
+) -> bool {
+    let path = ctx.key_path(idx % ctx.keys);
+    let opts = SessionOptions::new(&ctx.addrs.join(","), ctx.session_timeout)
+        .connect_timeout(Duration::from_secs(2))
+        .request_timeout(Some(ctx.op_timeout))
+        .seed(idx as u64);
+    let Ok(zk) = ZooKeeper::connect_with(opts).await else {
+        return false;
+    };
+    let mut states = zk.state_events();
+    let record = |f: &str, kind: OpType, value: Value| {
+        ctx.rec
+            .record(Op::new(process, kind, f, Some(&path), value, ctx.rec.now()))
+    };
+    let record_event = |ev: zkd_client::WatchedEvent| {
+        // State changes carry no node (type None).
+        if ev.event_type != zkd_client::event_type::NONE {
+            let mut op = Op::new(
+                process,
+                OpType::Ok,
+                "event",
+                Some(&ev.path),
+                json!({"type": ev.event_type}),
+                ctx.rec.now(),
+            );
+            op.zxid = Some(ev.zxid);
+            ctx.rec.record(op);
+        }
+    };
+    record("watch", OpType::Invoke, Value::Null);
+    let mut stream = match zk.watch(&path).await {
+        Ok(s) => {
+            record("watch", OpType::Ok, json!({"zxid": zk.last_zxid()}));
+            s
+        }
+        Err(e) => {
+            ctx.rec.record(
+                Op::new(
+                    process,
+                    OpType::Info,
+                    "watch",
+                    Some(&path),
+                    Value::Null,
+                    ctx.rec.now(),
+                )
+                .with_error(e.to_string()),
+            );
+            zk.abandon();
+            return false;
+        }
+    };
+    let mut stop = stop;
+    let mut stopped = false;
+    loop {
+        tokio::select! {
+            ev = stream.next() => match ev {
+                Some(ev) => record_event(ev),
+                None => break,
+            },
+            st = states.recv() => match st {
+                Some(SessionState::Connected) => {
+                    record("rewatch", OpType::Invoke, Value::Null);
+                    let res = async {
+                        zk.sync(&path).await?;
+                        zk.exists(&path).await
+                    }
+                    .await;
+                    // Notifications of writes up to that zxid came before the reply on
+                    // this connection: record them before the rewatch, so that the events
+                    // recorded after it are those of the new window.
+                    let z = zk.last_zxid();
+                    while let Some(ev) = stream.try_next() {
+                        record_event(ev);
+                    }
+                    match res {
+                        Ok(_) => record("rewatch", OpType::Ok, json!({"zxid": z})),
+                        Err(e) => ctx.rec.record(
+                            Op::new(process, OpType::Info, "rewatch", Some(&path), Value::Null, ctx.rec.now())
+                                .with_error(e.to_string()),
+                        ),
+                    }
+                }
+                // The client reconnects by itself.
+                Some(SessionState::Disconnected | SessionState::ConnectedReadOnly) => {}
+                // Expired or closed: this session is over.
+                Some(_) | None => break,
+            },
+            _ = stop.changed() => {
+                stopped = true;
+                break;
+            }
+        }
+    }
+    if !stopped {
+        zk.abandon();
+        return false;
+    }
+    if zk.state() == SessionState::Connected {
+        record("watch-end", OpType::Invoke, Value::Null);
+        let res = async {
+            zk.sync(&path).await?;
+            zk.get_data(&path).await
+        }
+        .await;
+        let z = zk.last_zxid();
+        while let Some(ev) = stream.try_next() {
+            record_event(ev);
+        }
+        match res {
+            Ok(_) => record("watch-end", OpType::Ok, json!({"zxid": z})),
+            Err(e) => ctx.rec.record(
+                Op::new(
+                    process,
+                    OpType::Info,
+                    "watch-end",
+                    Some(&path),
+                    Value::Null,
+                    ctx.rec.now(),
+                )
+                .with_error(e.to_string()),
+            ),
+        }
+    }
+    drop(stream);
+    let _ = zk.close().await;
+    true
+}
+
 /// Runs `ctx.concurrency` workers until `stop` flips, then returns the workers (with their
 /// sessions) so final checks can use them.
 pub async fn run_workers(
@@ -923,6 +1084,12 @@ pub async fn run_workers(
                 w,
                 stop.clone(),
                 2_000_000 + w as i64,
+            )));
+            handles.push(tokio::spawn(resumer(
+                ctx.clone(),
+                w,
+                stop.clone(),
+                3_000_000 + w as i64,
             )));
         }
     }

@@ -21,7 +21,11 @@ pub fn check(history: &[Op]) -> Verdict {
     // Committed writes per key: zxids of ok writes; count of indeterminate writes.
     let mut ok_writes: BTreeMap<String, BTreeSet<i64>> = BTreeMap::new();
     let mut info_writes: BTreeMap<String, usize> = BTreeMap::new();
-    let mut windows: BTreeMap<i64, (String, i64, Option<i64>)> = BTreeMap::new(); // process -> (key, z0, z1)
+    // process -> (key, z0, completeness window start, z1). A resuming watcher's `rewatch`
+    // moves the start of the window held to "no gaps" (persistent watches are not replayed
+    // across a reconnect); a failed rewatch leaves no such window; z0 still bounds phantoms.
+    #[allow(clippy::type_complexity)]
+    let mut windows: BTreeMap<i64, (String, i64, Option<i64>, Option<i64>)> = BTreeMap::new();
     for p in pairs(history) {
         let key = p.invoke.key.clone().unwrap_or_default();
         match (p.invoke.f.as_str(), p.outcome()) {
@@ -33,11 +37,19 @@ pub fn check(history: &[Op]) -> Verdict {
             ("write", OpType::Info) => *info_writes.entry(key).or_default() += 1,
             ("watch", OpType::Ok) => {
                 let z0 = p.complete.unwrap().value["zxid"].as_i64().unwrap_or(0);
-                windows.insert(p.invoke.process, (key, z0, None));
+                windows.insert(p.invoke.process, (key, z0, Some(z0), None));
+            }
+            ("rewatch", outcome) => {
+                if let Some(w) = windows.get_mut(&p.invoke.process) {
+                    w.2 = match outcome {
+                        OpType::Ok => p.complete.unwrap().value["zxid"].as_i64(),
+                        _ => None,
+                    };
+                }
             }
             ("watch-end", OpType::Ok) => {
                 if let Some(w) = windows.get_mut(&p.invoke.process) {
-                    w.2 = p.complete.unwrap().value["zxid"].as_i64();
+                    w.3 = p.complete.unwrap().value["zxid"].as_i64();
                 }
             }
             _ => {}
@@ -52,7 +64,7 @@ pub fn check(history: &[Op]) -> Verdict {
     }
     let mut per_watcher = BTreeMap::new();
     let mut validities = Vec::new();
-    for (proc_, (key, z0, z1)) in &windows {
+    for (proc_, (key, z0, from, z1)) in &windows {
         let evs: Vec<&Op> = events
             .get(proc_)
             .cloned()
@@ -82,10 +94,18 @@ pub fn check(history: &[Op]) -> Verdict {
             .copied()
             .filter(|&z| z > *z0 && z <= end)
             .collect();
+        // The part every write of which must have been notified: from the last (re)arming
+        // to watch-end.
+        let complete = z1.is_some() && from.is_some();
+        let must_see: Vec<i64> = in_window
+            .iter()
+            .copied()
+            .filter(|&z| z > from.unwrap_or(i64::MAX))
+            .collect();
         if all_known {
             let seen: BTreeSet<i64> = known.iter().copied().collect();
-            if z1.is_some() {
-                let gaps: Vec<i64> = in_window
+            if complete {
+                let gaps: Vec<i64> = must_see
                     .iter()
                     .copied()
                     .filter(|z| !seen.contains(z))
@@ -105,8 +125,13 @@ pub fn check(history: &[Op]) -> Verdict {
         } else {
             // Counting fallback: the server sent no zxids.
             let n = evs.len();
-            if z1.is_some() && n < in_window.len() {
-                problems.push(json!({"missed_count": in_window.len() - n}));
+            let n_after = evs.len()
+                - evs
+                    .iter()
+                    .filter(|e| e.time < rewatch_time(history, *proc_))
+                    .count();
+            if complete && n_after < must_see.len() {
+                problems.push(json!({"missed_count": must_see.len() - n_after}));
             }
             if n > in_window.len() + indeterminate && z1.is_some() {
                 problems.push(json!({"extra_count": n - in_window.len() - indeterminate}));
@@ -121,7 +146,8 @@ pub fn check(history: &[Op]) -> Verdict {
         per_watcher.insert(
             proc_.to_string(),
             json!({"key": key, "events": evs.len(), "zxids_known": all_known,
-            "window": [z0, z1], "writes_in_window": in_window.len(), "problems": problems}),
+            "window": [z0, z1], "complete_from": from, "writes_in_window": in_window.len(),
+            "writes_to_see": must_see.len(), "problems": problems}),
         );
     }
     let valid = if windows.is_empty() {
@@ -130,6 +156,17 @@ pub fn check(history: &[Op]) -> Verdict {
         merge(validities)
     };
     Verdict::new("watches", "P10", valid, json!(per_watcher))
+}
+
+/// When the last successful `rewatch` of `process` completed (0 if it never rewatched):
+/// the counting fallback counts only events recorded after it.
+fn rewatch_time(history: &[Op], process: i64) -> u64 {
+    history
+        .iter()
+        .filter(|o| o.process == process && o.f == "rewatch" && o.kind == OpType::Ok)
+        .map(|o| o.time)
+        .max()
+        .unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -207,6 +244,72 @@ mod tests {
         assert_eq!(check(&strip(base(&[11, 20]))).valid, Validity::Invalid);
         assert_eq!(
             check(&strip(base(&[11, 20, 30, 31]))).valid,
+            Validity::Invalid
+        );
+    }
+
+    /// `base` with a reconnect of watcher 5: rewatch ok at zxid `at` (recorded at time 45,
+    /// after the writes and before the events), or a failed rewatch.
+    fn resumed(events: &[i64], at: Option<i64>) -> Vec<Op> {
+        let mut hist = base(events);
+        let pos = hist
+            .iter()
+            .position(|o| o.f == "event")
+            .unwrap_or(hist.len());
+        let rewatch = match at {
+            Some(z) => h(&[
+                (5, "invoke", "rewatch", "/w", Null, 44),
+                (5, "ok", "rewatch", "/w", json!({"zxid": z}), 45),
+            ]),
+            None => h(&[
+                (5, "invoke", "rewatch", "/w", Null, 44),
+                (5, "info", "rewatch", "/w", Null, 45),
+            ]),
+        };
+        hist.splice(pos..pos, rewatch);
+        hist
+    }
+
+    #[test]
+    fn a_reconnect_excuses_only_writes_before_the_rewatch() {
+        // Re-armed at 15: 11 may be missed (it was committed while disconnected), 20 and
+        // 30 may not.
+        assert_eq!(check(&resumed(&[20, 30], Some(15))).valid, Validity::Valid);
+        assert_eq!(
+            check(&resumed(&[11, 20, 30], Some(15))).valid,
+            Validity::Valid
+        );
+        // Not re-armed: nothing after the reconnect is a gap the checker must see.
+        let v = check(&resumed(&[], Some(15)));
+        assert_eq!(v.valid, Validity::Invalid, "{v:?}");
+        let v = check(&resumed(&[20], Some(15)));
+        assert_eq!(v.valid, Validity::Invalid, "{v:?}");
+        // Duplicates and phantoms stay violations across a reconnect.
+        let v = check(&resumed(&[20, 20, 30], Some(15)));
+        assert_eq!(v.valid, Validity::Invalid, "{v:?}");
+        let v = check(&resumed(&[5, 20, 30], Some(15)));
+        assert_eq!(v.valid, Validity::Invalid, "{v:?}");
+        // A failed rewatch leaves no window to hold to completeness, only order.
+        assert_eq!(check(&resumed(&[30], None)).valid, Validity::Valid);
+        let v = check(&resumed(&[30, 20], None));
+        assert_eq!(v.valid, Validity::Invalid, "{v:?}");
+    }
+
+    #[test]
+    fn counting_fallback_after_a_reconnect() {
+        let strip = |mut hist: Vec<Op>| {
+            for o in hist.iter_mut().filter(|o| o.f == "event") {
+                o.zxid = Some(-1);
+            }
+            hist
+        };
+        // Events recorded after the rewatch at 15 must cover 20 and 30.
+        assert_eq!(
+            check(&strip(resumed(&[20, 30], Some(15)))).valid,
+            Validity::Valid
+        );
+        assert_eq!(
+            check(&strip(resumed(&[20], Some(15)))).valid,
             Validity::Invalid
         );
     }

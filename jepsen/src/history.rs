@@ -112,8 +112,8 @@ impl<'a> Pair<'a> {
     }
 }
 
-/// Matches each client invocation with the next completion of the same process. Nemesis
-/// events and stray completions are skipped.
+/// Matches each client invocation with the next completion of the same process and
+/// function. Nemesis events and stray completions are skipped.
 pub fn pairs(history: &[Op]) -> Vec<Pair<'_>> {
     let mut open: std::collections::HashMap<i64, usize> = Default::default();
     let mut out: Vec<Pair<'_>> = Vec::new();
@@ -127,8 +127,14 @@ pub fn pairs(history: &[Op]) -> Vec<Pair<'_>> {
                 });
             }
             _ => {
-                if let Some(i) = open.remove(&op.process) {
-                    out[i].complete = Some(op);
+                // Only a completion of the same function: a watcher's notifications are
+                // completions without an invocation, recorded while its own sync may be
+                // in flight.
+                if let Some(&i) = open.get(&op.process) {
+                    if out[i].invoke.f == op.f {
+                        open.remove(&op.process);
+                        out[i].complete = Some(op);
+                    }
                 }
             }
         }
@@ -188,5 +194,17 @@ mod tests {
         assert_eq!(p[1].end(), u64::MAX);
         assert!(p[2].complete.is_none());
         assert_eq!(p[2].outcome(), OpType::Info);
+    }
+
+    #[test]
+    fn a_notification_between_invoke_and_completion_is_not_the_completion() {
+        let h = vec![
+            Op::new(5, OpType::Invoke, "watch-end", Some("k"), Value::Null, 1),
+            Op::new(5, OpType::Ok, "event", Some("k"), json!({"type": 3}), 2),
+            Op::new(5, OpType::Ok, "watch-end", Some("k"), json!({"zxid": 9}), 3),
+        ];
+        let p = pairs(&h);
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].complete.unwrap().value, json!({"zxid": 9}));
     }
 }

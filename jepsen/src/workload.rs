@@ -1023,8 +1023,17 @@ async fn resumed_session(
                         ),
                     }
                 }
-                // The client reconnects by itself.
-                Some(SessionState::Disconnected | SessionState::ConnectedReadOnly) => {}
+                // The client reconnects by itself. Mark where the old connection's
+                // notifications end: a server the session moves to may be behind the old
+                // one and notify again what the watcher already got (ZooKeeper does
+                // this too), so order and duplicates are judged per connection.
+                Some(SessionState::Disconnected) => {
+                    while let Some(ev) = stream.try_next() {
+                        record_event(ev);
+                    }
+                    record("disconnected", OpType::Info, Value::Null);
+                }
+                Some(SessionState::ConnectedReadOnly) => {}
                 // Expired or closed: this session is over.
                 Some(_) | None => break,
             },

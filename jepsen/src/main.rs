@@ -61,11 +61,14 @@ struct Args {
 fn main() {
     let args = Args::parse();
     let workload = args.workload.parse().unwrap_or_else(|e: String| die(&e));
+    let nemesis: zkd_jepsen::nemesis::Kind =
+        args.nemesis.parse().unwrap_or_else(|e: String| die(&e));
+    let expiry_bound_ms = zkd_jepsen::nemesis::expiry_bound_ms(nemesis);
     if let Some(path) = &args.check {
         let f = std::fs::File::open(path).unwrap_or_else(|e| die(&e.to_string()));
         let h = zkd_jepsen::history::read_jsonl(std::io::BufReader::new(f))
             .unwrap_or_else(|e| die(&e.to_string()));
-        let v = runner::check_all(&h, workload, 10_000);
+        let v = runner::check_all(&h, workload, expiry_bound_ms);
         println!("{}", serde_json::to_string_pretty(&v).unwrap());
         std::process::exit(exit_code(zkd_jepsen::checker::merge(
             v.iter().map(|v| v.valid),
@@ -101,14 +104,14 @@ fn main() {
         server,
         nodes,
         workload,
-        nemesis: args.nemesis.parse().unwrap_or_else(|e: String| die(&e)),
+        nemesis,
         time: Duration::from_secs(args.time),
         seed: args.seed,
         concurrency: args.concurrency,
         out,
         hold: Duration::from_secs(args.hold),
         gap: Duration::from_secs(args.gap),
-        expiry_bound_ms: 10_000,
+        expiry_bound_ms,
         keep_data: args.keep_data,
         plain_reads: args.plain_reads,
     };

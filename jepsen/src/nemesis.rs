@@ -87,6 +87,24 @@ impl Kind {
     }
 }
 
+/// The largest clock step a clock fault makes, in seconds.
+pub const MAX_CLOCK_STEP_S: i64 = 60;
+
+/// How late past its timeout a dead session's ephemeral may still be seen (the sessions
+/// checker's bound): 10 s, plus the largest clock step when the nemesis moves servers'
+/// CLOCK_MONOTONIC back (`clock`, and `mixed` under libfaketime). Session expiry is timed
+/// by the monotonic clock (ZooKeeper's System.nanoTime, zkd's Instant), so when that clock
+/// goes back by D a server, ZooKeeper or zkd, expires sessions D later in real time; it
+/// cannot tell. No kernel steps CLOCK_MONOTONIC back; libfaketime does.
+pub fn expiry_bound_ms(kind: Kind) -> u64 {
+    let base = 10_000;
+    if kind.faketime() == Some(true) {
+        base + MAX_CLOCK_STEP_S as u64 * 1000
+    } else {
+        base
+    }
+}
+
 /// `snapCount` for `corrupt-snap` runs: a snapshot every 50..100 txns, so there are several.
 pub const CORRUPT_SNAP_COUNT: u64 = 100;
 
@@ -280,7 +298,7 @@ pub fn schedule(
                 Fault::ClientPartition(nodes)
             }
             Kind::Clock | Kind::ClockWall => {
-                let magnitude = rng.gen_range(1..=60);
+                let magnitude = rng.gen_range(1..=MAX_CLOCK_STEP_S);
                 Fault::Clock {
                     server: rng.gen_range(0..n),
                     offset: if rng.gen_bool(0.5) {
@@ -809,6 +827,9 @@ mod tests {
         assert_eq!(Kind::Clock.faketime(), Some(true));
         assert_eq!(Kind::ClockWall.faketime(), Some(false));
         assert_eq!(Kind::Kill.faketime(), None);
+        assert_eq!(expiry_bound_ms(Kind::Kill), 10_000);
+        assert_eq!(expiry_bound_ms(Kind::ClockWall), 10_000);
+        assert_eq!(expiry_bound_ms(Kind::Clock), 70_000);
     }
 
     #[test]

@@ -217,9 +217,6 @@ pub struct Core {
     next_sync_id: u64,
     /// Learner: sessions its clients touched since the last PING (id -> timeout).
     touched: HashMap<i64, i32>,
-    /// Learner: the touches sent in the previous ping reply, sent once more with the next
-    /// (`ensemble::refresh_ping_payload`).
-    pub(crate) prev_touches: Vec<(i64, i32)>,
     /// Sessions this leader removed from its tracker when it prepared their closeSession,
     /// with their timeout and when: until that txn is applied. If leadership ends first,
     /// the txn may never commit, so they go back into the tracker (already due, so a
@@ -308,7 +305,6 @@ impl Core {
             syncs: HashMap::new(),
             next_sync_id: 1,
             touched: HashMap::new(),
-            prev_touches: Vec::new(),
             closing: Default::default(),
             committed_sessions: Default::default(),
             zab: None,

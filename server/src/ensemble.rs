@@ -308,48 +308,15 @@ pub fn to_zab(core: &mut Core, out: crate::core::Output, now_ms: i64) {
 /// One tick of `tickTime` for zab; a learner first hands over its clients' session
 /// touches (this tick's and the previous one's, since zab sends the payload only with
 /// its next PING and a touch sent twice does no harm).
-pub fn tick(core: &mut Core) {
-    refresh_ping_payload(core);
-    if let Some(z) = core.zab.as_mut() {
-        z.tick();
-    }
-}
-
-/// Hands a message from a peer to zab. A learner refreshes its PING reply's touches first
-/// (see `refresh_ping_payload`).
-pub fn deliver(core: &mut Core, from: zkd_zab::ServerId, msg: zkd_zab::Message) {
-    let Some(role) = core.zab.as_ref().map(|z| z.role()) else {
-        return;
-    };
-    if matches!(msg, zkd_zab::Message::Ping { .. })
-        && matches!(role, zkd_zab::Role::Following | zkd_zab::Role::Observing)
-    {
-        refresh_ping_payload(core);
-    }
-    if let Some(zab) = core.zab.as_mut() {
-        if let Err(e) = zab.step(from, msg) {
-            tracing::warn!("message from server {from} refused: {e}");
-        }
-    }
-}
-
-/// Learner: puts the sessions touched since the last refresh (and those of the refresh
-/// before, in case that reply went to a leader that is gone) into the payload of the next
-/// PING reply. Called every tick and also when the leader's PING arrives, so a learner
-/// whose timers stall (its monotonic clock stepped back, an overloaded runtime) still
-/// reports its clients' sessions: ZooKeeper's learner likewise answers each PING with its
-/// touch snapshot. Before, the payload was filled only by the tick, and a learner whose
-/// ticks stopped for a minute let the leader expire every session connected to it while
-/// it went on serving them (Jepsen sessions x clock: acknowledged ephemerals of sessions
-/// confirmed alive were deleted).
-pub fn refresh_ping_payload(core: &mut Core) {
+pub fn tick(core: &mut Core, prev_touches: &mut Vec<(i64, i32)>) {
     let touches = core.take_session_touches();
     if let Some(z) = core.zab.as_mut() {
-        let mut all = core.prev_touches.clone();
+        let mut all = prev_touches.clone();
         all.extend(touches.iter().copied());
         all.sort();
         all.dedup_by_key(|t| t.0);
         z.set_ping_payload(crate::forward::encode_touches(&all));
+        z.tick();
     }
-    core.prev_touches = touches;
+    *prev_touches = touches;
 }

@@ -1098,7 +1098,7 @@ pub async fn run_workers(
                 ctx.clone(),
                 w,
                 stop.clone(),
-                3_000_000 + w as i64,
+                5_000_000 + w as i64,
             )));
         }
     }

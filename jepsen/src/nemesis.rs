@@ -548,8 +548,15 @@ fn damage_lines(log: &str) -> Vec<String> {
     ];
     log.lines()
         .filter(|l| {
-            let l = l.to_ascii_lowercase();
-            WORDS.iter().any(|w| l.contains(w))
+            // Words only: file paths (the run's own directory may be called "...corrupt...")
+            // must not match.
+            let words: String = l
+                .split_whitespace()
+                .filter(|w| !w.contains('/'))
+                .collect::<Vec<_>>()
+                .join(" ")
+                .to_ascii_lowercase();
+            WORDS.iter().any(|w| words.contains(w))
         })
         .take(3)
         .map(|l| l.chars().take(300).collect())
@@ -750,6 +757,9 @@ mod tests {
         let zk = "WARN [main:o.a.z.s.p.FileSnap@103] - Invalid snapshot snapshot.2a. len = 10, byte = 3\njava.io.IOException: CRC corruption in snapshot";
         assert_eq!(damage_lines(zk).len(), 2);
         assert!(damage_lines("INFO all fine\nINFO loaded snapshot.5").is_empty());
+        // A path is not a word: a run directory named after the nemesis does not match.
+        let cfg = "/out/watch-corrupt-snap/n2/zoo.cfg:9: admin.enableServer is accepted but has no effect yet";
+        assert!(damage_lines(cfg).is_empty());
         let many = "crc\n".repeat(10);
         assert_eq!(damage_lines(&many).len(), 3);
     }

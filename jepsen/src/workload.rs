@@ -834,11 +834,7 @@ async fn watch_window(
     loop {
         tokio::select! {
             ev = events.recv() => match ev {
-                Some(ev) => {
-                    let mut op = Op::new(process, OpType::Ok, "event", Some(&ev.path), json!({"type": ev.event_type}), ctx.rec.now());
-                    op.zxid = Some(ev.zxid);
-                    ctx.rec.record(op);
-                }
+                Some(ev) => record_watch_event(ctx, process, ev),
                 None => break,
             },
             _ = stop.changed() => {
@@ -874,16 +870,7 @@ async fn watch_window(
         .await;
         let z = c.last_zxid();
         while let Ok(ev) = events.try_recv() {
-            let mut op = Op::new(
-                process,
-                OpType::Ok,
-                "event",
-                Some(&ev.path),
-                json!({"type": ev.event_type}),
-                ctx.rec.now(),
-            );
-            op.zxid = Some(ev.zxid);
-            ctx.rec.record(op);
+            record_watch_event(ctx, process, ev);
         }
         match res {
             Ok(_) => ctx.rec.record(Op::new(
@@ -951,25 +938,11 @@ async fn resumed_session(
         return false;
     };
     let mut states = zk.state_events();
-    let record = |f: &str, kind: OpType, value: Value| {
-        ctx.rec
-            .record(Op::new(process, kind, f, Some(&path), value, ctx.rec.now()))
+    let op = |f: &str, kind: OpType, value: Value| {
+        Op::new(process, kind, f, Some(&path), value, ctx.rec.now())
     };
-    let record_event = |ev: zkd_client::WatchedEvent| {
-        // State changes carry no node (type None).
-        if ev.event_type != zkd_client::event_type::NONE {
-            let mut op = Op::new(
-                process,
-                OpType::Ok,
-                "event",
-                Some(&ev.path),
-                json!({"type": ev.event_type}),
-                ctx.rec.now(),
-            );
-            op.zxid = Some(ev.zxid);
-            ctx.rec.record(op);
-        }
-    };
+    let record = |f: &str, kind: OpType, value: Value| ctx.rec.record(op(f, kind, value));
+    let record_event = |ev| record_watch_event(ctx, process, ev);
     record("watch", OpType::Invoke, Value::Null);
     let mut stream = match zk.watch(&path).await {
         Ok(s) => {
@@ -977,17 +950,8 @@ async fn resumed_session(
             s
         }
         Err(e) => {
-            ctx.rec.record(
-                Op::new(
-                    process,
-                    OpType::Info,
-                    "watch",
-                    Some(&path),
-                    Value::Null,
-                    ctx.rec.now(),
-                )
-                .with_error(e.to_string()),
-            );
+            ctx.rec
+                .record(op("watch", OpType::Info, Value::Null).with_error(e.to_string()));
             zk.abandon();
             return false;
         }
@@ -1002,26 +966,7 @@ async fn resumed_session(
             },
             st = states.recv() => match st {
                 Some(SessionState::Connected) => {
-                    record("rewatch", OpType::Invoke, Value::Null);
-                    let res = async {
-                        zk.sync(&path).await?;
-                        zk.exists(&path).await
-                    }
-                    .await;
-                    // Notifications of writes up to that zxid came before the reply on
-                    // this connection: record them before the rewatch, so that the events
-                    // recorded after it are those of the new window.
-                    let z = zk.last_zxid();
-                    while let Some(ev) = stream.try_next() {
-                        record_event(ev);
-                    }
-                    match res {
-                        Ok(_) => record("rewatch", OpType::Ok, json!({"zxid": z})),
-                        Err(e) => ctx.rec.record(
-                            Op::new(process, OpType::Info, "rewatch", Some(&path), Value::Null, ctx.rec.now())
-                                .with_error(e.to_string()),
-                        ),
-                    }
+                    checkpoint(ctx, &zk, &mut stream, process, &path, "rewatch").await;
                 }
                 // The client reconnects by itself. Mark where the old connection's
                 // notifications end: a server the session moves to may be behind the old
@@ -1048,34 +993,55 @@ async fn resumed_session(
         return false;
     }
     if zk.state() == SessionState::Connected {
-        record("watch-end", OpType::Invoke, Value::Null);
-        let res = async {
-            zk.sync(&path).await?;
-            zk.get_data(&path).await
-        }
-        .await;
-        let z = zk.last_zxid();
-        while let Some(ev) = stream.try_next() {
-            record_event(ev);
-        }
-        match res {
-            Ok(_) => record("watch-end", OpType::Ok, json!({"zxid": z})),
-            Err(e) => ctx.rec.record(
-                Op::new(
-                    process,
-                    OpType::Info,
-                    "watch-end",
-                    Some(&path),
-                    Value::Null,
-                    ctx.rec.now(),
-                )
-                .with_error(e.to_string()),
-            ),
-        }
+        checkpoint(ctx, &zk, &mut stream, process, &path, "watch-end").await;
     }
     drop(stream);
     let _ = zk.close().await;
     true
+}
+
+/// Records a watcher's notification (state changes carry no node: skipped).
+fn record_watch_event(ctx: &Ctx, process: i64, ev: zkd_client::WatchedEvent) {
+    if ev.event_type != zkd_client::event_type::NONE {
+        let mut op = Op::new(
+            process,
+            OpType::Ok,
+            "event",
+            Some(&ev.path),
+            json!({"type": ev.event_type}),
+            ctx.rec.now(),
+        );
+        op.zxid = Some(ev.zxid);
+        ctx.rec.record(op);
+    }
+}
+
+/// A resuming watcher's `rewatch` or `watch-end`: sync + exists, then the zxid it has.
+/// Notifications of writes up to that zxid came before the reply on this connection, so
+/// they are recorded first: the events recorded after the op are those of later writes.
+async fn checkpoint(
+    ctx: &Ctx,
+    zk: &ZooKeeper,
+    stream: &mut zkd_client::WatchStream,
+    process: i64,
+    path: &str,
+    f: &str,
+) {
+    let op = |kind, value| Op::new(process, kind, f, Some(path), value, ctx.rec.now());
+    ctx.rec.record(op(OpType::Invoke, Value::Null));
+    let res = async {
+        zk.sync(path).await?;
+        zk.exists(path).await
+    }
+    .await;
+    let z = zk.last_zxid();
+    while let Some(ev) = stream.try_next() {
+        record_watch_event(ctx, process, ev);
+    }
+    ctx.rec.record(match res {
+        Ok(_) => op(OpType::Ok, json!({"zxid": z})),
+        Err(e) => op(OpType::Info, Value::Null).with_error(e.to_string()),
+    });
 }
 
 /// Runs `ctx.concurrency` workers until `stop` flips, then returns the workers (with their

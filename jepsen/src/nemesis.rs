@@ -470,10 +470,11 @@ async fn recover_corrupted(cluster: &mut Cluster, i: usize, from: u64, rec: &Rec
         crate::cluster::ServerKind::ApacheZk => Duration::from_secs(10),
         crate::cluster::ServerKind::Zkd(_) => Duration::from_secs(5),
     };
-    if let Some(status) = cluster.wait_exit(i, limit).await {
-        let log = std::fs::read(cluster.servers[i].dir.join("server.log")).unwrap_or_default();
-        let tail =
-            String::from_utf8_lossy(log.get(from as usize..).unwrap_or_default()).to_string();
+    let exited = cluster.wait_exit(i, limit).await;
+    // What it logged since the fault: why it refused, or what it said about the damage.
+    let log = std::fs::read(cluster.servers[i].dir.join("server.log")).unwrap_or_default();
+    let tail = String::from_utf8_lossy(log.get(from as usize..).unwrap_or_default());
+    if let Some(status) = exited {
         let lines: Vec<&str> = tail.lines().filter(|l| !l.trim().is_empty()).collect();
         let last = lines.last().copied().unwrap_or("");
         // The first error-looking line says why more often than the last one (a JVM's
@@ -508,8 +509,6 @@ async fn recover_corrupted(cluster: &mut Cluster, i: usize, from: u64, rec: &Rec
     } else {
         // It started: record what it said about the damage (fell back to an older
         // snapshot, cut a torn log tail), so every corruption shows it was noticed.
-        let log = std::fs::read(cluster.servers[i].dir.join("server.log")).unwrap_or_default();
-        let tail = String::from_utf8_lossy(log.get(from as usize..).unwrap_or_default());
         let lines = damage_lines(&tail);
         info(
             rec,

@@ -17,15 +17,23 @@ use serde_json::json;
 use super::{merge, Validity, Verdict};
 use crate::history::{pairs, Op, OpType};
 
+/// One watcher's window. A resuming watcher's `rewatch` moves `from`, the start of the
+/// part held to "no gaps" (persistent watches are not replayed across a reconnect); a failed
+/// rewatch leaves no such part; `z0` still bounds phantoms.
+struct Window {
+    key: String,
+    z0: i64,
+    from: Option<i64>,
+    /// When the last successful rewatch was invoked (0: never).
+    from_time: u64,
+    z1: Option<i64>,
+}
+
 pub fn check(history: &[Op]) -> Verdict {
     // Committed writes per key: zxids of ok writes; count of indeterminate writes.
     let mut ok_writes: BTreeMap<String, BTreeSet<i64>> = BTreeMap::new();
     let mut info_writes: BTreeMap<String, usize> = BTreeMap::new();
-    // process -> (key, z0, completeness window start, z1). A resuming watcher's `rewatch`
-    // moves the start of the window held to "no gaps" (persistent watches are not replayed
-    // across a reconnect); a failed rewatch leaves no such window; z0 still bounds phantoms.
-    #[allow(clippy::type_complexity)]
-    let mut windows: BTreeMap<i64, (String, i64, Option<i64>, Option<i64>)> = BTreeMap::new();
+    let mut windows: BTreeMap<i64, Window> = BTreeMap::new();
     for p in pairs(history) {
         let key = p.invoke.key.clone().unwrap_or_default();
         match (p.invoke.f.as_str(), p.outcome()) {
@@ -37,34 +45,59 @@ pub fn check(history: &[Op]) -> Verdict {
             ("write", OpType::Info) => *info_writes.entry(key).or_default() += 1,
             ("watch", OpType::Ok) => {
                 let z0 = p.complete.unwrap().value["zxid"].as_i64().unwrap_or(0);
-                windows.insert(p.invoke.process, (key, z0, Some(z0), None));
+                windows.insert(
+                    p.invoke.process,
+                    Window {
+                        key,
+                        z0,
+                        from: Some(z0),
+                        from_time: 0,
+                        z1: None,
+                    },
+                );
             }
             ("rewatch", outcome) => {
                 if let Some(w) = windows.get_mut(&p.invoke.process) {
-                    w.2 = match outcome {
-                        OpType::Ok => p.complete.unwrap().value["zxid"].as_i64(),
+                    w.from = match outcome {
+                        OpType::Ok => {
+                            w.from_time = p.invoke.time;
+                            p.complete.unwrap().value["zxid"].as_i64()
+                        }
                         _ => None,
                     };
                 }
             }
             ("watch-end", OpType::Ok) => {
                 if let Some(w) = windows.get_mut(&p.invoke.process) {
-                    w.3 = p.complete.unwrap().value["zxid"].as_i64();
+                    w.z1 = p.complete.unwrap().value["zxid"].as_i64();
                 }
             }
             _ => {}
         }
     }
     let mut events: BTreeMap<i64, Vec<&Op>> = BTreeMap::new();
-    for op in history
-        .iter()
-        .filter(|o| o.f == "event" && o.kind == OpType::Ok)
-    {
-        events.entry(op.process).or_default().push(op);
+    // Per process, when its connection dropped (`disconnected`, resuming watchers).
+    let mut cuts: BTreeMap<i64, Vec<u64>> = BTreeMap::new();
+    for op in history {
+        match (op.f.as_str(), op.kind) {
+            ("event", OpType::Ok) => events.entry(op.process).or_default().push(op),
+            ("disconnected", _) => cuts.entry(op.process).or_default().push(op.time),
+            _ => {}
+        }
     }
     let mut per_watcher = BTreeMap::new();
     let mut validities = Vec::new();
-    for (proc_, (key, z0, from, z1)) in &windows {
+    for (
+        proc_,
+        Window {
+            key,
+            z0,
+            from,
+            from_time,
+            z1,
+        },
+    ) in &windows
+    {
         let evs: Vec<&Op> = events
             .get(proc_)
             .cloned()
@@ -81,11 +114,7 @@ pub fn check(history: &[Op]) -> Verdict {
         let mut problems = Vec::new();
         // Order and duplicates per connection: `disconnected` marks (resuming watchers)
         // split the events.
-        let cuts: Vec<u64> = history
-            .iter()
-            .filter(|o| o.process == *proc_ && o.f == "disconnected")
-            .map(|o| o.time)
-            .collect();
+        let cuts = cuts.get(proc_).map_or(&[][..], Vec::as_slice);
         let connection = |t: u64| cuts.iter().filter(|&&c| c < t).count();
         let known_by_conn: Vec<(usize, i64)> = evs
             .iter()
@@ -140,11 +169,10 @@ pub fn check(history: &[Op]) -> Verdict {
         } else {
             // Counting fallback: the server sent no zxids.
             let n = evs.len();
-            let n_after = evs.len()
-                - evs
-                    .iter()
-                    .filter(|e| e.time < rewatch_time(history, *proc_))
-                    .count();
+            // Events drained during the rewatch may be from either side of its zxid, so
+            // counting from its start can hide a miss but never report one that did not
+            // happen.
+            let n_after = evs.iter().filter(|e| e.time >= *from_time).count();
             if complete && n_after < must_see.len() {
                 problems.push(json!({"missed_count": must_see.len() - n_after}));
             }
@@ -174,26 +202,6 @@ pub fn check(history: &[Op]) -> Verdict {
         merge(validities)
     };
     Verdict::new("watches", "P10", valid, json!(per_watcher))
-}
-
-/// When the last successful `rewatch` of `process` was invoked (0 if it never rewatched):
-/// the counting fallback counts the events recorded after it. Events drained during the
-/// rewatch may be from either side of its zxid, so counting from its start can hide a
-/// miss but never report one that did not happen.
-fn rewatch_time(history: &[Op], process: i64) -> u64 {
-    let mut invoked = 0;
-    let mut last = 0;
-    for o in history
-        .iter()
-        .filter(|o| o.process == process && o.f == "rewatch")
-    {
-        match o.kind {
-            OpType::Invoke => invoked = o.time,
-            OpType::Ok => last = invoked,
-            _ => {}
-        }
-    }
-    last
 }
 
 #[cfg(test)]

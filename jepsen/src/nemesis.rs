@@ -583,7 +583,7 @@ fn newest_file(dir: &std::path::Path, want: impl Fn(&str) -> bool) -> Option<std
     best.map(|b| b.1)
 }
 
-/// Snapshots `corrupt-snap` leaves on each server besides the newest (zkCleanup.sh -n 3).
+/// Snapshots `corrupt-snap` keeps in each server directory, the newest ones (zkCleanup.sh -n 3).
 pub const SNAPSHOTS_KEPT: usize = 3;
 
 /// Deletes all but the `keep` highest-zxid complete snapshots (`snapshot.<hex zxid>`, never

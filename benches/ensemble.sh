@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Write throughput and latency of a three-server zkd ensemble against a three-server
-# Apache ZooKeeper 3.8 ensemble (Debian), on loopback, side by side in one run.
+# Write throughput, latency and server CPU per op of a three-server zkd ensemble against a
+# three-server Apache ZooKeeper 3.8 ensemble (Debian), on loopback, side by side in one run.
 #
 # Usage: bash benches/ensemble.sh [DURATION_S] [REPEAT]      (defaults: 10 s, 3 repeats)
+#   benches/compare.sh runs this after its standalone half (3 s x 1 quick, 10 s x 3 full).
 # Env: BENCH_DIR=DIR puts the data directories there (default /tmp); SESSIONS (64),
 #      PIPELINE (4), SIZE (100); SERVER_CPU / CLIENT_CPU (defaults 1 and 0 on >= 2 cores).
 #
@@ -10,7 +11,27 @@
 # forceSync default), data on the same disk, all three servers pinned to SERVER_CPU and the
 # load generator (zkd-bench load) to CLIENT_CPU. The load goes to one follower (writes are
 # forwarded to the leader, as a client on a follower sees them). Each workload runs REPEAT
-# times per system, interleaved; the table gives medians and the zkd / ZooKeeper ratio.
+# times per system, interleaved; the table gives medians, the zkd / ZooKeeper ratio and the
+# benchmark issue's targets (write ops/s >= 3x, p99 <= 0.5x, CPU per op <= 1/3).
+#
+# Server CPU per op ("cpu us/op (3 servers)"): utime+stime (fields 14 and 15 of
+# /proc/PID/stat, clock ticks of 1/CLK_TCK s, summed over all threads) of the three server
+# processes of the ensemble under test (the zkd processes, or the java processes: taskset
+# execs, so $! is the server itself; checked via /proc/PID/comm), read just before and just
+# after each zkd-bench load run, summed, divided by the ops that run counted ("ops" of its
+# JSON: successful replies inside the measured window). zkd-bench load --server-pid takes
+# one pid only, so the deltas cover the whole zkd-bench run, not just the measured window:
+# session setup, the set workload's 1000 keys, the warm-up (2 s), the window, the cleanup
+# (deletes of every znode the run made: for create as many as it created) and the session
+# closes. That extra work is the same for both systems and mostly proportional to
+# throughput, so the ratio is comparable, but the absolute us/op overstates the cost of
+# one op: for create the servers handle 2 x (2 + D) / D times the window's ops (3.3x at
+# D = 3 s, 2.4x at 10 s), for set (2 + D) / D plus the keys. The fixed part (keys,
+# sessions) favours the faster system slightly, and ZooKeeper's first run includes JIT
+# compilation. For calibration each run line also shows the window-exact CPU per op of
+# the follower alone (zkd-bench load --server-pid). With CLK_TCK=100 a tick is 10 ms; a
+# 3 s run's delta is hundreds of ticks (the three servers share one core), so rounding is
+# well under 1%.
 # Everything started here is killed, and the scratch directories removed, on exit.
 set -euo pipefail
 DURATION=${1:-10}
@@ -21,16 +42,21 @@ SIZE=${SIZE:-100}
 cd "$(dirname "$0")/.."
 
 [ -f /usr/share/java/zookeeper.jar ] || { echo "Apache ZooKeeper not installed (apt-get install zookeeper)" >&2; exit 1; }
-cargo build --release -q -p zkd-server --bin zkd -p zkd-bench
+# Two builds: in one `cargo build -p zkd-server --bin zkd -p zkd-bench` the --bin filter
+# applies to both packages and zkd-bench's binary is not built (a stale one would be used).
+cargo build --release -q -p zkd-server --bin zkd
+cargo build --release -q -p zkd-bench
 TARGET=${CARGO_TARGET_DIR:-target}
 WORK=$(mktemp -d "${BENCH_DIR:-/tmp}/zkd-ensemble-bench.XXXXXX")
 PIDS=()
 cleanup() {
-  for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+  # (stderr off: bash would report each SIGKILLed server as "Killed")
+  { for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true; } 2>/dev/null
   rm -rf "$WORK"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 PIN_SRV=()
 PIN_CLI=()
@@ -41,12 +67,14 @@ fi
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 mode() { { exec 3<>"/dev/tcp/127.0.0.1/$1" && printf srvr >&3 && grep -o 'Mode: [a-z]*' <&3 | cut -d' ' -f2; } 2>/dev/null || true; }
 
-# start_ensemble NAME ARRAY: writes configs, starts three servers (in this shell, so their
-# pids are ours to kill), stores their client ports in the array named ARRAY.
+# start_ensemble NAME PORTS PIDS: writes configs, starts three servers (in this shell, so
+# their pids are ours to kill), stores their client ports in the array named PORTS and
+# their pids (same order) in the array named PIDS.
 start_ensemble() {
   local name=$1 servers="" i
-  local -n cports=$2
+  local -n cports=$2 spids=$3
   cports=()
+  spids=()
   for i in 1 2 3; do
     local c q e
     c=$(free_port); q=$(free_port); e=$(free_port)
@@ -78,7 +106,43 @@ CFG
         org.apache.zookeeper.server.quorum.QuorumPeerMain "$d/zoo.cfg" > "$d/stdout.log" 2>&1 &
     fi
     PIDS+=($!)
+    spids+=($!)
   done
+}
+
+# check_pids COMM PID...: each pid is a live process named COMM (the server, not a shell).
+check_pids() {
+  local want=$1 p c
+  shift
+  for p in "$@"; do
+    c=$(cat "/proc/$p/comm" 2>/dev/null || echo gone)
+    [ "$c" = "$want" ] || { echo "pid $p is '$c', not a $want server" >&2; return 1; }
+  done
+}
+
+CLK_TCK=$(getconf CLK_TCK)
+# cpu_ticks PID...: utime+stime of the processes (all their threads), summed, in clock ticks.
+cpu_ticks() {
+  local p s t=0
+  local -a f
+  for p in "$@"; do
+    s=$(cat "/proc/$p/stat" 2>/dev/null) || { echo "server pid $p is gone" >&2; return 1; }
+    s=${s##*) }             # drop "pid (comm) ": comm may contain spaces
+    read -r -a f <<< "$s"   # f[0] is field 3 (state): utime (14) is f[11], stime (15) f[12]
+    t=$((t + f[11] + f[12]))
+  done
+  echo "$t"
+}
+
+# index_of VALUE ITEM...: position of VALUE among the ITEMs.
+index_of() {
+  local v=$1 i=0 x
+  shift
+  for x in "$@"; do
+    [ "$x" = "$v" ] && { echo "$i"; return 0; }
+    i=$((i + 1))
+  done
+  return 1
 }
 
 # wait_follower PORTS...: waits for one leader and two followers; prints a follower port.
@@ -100,24 +164,43 @@ wait_follower() {
 
 echo "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), commit $(git rev-parse --short HEAD), $(date -u +%FT%TZ)"
 echo "3-server ensembles on loopback; load: $SESSIONS sessions x pipeline $PIPELINE, $SIZE-byte data, ${DURATION}s per run, $REPEAT runs; servers on cpu ${SERVER_CPU:-1}, load generator on cpu ${CLIENT_CPU:-0}"
+echo "server CPU: utime+stime of the 3 server processes around each whole zkd-bench run (warm-up and cleanup included), CLK_TCK=$CLK_TCK"
 ZKD_PORTS=()
 ZK_PORTS=()
-start_ensemble zkd ZKD_PORTS
-start_ensemble zk ZK_PORTS
+ZKD_PIDS=()
+ZK_PIDS=()
+start_ensemble zkd ZKD_PORTS ZKD_PIDS
+start_ensemble zk ZK_PORTS ZK_PIDS
 ZKD_F=$(wait_follower "${ZKD_PORTS[@]}") || { tail -5 "$WORK"/zkd/s*/server.log >&2; exit 1; }
 ZK_F=$(wait_follower "${ZK_PORTS[@]}") || { tail -5 "$WORK"/zk/s*/server.log >&2; exit 1; }
-echo "zkd follower :$ZKD_F  ZooKeeper follower :$ZK_F"
+check_pids zkd "${ZKD_PIDS[@]}"
+check_pids java "${ZK_PIDS[@]}"
+ZKD_FPID=${ZKD_PIDS[$(index_of "$ZKD_F" "${ZKD_PORTS[@]}")]}
+ZK_FPID=${ZK_PIDS[$(index_of "$ZK_F" "${ZK_PORTS[@]}")]}
+echo "zkd follower :$ZKD_F (pids ${ZKD_PIDS[*]}, follower $ZKD_FPID)  ZooKeeper follower :$ZK_F (pids ${ZK_PIDS[*]}, follower $ZK_FPID)"
 
 RESULTS="$WORK/results.jsonl"
 for r in $(seq "$REPEAT"); do
   for wl in create set; do
     for sys in zkd zk; do
-      port=$ZKD_F; [ "$sys" = zk ] && port=$ZK_F
-      line=$("${PIN_CLI[@]}" "$TARGET/release/zkd-bench" load --server "127.0.0.1:$port" \
+      if [ "$sys" = zkd ]; then port=$ZKD_F fpid=$ZKD_FPID pids=("${ZKD_PIDS[@]}")
+      else port=$ZK_F fpid=$ZK_FPID pids=("${ZK_PIDS[@]}"); fi
+      t0=$(cpu_ticks "${pids[@]}")
+      out=$("${PIN_CLI[@]}" "$TARGET/release/zkd-bench" load --server "127.0.0.1:$port" \
         --workload "$wl" --sessions "$SESSIONS" --pipeline "$PIPELINE" --size "$SIZE" \
-        --duration "$DURATION" --warmup 2 2>/dev/null | grep '^{' | tail -1)
-      echo "{\"system\":\"$sys\",\"run\":$r,\"result\":$line}" >> "$RESULTS"
-      echo "run $r $wl $sys: $(python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print("%.0f ops/s p50 %.2f ms p99 %.2f ms errors %s" % (d["ops_per_s"], d["p50_us"]/1000, d["p99_us"]/1000, d.get("errors", 0)))' "$line")"
+        --duration "$DURATION" --warmup 2 --server-pid "$fpid" 2>"$WORK/load.err") \
+        || { echo "zkd-bench load ($sys $wl) failed:" >&2; cat "$WORK/load.err" >&2; exit 1; }
+      t1=$(cpu_ticks "${pids[@]}")
+      line=$(grep '^{' <<< "$out" | tail -1) || { echo "no JSON from zkd-bench load: $out" >&2; exit 1; }
+      echo "{\"system\":\"$sys\",\"run\":$r,\"cpu_ticks\":$((t1 - t0)),\"clk_tck\":$CLK_TCK,\"result\":$line}" >> "$RESULTS"
+      echo "run $r $wl $sys: $(python3 -c '
+import json, sys
+d = json.loads(sys.argv[1]); ticks = int(sys.argv[2]); hz = int(sys.argv[3])
+cpu = ticks * 1e6 / hz / d["ops"] if d["ops"] else float("nan")
+f = d.get("server_cpu_us_per_op")
+print("%.0f ops/s (%d ops) p50 %.2f ms p99 %.2f ms errors %s; cpu %d ticks = %.1f us/op (3 servers, whole run), follower in window %s us/op"
+      % (d["ops_per_s"], d["ops"], d["p50_us"]/1000, d["p99_us"]/1000, d.get("errors", 0), ticks, cpu,
+         "-" if f is None else "%.1f" % f))' "$line" "$((t1 - t0))" "$CLK_TCK")"
     done
   done
 done
@@ -125,16 +208,32 @@ done
 python3 - "$RESULTS" <<'PY'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
+
+def cpu_us_per_op(r):
+    ops = r["result"]["ops"]
+    return r["cpu_ticks"] * 1e6 / r["clk_tck"] / ops if ops else float("nan")
+
+# (label, value of a row, scale, format, target): target = (op, factor) on zkd / ZooKeeper.
+METRICS = (
+    ("ops/s", lambda r: r["result"]["ops_per_s"], 1, "{:.0f}", (">=", 3.0)),
+    ("p50 ms", lambda r: r["result"]["p50_us"], 1000, "{:.2f}", None),
+    ("p99 ms", lambda r: r["result"]["p99_us"], 1000, "{:.2f}", ("<=", 0.5)),
+    ("cpu us/op (3 servers)", cpu_us_per_op, 1, "{:.1f}", ("<=", 1 / 3)),
+)
 print()
-print("| workload | metric | zkd (median) | ZooKeeper (median) | zkd / ZooKeeper |")
-print("|---|---|---:|---:|---:|")
+print("| workload | metric | zkd (median) | ZooKeeper (median) | zkd / ZooKeeper | target | holds |")
+print("|---|---|---:|---:|---:|---|---|")
 for wl in ("create", "set"):
-    for metric, label, scale in (("ops_per_s", "ops/s", 1), ("p50_us", "p50 ms", 1000), ("p99_us", "p99 ms", 1000)):
+    for label, value, scale, fmt, target in METRICS:
         med = {}
         for sys_ in ("zkd", "zk"):
-            vals = [r["result"][metric] for r in rows if r["system"] == sys_ and r["result"]["workload"] == wl]
+            vals = [value(r) for r in rows if r["system"] == sys_ and r["result"]["workload"] == wl]
             med[sys_] = statistics.median(vals) / scale
         ratio = med["zkd"] / med["zk"] if med["zk"] else float("nan")
-        fmt = "{:.0f}" if scale == 1 else "{:.2f}"
-        print(f"| {wl} | {label} | {fmt.format(med['zkd'])} | {fmt.format(med['zk'])} | {ratio:.2f}x |")
+        tgt, holds = "", ""
+        if target:
+            op, f = target
+            tgt = f"{op} {f:.2f}"
+            holds = "yes" if (ratio >= f if op == ">=" else ratio <= f) else "NO"
+        print(f"| {wl} | {label} | {fmt.format(med['zkd'])} | {fmt.format(med['zk'])} | {ratio:.2f}x | {tgt} | {holds} |")
 PY

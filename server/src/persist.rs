@@ -15,7 +15,8 @@
 //!
 //! Snapshots are fuzzy, as ZooKeeper's: written a few thousand nodes per hold of the core
 //! lock while writes go on in between, by their own thread, one at a time, after the log
-//! rolled to a new segment. Recovery replays the log after the snapshot's zxid, which
+//! rolled to a new segment. That thread runs on idle CPU (SCHED_IDLE) for its first ten
+//! seconds, so a snapshot slows the requests around it as little as the core allows. Recovery replays the log after the snapshot's zxid, which
 //! makes the state exact (see `tree::snapshot::FuzzySnapshot`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -238,18 +239,35 @@ pub fn start(shared: Arc<Shared>, p: Persistence) -> Sender<LogMsg> {
 /// threads they run when the network thread blocks or its slice ends, and find more
 /// queued work each time. Best effort: an error leaves the normal policy.
 fn no_wakeup_preemption() {
+    set_sched_policy(SchedPolicy::Batch, "the log threads");
+}
+
+#[derive(Clone, Copy)]
+enum SchedPolicy {
+    Normal,
+    Batch,
+    Idle,
+}
+
+/// Sets the calling thread's scheduling policy. Best effort: an error leaves the policy
+/// as it was.
+fn set_sched_policy(policy: SchedPolicy, who: &str) {
     #[cfg(target_os = "linux")]
     {
+        let (raw, name) = match policy {
+            SchedPolicy::Normal => (libc::SCHED_OTHER, "SCHED_OTHER"),
+            SchedPolicy::Batch => (libc::SCHED_BATCH, "SCHED_BATCH"),
+            SchedPolicy::Idle => (libc::SCHED_IDLE, "SCHED_IDLE"),
+        };
         let param = libc::sched_param { sched_priority: 0 };
         // SAFETY: plain syscall on the calling thread (pid 0) with a valid param.
-        let r = unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) };
+        let r = unsafe { libc::sched_setscheduler(0, raw, &param) };
         if r != 0 {
-            tracing::debug!(
-                "SCHED_BATCH for the log threads: {}",
-                std::io::Error::last_os_error()
-            );
+            tracing::debug!("{name} for {who}: {}", std::io::Error::last_os_error());
         }
     }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (policy, who);
 }
 
 /// The newest zxid appended but perhaps not yet synced, and a condvar to wake the syncer.
@@ -333,6 +351,13 @@ fn maybe_snapshot(
         std::thread::Builder::new()
             .name("zkd-snapshot".into())
             .spawn(move || {
+                // Idle CPU only, at first. At normal priority a snapshot took up to half of
+                // a busy core, and as the log threads' wake-ups do not preempt (they are
+                // SCHED_BATCH) each fsync completion waited out its time slice: pipelined
+                // creates' p50 went from 3 ms to 15-20 ms while one ran, p99 to 30 ms
+                // (benches/RESULTS.md, session 5). An idle-policy thread is preempted by
+                // any wake-up and gets the CPU nobody else wants.
+                set_sched_policy(SchedPolicy::Idle, "the snapshot thread");
                 take_snapshot(&shared, storage.snapshots());
                 flag.store(false, Ordering::SeqCst);
             })
@@ -365,6 +390,10 @@ fn sync_thread(shared: Arc<Shared>, log: TxnLog, appended: Arc<Appended>) {
 /// most that long behind a snapshot.
 const SNAPSHOT_STEP_NODES: usize = 2000;
 
+/// How long a snapshot may run on idle CPU only before it competes for the CPU as any
+/// other thread does (see `maybe_snapshot`).
+const SNAPSHOT_IDLE_BUDGET: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Takes a fuzzy snapshot a step at a time, releasing the core lock between steps, then
 /// writes it. Recovery replays the log after the snapshot's zxid, which makes it exact.
 pub fn take_snapshot(shared: &Shared, snaps: &SnapStore) {
@@ -378,8 +407,19 @@ pub fn take_snapshot(shared: &Shared, snaps: &SnapStore) {
         FuzzySnapshot::begin(&c.tree, sessions)
     });
     let mut steps = 0u64;
+    let mut starved = false;
     while !shared.with_core(|c| snap.step(&c.tree, SNAPSHOT_STEP_NODES)) {
         steps += 1;
+        // A saturated server leaves an idle-policy thread (almost) no CPU. Past this
+        // budget the snapshot competes as any thread does, so the log since the last
+        // snapshot (and the replay at restart) stays bounded.
+        if !starved && started.elapsed() > SNAPSHOT_IDLE_BUDGET {
+            starved = true;
+            set_sched_policy(SchedPolicy::Normal, "a starved snapshot thread");
+            tracing::info!(
+                "snapshot got too little idle CPU in {SNAPSHOT_IDLE_BUDGET:?}; finishing it at normal priority"
+            );
+        }
     }
     let zxid = snap.zxid();
     let mut bytes = Vec::new();
@@ -413,4 +453,31 @@ fn start_purge_timer(storage: Arc<Storage>, retain: usize, interval_ms: u64) {
             }
         })
         .expect("spawn purge thread");
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    fn policy_of_this_thread() -> i32 {
+        // SAFETY: plain syscall on the calling thread.
+        unsafe { libc::sched_getscheduler(0) }
+    }
+
+    /// The snapshot thread's demotion and its return after the idle budget, as the kernel
+    /// sees them (an unprivileged process may always lower its own priority and return
+    /// from SCHED_IDLE to SCHED_OTHER on Linux >= 2.6.39).
+    #[test]
+    fn sched_policy_changes_reach_the_kernel() {
+        std::thread::spawn(|| {
+            set_sched_policy(SchedPolicy::Idle, "test");
+            assert_eq!(policy_of_this_thread(), libc::SCHED_IDLE);
+            set_sched_policy(SchedPolicy::Normal, "test");
+            assert_eq!(policy_of_this_thread(), libc::SCHED_OTHER);
+            set_sched_policy(SchedPolicy::Batch, "test");
+            assert_eq!(policy_of_this_thread(), libc::SCHED_BATCH);
+        })
+        .join()
+        .expect("policy thread");
+    }
 }

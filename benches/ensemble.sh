@@ -14,24 +14,14 @@
 # times per system, interleaved; the table gives medians, the zkd / ZooKeeper ratio and the
 # benchmark issue's targets (write ops/s >= 3x, p99 <= 0.5x, CPU per op <= 1/3).
 #
-# Server CPU per op ("cpu us/op (3 servers)"): utime+stime (fields 14 and 15 of
-# /proc/PID/stat, clock ticks of 1/CLK_TCK s, summed over all threads) of the three server
-# processes of the ensemble under test (the zkd processes, or the java processes: taskset
-# execs, so $! is the server itself; checked via /proc/PID/comm), read just before and just
-# after each zkd-bench load run, summed, divided by the ops that run counted ("ops" of its
-# JSON: successful replies inside the measured window). zkd-bench load --server-pid takes
-# one pid only, so the deltas cover the whole zkd-bench run, not just the measured window:
-# session setup, the set workload's 1000 keys, the warm-up (2 s), the window, the cleanup
-# (deletes of every znode the run made: for create as many as it created) and the session
-# closes. That extra work is the same for both systems and mostly proportional to
-# throughput, so the ratio is comparable, but the absolute us/op overstates the cost of
-# one op: for create the servers handle 2 x (2 + D) / D times the window's ops (3.3x at
-# D = 3 s, 2.4x at 10 s), for set (2 + D) / D plus the keys. The fixed part (keys,
-# sessions) favours the faster system slightly, and ZooKeeper's first run includes JIT
-# compilation. For calibration each run line also shows the window-exact CPU per op of
-# the follower alone (zkd-bench load --server-pid). With CLK_TCK=100 a tick is 10 ms; a
-# 3 s run's delta is hundreds of ticks (the three servers share one core), so rounding is
-# well under 1%.
+# Server CPU per op ("cpu us/op (3 servers)"): utime+stime (/proc/PID/stat, all threads) of
+# the three server processes of the ensemble under test (the zkd processes, or the java
+# processes: taskset execs, so $! is the server itself; checked via /proc/PID/comm), summed
+# over the measured window only (zkd-bench load --server-pid FOLLOWER --also-cpu-pid
+# OTHERS) and divided by the ops completed in it. With CLK_TCK=100 a tick is 10 ms; a 3 s
+# window is hundreds of ticks (the three servers share one core), so rounding is well
+# under 1%. For a cross-check each run line also gives the whole zkd-bench run's ticks
+# (setup, warm-up, window, cleanup).
 # Everything started here is killed, and the scratch directories removed, on exit.
 set -euo pipefail
 DURATION=${1:-10}
@@ -121,6 +111,13 @@ check_pids() {
 }
 
 CLK_TCK=$(getconf CLK_TCK)
+# others_csv PID PIDS...: PIDS without PID, comma-separated.
+others_csv() {
+  local skip=$1 p out=""
+  shift
+  for p in "$@"; do [ "$p" = "$skip" ] || out+="${out:+,}$p"; done
+  echo "$out"
+}
 # cpu_ticks PID...: utime+stime of the processes (all their threads), summed, in clock ticks.
 cpu_ticks() {
   local p s t=0
@@ -164,7 +161,7 @@ wait_follower() {
 
 echo "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), commit $(git rev-parse --short HEAD), $(date -u +%FT%TZ)"
 echo "3-server ensembles on loopback; load: $SESSIONS sessions x pipeline $PIPELINE, $SIZE-byte data, ${DURATION}s per run, $REPEAT runs; servers on cpu ${SERVER_CPU:-1}, load generator on cpu ${CLIENT_CPU:-0}"
-echo "server CPU: utime+stime of the 3 server processes around each whole zkd-bench run (warm-up and cleanup included), CLK_TCK=$CLK_TCK"
+echo "server CPU: utime+stime of the 3 server processes over each measured window, CLK_TCK=$CLK_TCK"
 ZKD_PORTS=()
 ZK_PORTS=()
 ZKD_PIDS=()
@@ -188,7 +185,8 @@ for r in $(seq "$REPEAT"); do
       t0=$(cpu_ticks "${pids[@]}")
       out=$("${PIN_CLI[@]}" "$TARGET/release/zkd-bench" load --server "127.0.0.1:$port" \
         --workload "$wl" --sessions "$SESSIONS" --pipeline "$PIPELINE" --size "$SIZE" \
-        --duration "$DURATION" --warmup 2 --server-pid "$fpid" 2>"$WORK/load.err") \
+        --duration "$DURATION" --warmup 2 --server-pid "$fpid" \
+        --also-cpu-pid "$(others_csv "$fpid" "${pids[@]}")" 2>"$WORK/load.err") \
         || { echo "zkd-bench load ($sys $wl) failed:" >&2; cat "$WORK/load.err" >&2; exit 1; }
       t1=$(cpu_ticks "${pids[@]}")
       line=$(grep '^{' <<< "$out" | tail -1) || { echo "no JSON from zkd-bench load: $out" >&2; exit 1; }
@@ -196,11 +194,10 @@ for r in $(seq "$REPEAT"); do
       echo "run $r $wl $sys: $(python3 -c '
 import json, sys
 d = json.loads(sys.argv[1]); ticks = int(sys.argv[2]); hz = int(sys.argv[3])
-cpu = ticks * 1e6 / hz / d["ops"] if d["ops"] else float("nan")
 f = d.get("server_cpu_us_per_op")
-print("%.0f ops/s (%d ops) p50 %.2f ms p99 %.2f ms errors %s; cpu %d ticks = %.1f us/op (3 servers, whole run), follower in window %s us/op"
-      % (d["ops_per_s"], d["ops"], d["p50_us"]/1000, d["p99_us"]/1000, d.get("errors", 0), ticks, cpu,
-         "-" if f is None else "%.1f" % f))' "$line" "$((t1 - t0))" "$CLK_TCK")"
+print("%.0f ops/s (%d ops) p50 %.2f ms p99 %.2f ms errors %s; cpu %s us/op (3 servers, window); whole run %d ticks"
+      % (d["ops_per_s"], d["ops"], d["p50_us"]/1000, d["p99_us"]/1000, d.get("errors", 0),
+         "-" if f is None else "%.1f" % f, ticks))' "$line" "$((t1 - t0))" "$CLK_TCK")"
     done
   done
 done
@@ -210,8 +207,8 @@ import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 
 def cpu_us_per_op(r):
-    ops = r["result"]["ops"]
-    return r["cpu_ticks"] * 1e6 / r["clk_tck"] / ops if ops else float("nan")
+    f = r["result"].get("server_cpu_us_per_op")
+    return float("nan") if f is None else f
 
 # (label, value of a row, scale, format, target): target = (op, factor) on zkd / ZooKeeper.
 METRICS = (

@@ -121,6 +121,10 @@ pub struct LoadArgs {
     /// /proc/PID/stat) over the measured window and its RSS afterwards are reported.
     #[arg(long)]
     pub server_pid: Option<u32>,
+    /// More server PIDs whose CPU time over the window is added to --server-pid's
+    /// (comma-separated; e.g. the other members of an ensemble). RSS stays --server-pid's.
+    #[arg(long, value_delimiter = ',')]
+    pub also_cpu_pid: Vec<u32>,
     /// Write a latency-over-time plot (PNG) here.
     #[arg(long)]
     pub plot: Option<std::path::PathBuf>,
@@ -148,6 +152,7 @@ impl LoadArgs {
             multi_ops: 4,
             znodes: 100_000,
             server_pid: None,
+            also_cpu_pid: Vec::new(),
             plot: None,
             label: String::new(),
         }
@@ -688,6 +693,11 @@ pub fn proc_cpu_secs(pid: u32) -> Option<f64> {
     Some((ut + st) as f64 / hz)
 }
 
+/// The summed CPU seconds of `pids`; None if any of them cannot be read.
+fn procs_cpu_secs(pids: &[u32]) -> Option<f64> {
+    pids.iter().map(|&p| proc_cpu_secs(p)).sum()
+}
+
 /// Runs one load measurement. Prints nothing; see [`LoadResult::table`] and `json`.
 pub async fn run(args: &LoadArgs) -> Result<LoadResult, String> {
     if args.sessions == 0 {
@@ -768,16 +778,22 @@ pub async fn run(args: &LoadArgs) -> Result<LoadResult, String> {
         },
     };
     // Server CPU time at the window's edges.
-    let cpu_probe = args.server_pid.map(|pid| {
+    let cpu_pids: Vec<u32> = args
+        .server_pid
+        .into_iter()
+        .chain(args.also_cpu_pid.iter().copied())
+        .collect();
+    let cpu_probe = args.server_pid.map(|_| {
         let end = w.end;
+        let pids = cpu_pids.clone();
         tokio::spawn(async move {
             tokio::time::sleep_until(measure_start.into()).await;
-            let a = proc_cpu_secs(pid);
+            let a = procs_cpu_secs(&pids);
             if populate {
                 return (a, None);
             }
             tokio::time::sleep_until(end.into()).await;
-            (a, proc_cpu_secs(pid))
+            (a, procs_cpu_secs(&pids))
         })
     });
     let mut set = JoinSet::new();
@@ -858,7 +874,7 @@ pub async fn run(args: &LoadArgs) -> Result<LoadResult, String> {
         Some(h) => {
             let (a, b) = h.await.map_err(|e| e.to_string())?;
             let b = if populate {
-                args.server_pid.and_then(proc_cpu_secs)
+                procs_cpu_secs(&cpu_pids)
             } else {
                 b
             };

@@ -873,14 +873,57 @@ impl FuzzySnapshot {
         self.walk.is_done()
     }
 
-    /// The whole snapshot file: header, sessions, the ACL cache met while walking, the
-    /// nodes, and the seal.
-    pub fn finish(self, out: &mut Vec<u8>) {
-        let start = out.len();
+    /// Bytes of serialised nodes held in memory (not yet spilled).
+    pub fn buffered(&self) -> usize {
+        self.nodes.buf.len()
+    }
+
+    /// Moves the nodes serialised so far to `spill`, so a large tree's snapshot does not
+    /// sit in memory whole (a million 100-byte znodes are ~220 MB of snapshot). Called
+    /// between steps, outside the server's lock; `finish_streaming` reads them back.
+    pub fn spill_to(&mut self, spill: &mut dyn std::io::Write) -> std::io::Result<()> {
+        spill.write_all(&self.nodes.buf)?;
+        self.nodes.buf.clear();
+        Ok(())
+    }
+
+    /// `finish` for a snapshot whose earlier nodes went to a spill: writes the same bytes
+    /// to `out` (header, sessions, ACL cache, the spilled nodes as read from `spilled`,
+    /// the nodes still buffered, the seal) without holding the file in memory.
+    pub fn finish_streaming(
+        self,
+        spilled: &mut dyn std::io::Read,
+        out: &mut dyn std::io::Write,
+    ) -> std::io::Result<()> {
+        let mut adler = RunningAdler32::default();
+        let mut head = Vec::new();
+        self.write_head(&mut head);
+        adler.update(&head);
+        out.write_all(&head)?;
+        let mut chunk = vec![0u8; 1 << 20];
+        loop {
+            let n = spilled.read(&mut chunk)?;
+            if n == 0 {
+                break;
+            }
+            adler.update(&chunk[..n]);
+            out.write_all(&chunk[..n])?;
+        }
+        adler.update(&self.nodes.buf);
+        out.write_all(&self.nodes.buf)?;
+        let mut tail = Writer::new();
+        tail.write_ustring(ROOT);
+        adler.update(&tail.buf);
+        tail.write_i64(i64::from(adler.value()));
+        tail.write_ustring(ROOT);
+        out.write_all(&tail.buf)
+    }
+
+    /// Header, sessions and the ACL cache: what precedes the nodes.
+    fn write_head(&self, out: &mut Vec<u8>) {
         let mut w = Writer {
             buf: std::mem::take(out),
         };
-        let mut adler = RunningAdler32::default();
         w.write_i32(SNAP_MAGIC);
         w.write_i32(SNAP_VERSION);
         w.write_i64(SNAP_DBID);
@@ -898,9 +941,20 @@ impl FuzzySnapshot {
                 acl.write(&mut w);
             }
         }
-        w.buf.extend_from_slice(&self.nodes.buf);
+        *out = w.buf;
+    }
+
+    /// The whole snapshot file: header, sessions, the ACL cache met while walking, the
+    /// nodes, and the seal.
+    pub fn finish(self, out: &mut Vec<u8>) {
+        let start = out.len();
+        self.write_head(out);
+        out.extend_from_slice(&self.nodes.buf);
+        let mut w = Writer {
+            buf: std::mem::take(out),
+        };
         w.write_ustring(ROOT);
-        seal(&mut w, start, &mut adler);
+        seal(&mut w, start, &mut RunningAdler32::default());
         *out = w.buf;
     }
 }
@@ -1512,6 +1566,37 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// Spilling the nodes between steps and streaming them back gives the very bytes
+        /// `finish` gives (so the checksum covers the same stream).
+        #[test]
+        fn spilled_fuzzy_snapshot_streams_the_same_bytes(
+            ops in proptest::collection::vec(op(), 0..60),
+            budget in 1usize..6,
+            spill_every in 1usize..4,
+        ) {
+            let x = build_with(&ops, |_| {});
+            let sessions = vec![SnapshotSession { id: 7, timeout_ms: 4000 }];
+            let mut whole = FuzzySnapshot::begin(&x.tree, sessions.clone());
+            while !whole.step(&x.tree, budget) {}
+            let mut expected = Vec::new();
+            whole.finish(&mut expected);
+
+            let mut streamed = FuzzySnapshot::begin(&x.tree, sessions);
+            let mut spill = Vec::new();
+            let mut steps = 0usize;
+            while !streamed.step(&x.tree, budget) {
+                steps += 1;
+                if steps.is_multiple_of(spill_every) {
+                    streamed.spill_to(&mut spill).unwrap();
+                    prop_assert_eq!(streamed.buffered(), 0);
+                }
+            }
+            let mut out = Vec::new();
+            streamed.finish_streaming(&mut spill.as_slice(), &mut out).unwrap();
+            prop_assert_eq!(&out, &expected);
+            prop_assert!(deserialize_snapshot(&out).is_ok());
+        }
 
         /// A fuzzy snapshot taken a few nodes at a time while txns keep coming, loaded and
         /// replayed from its zxid, equals the tree as it ended.

@@ -217,6 +217,9 @@ pub struct Core {
     next_sync_id: u64,
     /// Learner: sessions its clients touched since the last PING (id -> timeout).
     touched: HashMap<i64, i32>,
+    /// Learner: the touches its previous PING answer carried, sent once more with the next
+    /// (`ensemble::deliver`).
+    pub(crate) prev_ping_touches: Vec<(i64, i32)>,
     /// Sessions this leader removed from its tracker when it prepared their closeSession,
     /// with their timeout and when: until that txn is applied. If leadership ends first,
     /// the txn may never commit, so they go back into the tracker (already due, so a
@@ -305,6 +308,7 @@ impl Core {
             syncs: HashMap::new(),
             next_sync_id: 1,
             touched: HashMap::new(),
+            prev_ping_touches: Vec::new(),
             closing: Default::default(),
             committed_sessions: Default::default(),
             zab: None,
@@ -365,6 +369,7 @@ impl Core {
         self.forwarded.clear();
         self.syncs.clear();
         self.touched.clear();
+        self.prev_ping_touches.clear();
         self.to_drain.clear();
         let base = match replication {
             Replication::Leader => leader_zxid_base,
@@ -806,6 +811,17 @@ impl Core {
                     && !self.closing.contains_key(&txn.header.client_id) =>
             {
                 self.sessions.add(txn.header.client_id, c.time_out, now_ms);
+            }
+            // Tracked since its createSession was prepared (the leader) or requested (the
+            // learner it connected to): its timeout runs again from the commit, when its
+            // client gets the connect response and can first ping. ZooKeeper's tracker
+            // counts from the prepare only, so a createSession slower to commit than the
+            // timeout lets the session expire before its client ever spoke; learners now
+            // report touches on the leader's PINGs (not on their own tick), which made
+            // that window one tick shorter in the simulator (real_scenarios seed 2).
+            TxnBody::CreateSession(c) if !self.closing.contains_key(&txn.header.client_id) => {
+                self.sessions
+                    .touch(txn.header.client_id, c.time_out, now_ms);
             }
             TxnBody::CloseSession(_) if origin.is_none() => {
                 // Expired or closed elsewhere: a connection here still carrying the

@@ -305,18 +305,49 @@ pub fn to_zab(core: &mut Core, out: crate::core::Output, now_ms: i64) {
     }
 }
 
-/// One tick of `tickTime` for zab; a learner first hands over its clients' session
-/// touches (this tick's and the previous one's, since zab sends the payload only with
-/// its next PING and a touch sent twice does no harm).
-pub fn tick(core: &mut Core, prev_touches: &mut Vec<(i64, i32)>) {
-    let touches = core.take_session_touches();
+/// One tick of `tickTime` for zab.
+pub fn tick(core: &mut Core) {
     if let Some(z) = core.zab.as_mut() {
-        let mut all = prev_touches.clone();
-        all.extend(touches.iter().copied());
-        all.sort();
-        all.dedup_by_key(|t| t.0);
-        z.set_ping_payload(crate::forward::encode_touches(&all));
         z.tick();
     }
-    *prev_touches = touches;
+}
+
+/// Hands a message from a peer to zab. When a learner gets the leader's PING, zab answers
+/// it at once; the answer carries the sessions this learner's clients touched since the
+/// previous answer (`ping_touches`), as ZooKeeper's learner answers each PING with its
+/// touch snapshot.
+pub fn deliver(core: &mut Core, from: zkd_zab::ServerId, msg: zkd_zab::Message) {
+    let Some(role) = core.zab.as_ref().map(|z| z.role()) else {
+        return;
+    };
+    if matches!(msg, zkd_zab::Message::Ping { .. })
+        && matches!(role, zkd_zab::Role::Following | zkd_zab::Role::Observing)
+    {
+        let payload = ping_touches(core);
+        if let Some(z) = core.zab.as_mut() {
+            z.set_ping_payload(payload);
+        }
+    }
+    if let Some(z) = core.zab.as_mut() {
+        if let Err(e) = z.step(from, msg) {
+            tracing::warn!("message from server {from} refused: {e}");
+        }
+    }
+}
+
+/// Learner: the encoded touches for a PING answer: the sessions touched since the last
+/// answer, and those of the answer before (which may have gone to a leader that is gone;
+/// a touch sent twice does no harm). Touches wait in the core until a PING takes them.
+/// They used to be taken on the learner's own tick, two ticks' worth kept: a learner whose
+/// timers stalled for a minute (its monotonic clock stepped back, a starved runtime) while
+/// its sockets went on serving then answered PINGs with nothing, and the leader expired
+/// every session connected to it (Jepsen sessions x clock and x mixed: acknowledged
+/// ephemerals of sessions confirmed alive were deleted).
+fn ping_touches(core: &mut Core) -> Vec<u8> {
+    let touches = core.take_session_touches();
+    let mut all = std::mem::replace(&mut core.prev_ping_touches, touches.clone());
+    all.extend(touches);
+    all.sort_unstable();
+    all.dedup_by_key(|t| t.0);
+    crate::forward::encode_touches(&all)
 }

@@ -309,15 +309,14 @@ async fn serve_ensemble(
         let shared = shared.clone();
         tokio::spawn(async move {
             while let Some(ev) = events.recv().await {
-                shared.with_core(|c| {
-                    let Some(zab) = c.zab.as_mut() else { return };
-                    match ev {
-                        TransportEvent::Message { from, msg } => {
-                            if let Err(e) = zab.step(from, msg) {
-                                tracing::warn!("message from server {from} refused: {e}");
-                            }
+                shared.with_core(|c| match ev {
+                    TransportEvent::Message { from, msg } => {
+                        crate::ensemble::deliver(c, from, msg);
+                    }
+                    TransportEvent::Disconnected { peer } => {
+                        if let Some(zab) = c.zab.as_mut() {
+                            zab.disconnected(peer);
                         }
-                        TransportEvent::Disconnected { peer } => zab.disconnected(peer),
                     }
                 });
             }
@@ -327,10 +326,9 @@ async fn serve_ensemble(
         let shared = shared.clone();
         tokio::spawn(async move {
             let mut iv = tokio::time::interval(Duration::from_millis(tick_ms));
-            let mut prev_touches = Vec::new();
             loop {
                 iv.tick().await;
-                shared.with_core(|c| crate::ensemble::tick(c, &mut prev_touches));
+                shared.with_core(crate::ensemble::tick);
             }
         })
     };

@@ -297,7 +297,6 @@ pub struct RealServer {
     pub core: Option<Core>,
     host: Option<Host>,
     outbox: Arc<Outbox>,
-    touches: Vec<(i64, i32)>,
     snap: Option<FuzzySnapshot>,
     pub armed: BTreeSet<Failpoint>,
     /// How many txns of the global delivered sequence this server has applied.
@@ -635,7 +634,6 @@ impl RealSim {
                     core: None,
                     host: None,
                     outbox: Arc::new(Outbox::default()),
-                    touches: Vec::new(),
                     snap: None,
                     armed: BTreeSet::new(),
                     pos: 0,
@@ -740,7 +738,6 @@ impl RealSim {
             skip_truncate: Mutex::new(false),
         });
         s.core = Some(core);
-        s.touches.clear();
         s.snap = None;
         if fuzzy {
             self.stats.fuzzy_restarts += 1;
@@ -1850,15 +1847,10 @@ impl RealSim {
             if p.msg.is_election() && self.separated(p.from, p.to) {
                 continue;
             }
-            let Some(z) = self
-                .servers
-                .get_mut(&p.to)
-                .and_then(|s| s.core.as_mut())
-                .and_then(|c| c.zab.as_mut())
-            else {
+            let Some(core) = self.servers.get_mut(&p.to).and_then(|s| s.core.as_mut()) else {
                 continue;
             };
-            let _ = z.step(p.from, p.msg);
+            zkd_server::ensemble::deliver(core, p.from, p.msg);
             self.pump(p.to);
         }
         let ids: Vec<ServerId> = self.servers.keys().copied().collect();
@@ -1895,10 +1887,9 @@ impl RealSim {
             let now = now_ms(self.now);
             for &id in &ids {
                 let s = self.servers.get_mut(&id).unwrap();
-                let RealServer { core, touches, .. } = s;
-                if let Some(core) = core.as_mut() {
+                if let Some(core) = s.core.as_mut() {
                     core.tick(now);
-                    zkd_server::ensemble::tick(core, touches);
+                    zkd_server::ensemble::tick(core);
                     self.pump(id);
                 }
             }

@@ -59,6 +59,8 @@ struct Server {
     sent: BTreeMap<ConnId, Vec<Vec<u8>>>,
     closed: Vec<ConnId>,
     alive: bool,
+    /// Its ticks do not run (messages still arrive).
+    ticks_stalled: bool,
 }
 
 struct Cluster {
@@ -125,6 +127,7 @@ impl Cluster {
                     sent: BTreeMap::new(),
                     closed: Vec::new(),
                     alive: true,
+                    ticks_stalled: false,
                 }
             })
             .collect();
@@ -178,7 +181,7 @@ impl Cluster {
                     let alive = self.servers[i].alive;
                     let dst = &mut self.servers[to as usize - 1];
                     if alive && dst.alive {
-                        let _ = dst.core.zab.as_mut().unwrap().step(from, msg);
+                        super::deliver(&mut dst.core, from, msg);
                     }
                 }
             }
@@ -193,10 +196,9 @@ impl Cluster {
         for _ in 0..n {
             self.now += 2000;
             for s in &mut self.servers {
-                if s.alive {
-                    let mut prev = Vec::new();
+                if s.alive && !s.ticks_stalled {
                     s.core.tick(self.now);
-                    super::tick(&mut s.core, &mut prev);
+                    super::tick(&mut s.core);
                 }
             }
             self.run();
@@ -396,6 +398,29 @@ fn a_client_kept_alive_through_a_follower_keeps_its_ephemeral() {
         ping_and_tick(&mut c, f, 1);
     }
     assert!(c.s(leader).core.tree.get("/e").is_some());
+}
+
+#[test]
+fn a_follower_whose_ticks_stall_still_reports_its_sessions_on_the_leaders_pings() {
+    // Its timers stopped (its monotonic clock went back, its runtime starved), its sockets
+    // did not: the leader must go on hearing about the sessions it serves from each PING
+    // answer, as ZooKeeper's leader does.
+    let mut c = Cluster::new();
+    c.tick(5);
+    let leader = c.leader().unwrap();
+    let f = (1..=3).find(|i| *i != leader).unwrap();
+    connect(&mut c, f, 1);
+    request(&mut c, f, 1, 1, &create("/e", CreateMode::Ephemeral));
+    c.s(f).ticks_stalled = true;
+    for _ in 0..20 {
+        ping_and_tick(&mut c, f, 1);
+    }
+    assert!(c.s(leader).core.tree.get("/e").is_some());
+    // Without the client's pings the session does expire.
+    for _ in 0..20 {
+        c.tick(1);
+    }
+    assert!(c.s(leader).core.tree.get("/e").is_none());
 }
 
 #[test]

@@ -385,14 +385,21 @@ fn a_learners_silent_session_is_expired_by_the_leader_on_every_server() {
     }
 }
 
-#[test]
-fn a_client_kept_alive_through_a_follower_keeps_its_ephemeral() {
+/// A settled cluster whose client 1, on a follower, created the ephemeral /e: (cluster,
+/// leader, follower).
+fn ephemeral_on_a_follower() -> (Cluster, ServerId, ServerId) {
     let mut c = Cluster::new();
     c.tick(5);
     let leader = c.leader().unwrap();
     let f = (1..=3).find(|i| *i != leader).unwrap();
     connect(&mut c, f, 1);
     request(&mut c, f, 1, 1, &create("/e", CreateMode::Ephemeral));
+    (c, leader, f)
+}
+
+#[test]
+fn a_client_kept_alive_through_a_follower_keeps_its_ephemeral() {
+    let (mut c, leader, f) = ephemeral_on_a_follower();
     for _ in 0..20 {
         // A ping every tick: the follower reports the session to the leader.
         ping_and_tick(&mut c, f, 1);
@@ -405,12 +412,7 @@ fn a_follower_whose_ticks_stall_still_reports_its_sessions_on_the_leaders_pings(
     // Its timers stopped (its monotonic clock went back, its runtime starved), its sockets
     // did not: the leader must go on hearing about the sessions it serves from each PING
     // answer, as ZooKeeper's leader does.
-    let mut c = Cluster::new();
-    c.tick(5);
-    let leader = c.leader().unwrap();
-    let f = (1..=3).find(|i| *i != leader).unwrap();
-    connect(&mut c, f, 1);
-    request(&mut c, f, 1, 1, &create("/e", CreateMode::Ephemeral));
+    let (mut c, leader, f) = ephemeral_on_a_follower();
     c.s(f).ticks_stalled = true;
     for _ in 0..20 {
         ping_and_tick(&mut c, f, 1);

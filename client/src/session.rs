@@ -85,6 +85,10 @@ pub struct SessionOptions {
     /// connect and whenever that node changes (see
     /// [`SessionOptions::refresh_servers_from_config`]). Off by default.
     pub refresh_servers_from_config: bool,
+    /// Resume an existing session (id, password, last zxid seen) instead of opening a new
+    /// one: what the Java client's `new ZooKeeper(..., sessionId, sessionPasswd)` does. The
+    /// session moves to this handle; a handle still holding it is disconnected by the server.
+    pub resume: Option<(i64, Vec<u8>, i64)>,
 }
 
 impl SessionOptions {
@@ -98,6 +102,7 @@ impl SessionOptions {
             max_frame_len: DEFAULT_MAX_FRAME_LEN,
             request_timeout: None,
             refresh_servers_from_config: false,
+            resume: None,
         }
     }
 
@@ -113,6 +118,12 @@ impl SessionOptions {
 
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = Some(seed);
+        self
+    }
+
+    /// Resume session `id` (see [`SessionOptions::resume`]).
+    pub fn resume_session(mut self, id: i64, password: &[u8], last_zxid_seen: i64) -> Self {
+        self.resume = Some((id, password.to_vec(), last_zxid_seen));
         self
     }
 
@@ -294,8 +305,8 @@ impl ZooKeeper {
         ZooKeeper::connect_with(SessionOptions::new(connect_string, session_timeout)).await
     }
 
-    /// Opens a new session, trying the hosts (in shuffled order) until one answers or
-    /// `opts.connect_timeout` passes.
+    /// Opens a new session (or resumes `opts.resume`), trying the hosts (in shuffled order)
+    /// until one answers or `opts.connect_timeout` passes.
     pub async fn connect_with(opts: SessionOptions) -> Result<Self, Error> {
         let cs = ConnectString::parse(&opts.connect_string)?;
         let mut rng = Rng::new(opts.seed.unwrap_or_else(Rng::entropy));
@@ -310,12 +321,15 @@ impl ZooKeeper {
             listeners: Mutex::new(Vec::new()),
             conn: Mutex::new(None),
             facts: Mutex::new(Facts {
-                session_id: 0,
-                password: vec![0; 16],
+                session_id: opts.resume.as_ref().map_or(0, |r| r.0),
+                password: opts
+                    .resume
+                    .as_ref()
+                    .map_or_else(|| vec![0; 16], |r| r.1.clone()),
                 negotiated: opts.session_timeout,
                 host: None,
             }),
-            last_zxid: AtomicI64::new(0),
+            last_zxid: AtomicI64::new(opts.resume.as_ref().map_or(0, |r| r.2)),
             watches: Arc::new(Mutex::new(WatchManager::default())),
             auths: Mutex::new(Vec::new()),
             rng: Mutex::new(rng),
@@ -324,7 +338,8 @@ impl ZooKeeper {
             opts,
         });
         let deadline = Instant::now() + inner.opts.connect_timeout;
-        let client = inner.attempts(deadline, false).await?;
+        let resuming = inner.opts.resume.is_some();
+        let client = inner.attempts(deadline, resuming).await?;
         // The first read of /zookeeper/config before returning, so the list is known.
         let first = if inner.opts.refresh_servers_from_config {
             Some((client.clone(), inner.refresh_hosts(&client).await))

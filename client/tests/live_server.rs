@@ -563,3 +563,34 @@ async fn unknown_op_is_unimplemented_then_hangs_up() {
     .expect("ZooKeeper closes the connection after an unknown op")
     .unwrap();
 }
+
+/// A `ZooKeeper` handle opened with `resume_session` takes over a live session (the Java
+/// client's `new ZooKeeper(connectString, timeout, watcher, sessionId, sessionPasswd)`):
+/// same id, its ephemerals kept, and closing the handle ends the session.
+#[tokio::test]
+async fn a_session_handle_resumes_an_existing_session() {
+    let Some(addr) = live_addr("handle_resume") else {
+        return;
+    };
+    let c = connect(&addr).await;
+    let r = root(&c, "handle-resume").await;
+    let eph = format!("{r}/eph");
+    c.create(&eph, b"", &Acl::open_unsafe(), CreateMode::Ephemeral)
+        .await
+        .unwrap();
+    let (sid, pw, zxid) = (c.session_id(), c.session_password(), c.last_zxid());
+    let zk = zkd_client::ZooKeeper::connect_with(
+        zkd_client::SessionOptions::new(&addr, Duration::from_secs(12))
+            .resume_session(sid, &pw, zxid),
+    )
+    .await
+    .unwrap();
+    assert_eq!(zk.session_id(), sid);
+    let stat = zk.exists(&eph).await.unwrap().unwrap();
+    assert_eq!(stat.ephemeral_owner, sid);
+    zk.close().await.unwrap();
+    let c2 = connect(&addr).await;
+    assert!(c2.exists(&eph, false).await.unwrap().is_none());
+    delete_tree(&c2, &r).await;
+    c2.close().await.unwrap();
+}

@@ -1110,9 +1110,32 @@ pub async fn run_workers(
                         Value::Null,
                         ctx.rec.now(),
                     ));
-                    // Keep it open until the final reads are done (they run after join of
-                    // the alive checks); the handle's clone lives in FINAL_HOLD.
-                    HOLD.lock().unwrap().push(c);
+                    // Hold it through the final reads with a handle that reconnects to any
+                    // server: a role change in between closes a follower's client
+                    // connections, and a session this worker's one-connection client then
+                    // lost would expire legitimately before the reads (seen: sessions x
+                    // mixed, reported as lost ephemerals). A server that wrongly expires it
+                    // still shows: the resumed handle finds it gone.
+                    if ok {
+                        let opts = SessionOptions::new(&ctx.addrs.join(","), ctx.session_timeout)
+                            .connect_timeout(ctx.session_timeout)
+                            .resume_session(sid, &c.session_password(), c.last_zxid());
+                        match ZooKeeper::connect_with(opts).await {
+                            Ok(zk) => HOLD.lock().unwrap().push(zk),
+                            // Visible in the history next to a loss it may explain.
+                            Err(e) => ctx.rec.record(
+                                Op::new(
+                                    w.process,
+                                    OpType::Info,
+                                    "hold",
+                                    None,
+                                    json!({"session": sid}),
+                                    ctx.rec.now(),
+                                )
+                                .with_error(e.to_string()),
+                            ),
+                        }
+                    }
                 }
             }
         }));
@@ -1121,11 +1144,11 @@ pub async fn run_workers(
 }
 
 /// Sessions held open by workers until final reads are done.
-static HOLD: Mutex<Vec<Client>> = Mutex::new(Vec::new());
+static HOLD: Mutex<Vec<ZooKeeper>> = Mutex::new(Vec::new());
 
 /// Closes the sessions workers held for the final reads.
 pub async fn release_held() {
-    let held: Vec<Client> = std::mem::take(&mut *HOLD.lock().unwrap());
+    let held: Vec<ZooKeeper> = std::mem::take(&mut *HOLD.lock().unwrap());
     for c in held {
         let _ = c.close().await;
     }

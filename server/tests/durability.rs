@@ -174,7 +174,13 @@ async fn restart_from_snapshots(extra_cfg: &str, compressed: bool) {
         stats.push((p, st));
     }
     let snap_dir = z.dir().join("data").join("zkd-v1");
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    // Snapshots run on idle CPU and one at a time, and only a new txn starts the next: on
+    // a busy machine (CI runs these tests side by side) 150 txns gave only 2. Keep writing
+    // a filler node (its stat is not checked) until there are 3.
+    c.create("/filler", b"", &open, CreateMode::Persistent)
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let snapshots = loop {
         let n = std::fs::read_dir(&snap_dir)
             .unwrap()
@@ -187,11 +193,12 @@ async fn restart_from_snapshots(extra_cfg: &str, compressed: bool) {
         if n >= 3 || std::time::Instant::now() > deadline {
             break n;
         }
+        c.set_data("/filler", b"f", -1).await.unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(
         snapshots >= 3,
-        "only {snapshots} snapshots after 150 txns with snapCount=20"
+        "only {snapshots} snapshots after 150 txns and 30 s of filler writes with snapCount=20"
     );
     // The snapshot container's flags word (offset 16, big-endian) has bit 0 for lz4.
     for e in std::fs::read_dir(&snap_dir).unwrap().flatten() {

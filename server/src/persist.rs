@@ -13,11 +13,13 @@
 //! in flight the appender keeps appending, so the next fsync covers every txn that
 //! arrived meanwhile: the busier the server, the more txns share one fsync.
 //!
-//! Snapshots are fuzzy, as ZooKeeper's: written a few thousand nodes per hold of the core
+//! Snapshots are fuzzy, as ZooKeeper's: written a few hundred nodes per hold of the core
 //! lock while writes go on in between, by their own thread, one at a time, after the log
 //! rolled to a new segment. That thread runs on idle CPU (SCHED_IDLE) for its first ten
-//! seconds, so a snapshot slows the requests around it as little as the core allows. Recovery replays the log after the snapshot's zxid, which
-//! makes the state exact (see `tree::snapshot::FuzzySnapshot`).
+//! seconds, so a snapshot slows the requests around it as little as the core allows, and
+//! spills the serialised nodes to an unnamed file rather than holding them in memory.
+//! Recovery replays the log after the snapshot's zxid, which makes the state exact (see
+//! `tree::snapshot::FuzzySnapshot`).
 
 use std::io::Seek;
 use std::sync::atomic::{AtomicBool, Ordering};

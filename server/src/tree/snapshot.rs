@@ -813,6 +813,24 @@ fn write_node(w: &mut Writer, path: &str, node: &Node, acl_index: i64) {
     .write(w);
 }
 
+/// A writer that keeps the Adler-32 of what passed through it (the snapshot's seal).
+struct SummingWriter<'a> {
+    out: &'a mut dyn std::io::Write,
+    adler: RunningAdler32,
+}
+
+impl std::io::Write for SummingWriter<'_> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let n = self.out.write(data)?;
+        self.adler.update(&data[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}
+
 /// A snapshot written a bounded number of nodes at a time, while the tree keeps
 /// changing in between: ZooKeeper's fuzzy snapshot. Each node is written as it is when
 /// its turn comes, so the file mixes states from `zxid()` onwards; replaying the log from
@@ -895,28 +913,24 @@ impl FuzzySnapshot {
         spilled: &mut dyn std::io::Read,
         out: &mut dyn std::io::Write,
     ) -> std::io::Result<()> {
-        let mut adler = RunningAdler32::default();
+        use std::io::Write as _;
+        let mut w = SummingWriter {
+            out,
+            adler: RunningAdler32::default(),
+        };
         let mut head = Vec::new();
         self.write_head(&mut head);
-        adler.update(&head);
-        out.write_all(&head)?;
-        let mut chunk = vec![0u8; 1 << 20];
-        loop {
-            let n = spilled.read(&mut chunk)?;
-            if n == 0 {
-                break;
-            }
-            adler.update(&chunk[..n]);
-            out.write_all(&chunk[..n])?;
-        }
-        adler.update(&self.nodes.buf);
-        out.write_all(&self.nodes.buf)?;
+        w.write_all(&head)?;
+        std::io::copy(spilled, &mut w)?;
+        w.write_all(&self.nodes.buf)?;
         let mut tail = Writer::new();
         tail.write_ustring(ROOT);
-        adler.update(&tail.buf);
-        tail.write_i64(i64::from(adler.value()));
-        tail.write_ustring(ROOT);
-        out.write_all(&tail.buf)
+        w.write_all(&tail.buf)?;
+        // The seal: the checksum of everything before it, then the root path again.
+        let mut seal = Writer::new();
+        seal.write_i64(i64::from(w.adler.value()));
+        seal.write_ustring(ROOT);
+        w.out.write_all(&seal.buf)
     }
 
     /// Header, sessions and the ACL cache: what precedes the nodes.
@@ -945,17 +959,10 @@ impl FuzzySnapshot {
     }
 
     /// The whole snapshot file: header, sessions, the ACL cache met while walking, the
-    /// nodes, and the seal.
+    /// nodes, and the seal. Appends to `out`.
     pub fn finish(self, out: &mut Vec<u8>) {
-        let start = out.len();
-        self.write_head(out);
-        out.extend_from_slice(&self.nodes.buf);
-        let mut w = Writer {
-            buf: std::mem::take(out),
-        };
-        w.write_ustring(ROOT);
-        seal(&mut w, start, &mut RunningAdler32::default());
-        *out = w.buf;
+        self.finish_streaming(&mut std::io::empty(), out)
+            .expect("writing to a Vec cannot fail");
     }
 }
 

@@ -436,6 +436,12 @@ impl DataTree {
         let Some(parent_id) = self.nodes.lookup(parent_name) else {
             return Err(ErrorCode::NoNode);
         };
+        // Replaying over a fuzzy snapshot, the parent may be a later incarnation (the walk
+        // reached it after it was deleted and created again): this txn's parent is gone,
+        // with the child, so it must not touch the new parent's cversion/pzxid.
+        if self.nodes.get(parent_id).stat.czxid > zxid {
+            return Err(ErrorCode::NoNode);
+        }
         if self.nodes.child(parent_id, child_name).is_some() {
             // Only a replay over a fuzzy snapshot gets here (prep never logs a create of an
             // existing node): the child is already in the snapshot, the parent may predate

@@ -216,3 +216,26 @@ fn replayed_create_of_an_existing_child_still_moves_the_parent_forward() {
     let p = t.get("/p").unwrap();
     assert_eq!((p.stat.cversion, p.stat.pzxid), (1, 2));
 }
+
+#[test]
+fn replayed_create_under_a_later_incarnation_of_its_parent_is_skipped() {
+    // The fuzzy snapshot's walk reached /p after it had been deleted and created again at
+    // zxid 9: the creates and deletes of /p's old children replayed over it belong to the
+    // old /p and must leave the new one's cversion and pzxid alone.
+    let mut t = DataTree::new();
+    create(&mut t, 9, "/p", false, 1);
+    let rc = create(&mut t, 3, "/p/old", false, 1);
+    assert_eq!(rc.err, ErrorCode::NoNode.code());
+    assert!(t.get("/p/old").is_none());
+    let mut out = Vec::new();
+    t.process_txn(
+        &hdr(4, OpCode::Delete, 7),
+        &TxnBody::Delete(DeleteTxn {
+            path: "/p/old".into(),
+        }),
+        &mut out,
+    );
+    let p = t.get("/p").unwrap().client_stat();
+    assert_eq!((p.cversion, p.pzxid, p.czxid), (0, 9, 9));
+    assert!(out.is_empty());
+}

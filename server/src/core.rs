@@ -102,7 +102,9 @@ enum Origin {
     Client {
         conn: ConnId,
         xid: i32,
-        req: Request,
+        /// The request's op code: all its reply needs besides the txn and its result
+        /// (the request itself moved into the txn).
+        op: OpCode,
         received_ms: i64,
     },
     /// A malformed write: ZooKeeper logs ErrorTxn(MARSHALLINGERROR) and answers with it.
@@ -882,7 +884,7 @@ impl Core {
                 } else {
                     match Request::decode(f.op_type, &f.body) {
                         Ok(r) if OpCode::from_i32(f.op_type).is_some_and(is_write) => {
-                            self.prep.prep_write(&self.tree, &pctx, &r)
+                            self.prep.prep_write(&self.tree, &pctx, r)
                         }
                         _ => self.error_txn(&pctx, ErrorCode::MarshallingError),
                     }
@@ -1008,19 +1010,12 @@ impl Core {
             Origin::Client {
                 conn,
                 xid,
-                req,
+                op,
                 received_ms,
             } => {
                 if self.conns.contains_key(&conn) {
-                    let reply = self.write_reply(xid, &req, &p.txn, &rc);
-                    self.respond(
-                        conn,
-                        xid,
-                        last_op_name(req.op_code()),
-                        reply,
-                        received_ms,
-                        now_ms,
-                    );
+                    let reply = self.write_reply(xid, op, &p.txn, &rc);
+                    self.respond(conn, xid, last_op_name(op), reply, received_ms, now_ms);
                 }
                 self.write_done(conn);
             }
@@ -1394,18 +1389,18 @@ impl Core {
                 (None, "SYNC")
             }
             r if is_write(r.op_code()) && self.replication == Replication::Learner => {
-                let name = last_op_name(r.op_code());
+                let op = r.op_code();
                 if let Some(c) = self.conns.get_mut(&conn) {
                     c.outstanding_writes += 1;
                 }
                 let origin = Origin::Client {
                     conn,
                     xid,
-                    req: r,
+                    op,
                     received_ms: now_ms,
                 };
                 self.forward(session_id, xid, op_type, &auth, body.to_vec(), origin);
-                (None, name)
+                (None, last_op_name(op))
             }
             Request::CloseSession => {
                 let pctx = self.prep_ctx(session_id, xid, &auth, now_ms);
@@ -1427,9 +1422,9 @@ impl Core {
                 (None, "CLOS")
             }
             r if is_write(r.op_code()) => {
+                let op = r.op_code();
                 let pctx = self.prep_ctx(session_id, xid, &auth, now_ms);
-                let txn = self.prep.prep_write(&self.tree, &pctx, &r);
-                let name = last_op_name(r.op_code());
+                let txn = self.prep.prep_write(&self.tree, &pctx, r);
                 if let Some(c) = self.conns.get_mut(&conn) {
                     c.outstanding_writes += 1;
                 }
@@ -1438,11 +1433,11 @@ impl Core {
                     Origin::Client {
                         conn,
                         xid,
-                        req: r,
+                        op,
                         received_ms: now_ms,
                     },
                 );
-                (None, name)
+                (None, last_op_name(op))
             }
             other => {
                 let name = last_op_name(other.op_code());
@@ -1455,7 +1450,7 @@ impl Core {
     /// An ErrorTxn with its own zxid, as ZooKeeper's prep logs for a write it refuses
     /// before preparing it (a malformed request, an expired session).
     fn error_txn(&mut self, pctx: &PrepContext<'_>, err: ErrorCode) -> TxnEntry {
-        let mut txn = self.prep.prep_write(&self.tree, pctx, &Request::Ping);
+        let mut txn = self.prep.prep_write(&self.tree, pctx, Request::Ping);
         txn.body = TxnBody::Error(zkd_proto::txn::ErrorTxn { err: err.code() });
         txn
     }
@@ -1478,51 +1473,50 @@ impl Core {
         }
     }
 
-    /// FinalRequestProcessor's reply to a write.
-    fn write_reply(&self, xid: i32, req: &Request, txn: &TxnEntry, rc: &TxnResult) -> Reply {
+    /// FinalRequestProcessor's reply to a write (`op` is the request's op code).
+    fn write_reply(&self, xid: i32, op: OpCode, txn: &TxnEntry, rc: &TxnResult) -> Reply {
         if let TxnBody::Error(e) = &txn.body {
             let err = ErrorCode::from_code(e.err).unwrap_or(ErrorCode::SystemError);
             return self.reply(xid, err, None);
         }
         let err = ErrorCode::from_code(rc.err).unwrap_or(ErrorCode::SystemError);
-        match req {
-            Request::Multi(_) => {
+        match op {
+            OpCode::Multi => {
                 let results: Vec<MultiResult> = rc.multi.iter().map(multi_result).collect();
                 self.reply(xid, ErrorCode::Ok, Some(&MultiBody(results)))
             }
-            Request::Create {
-                op: OpCode::Create, ..
-            } => {
+            OpCode::Create => {
                 let r = CreateResponse {
                     path: rc.path.clone(),
                 };
                 self.reply(xid, err, Some(&r))
             }
-            Request::Create { .. } | Request::CreateTtl(_) => {
+            OpCode::Create2 | OpCode::CreateContainer | OpCode::CreateTtl => {
                 let r = Create2Response {
                     path: rc.path.clone(),
                     stat: rc.stat.clone().unwrap_or_default(),
                 };
                 self.reply(xid, err, Some(&r))
             }
-            Request::SetData(_) => {
+            OpCode::SetData => {
                 let r = SetDataResponse {
                     stat: rc.stat.clone().unwrap_or_default(),
                 };
                 self.reply(xid, err, Some(&r))
             }
-            Request::SetAcl(_) => {
+            OpCode::SetAcl => {
                 let r = SetAclResponse {
                     stat: rc.stat.clone().unwrap_or_default(),
                 };
                 self.reply(xid, err, Some(&r))
             }
-            Request::Check(c) => {
-                let stat = self
-                    .tree
-                    .get(&c.path)
-                    .map(|n| n.client_stat())
-                    .unwrap_or_default();
+            OpCode::Check => {
+                // The checked path is the txn's (the request moved into it).
+                let stat = match &txn.body {
+                    TxnBody::Check(c) => self.tree.get(&c.path).map(|n| n.client_stat()),
+                    _ => None,
+                }
+                .unwrap_or_default();
                 let r = SetDataResponse { stat };
                 self.reply(xid, err, Some(&r))
             }
@@ -1837,7 +1831,7 @@ impl Core {
             let pctx = self.prep_ctx(0, 0, &[], now_ms);
             let txn = self
                 .prep
-                .prep_write(&self.tree, &pctx, &Request::DeleteContainer(p));
+                .prep_write(&self.tree, &pctx, Request::DeleteContainer(p));
             // A failed delete (the container got a child meanwhile) is logged as an
             // ErrorTxn like any failed write, keeping the zxid sequence gap-free.
             self.propose(txn, Origin::Reaper);

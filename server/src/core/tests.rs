@@ -1023,6 +1023,64 @@ mod durable {
     }
 
     #[test]
+    fn a_failed_multi_puts_back_the_pending_records_it_overwrote() {
+        let mut core = core_with(|_| {});
+        core.durable = true;
+        durable_session(&mut core, 1);
+        send(&mut core, 1, 1, &create("/m", CreateMode::Persistent), T0);
+        let z = persisted(&core.take_output());
+        core.synced(z[0], T0);
+        core.take_output();
+        let set = |version: i32| {
+            Request::SetData(SetDataRequest {
+                path: "/m".into(),
+                data: Some(b"x".to_vec()),
+                version,
+            })
+        };
+        // Pending (not yet durable): /m at version 1.
+        send(&mut core, 1, 2, &set(0), T0);
+        // Moves the pending /m to version 2 and creates /m/c, then fails: both undone.
+        let multi = Request::Multi(vec![
+            MultiOp::SetData(SetDataRequest {
+                path: "/m".into(),
+                data: None,
+                version: 1,
+            }),
+            MultiOp::Create {
+                op: OpCode::Create,
+                req: CreateRequest {
+                    path: "/m/c".into(),
+                    data: None,
+                    acl: Acl::open_unsafe(),
+                    flags: 0,
+                },
+            },
+            MultiOp::Check(CheckVersionRequest {
+                path: "/nope".into(),
+                version: -1,
+            }),
+        ]);
+        send(&mut core, 1, 3, &multi, T0);
+        // Prepared against the pending view: /m is at version 1 again, /m/c absent.
+        send(&mut core, 1, 4, &set(1), T0);
+        send(&mut core, 1, 5, &create("/m/c", CreateMode::Persistent), T0);
+        let z = persisted(&core.take_output());
+        assert_eq!(z.len(), 4);
+        core.synced(z[3], T0);
+        let errs: Vec<i32> = drain(&mut core, 1)
+            .iter()
+            .map(|s| match s {
+                Sent::Reply { err, .. } => *err,
+                Sent::Close => panic!("closed"),
+            })
+            .collect();
+        assert_eq!(errs, vec![0, 0, 0, 0], "the multi's header err is 0 too");
+        assert_eq!(core.tree.get("/m").unwrap().stat.version, 2);
+        assert!(core.tree.get("/m/c").is_some());
+    }
+
+    #[test]
     fn writes_are_answered_only_once_durable() {
         let mut core = core_with(|_| {});
         core.durable = true;

@@ -20,6 +20,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use zkd_proto::records::*;
 use zkd_proto::request::{encode_multi_results, MultiOp, MultiResult};
@@ -150,7 +151,9 @@ pub struct Conn {
     pub id: ConnId,
     pub addr: SocketAddr,
     pub session_id: i64,
-    pub auth: Vec<Id>,
+    /// Shared so that a request takes a reference count, not a copy of every id (three
+    /// allocations per request before).
+    pub auth: Arc<Vec<Id>>,
     pub established_ms: i64,
     pub packets_received: u64,
     pub packets_sent: u64,
@@ -243,6 +246,12 @@ pub struct Core {
 /// Anything that can follow a ReplyHeader (object-safe, unlike `Record`).
 pub trait Encode {
     fn encode(&self, w: &mut Writer);
+
+    /// Bytes to reserve for the encoded body: enough for most bodies (a Stat is 68), so
+    /// that a reply frame is allocated once rather than grown.
+    fn size_hint(&self) -> usize {
+        128
+    }
 }
 
 impl<T: Record> Encode for T {
@@ -259,8 +268,79 @@ impl Encode for MultiBody {
     }
 }
 
+/// A multi's reply (MultiResponse) written straight from the applied sub-results: the
+/// bytes `encode_multi_results` gives for their `MultiResult`s, without building a
+/// `MultiResult` (and copying a path) per sub-op first.
+struct MultiReply<'a>(&'a [TxnResult]);
+
+impl Encode for MultiReply<'_> {
+    fn encode(&self, w: &mut Writer) {
+        let head = |w: &mut Writer, op: OpCode, err: i32| {
+            MultiHeader {
+                op_type: op as i32,
+                done: false,
+                err,
+            }
+            .write(w)
+        };
+        let stat = |w: &mut Writer, rc: &TxnResult| match &rc.stat {
+            Some(s) => s.write(w),
+            None => Stat::default().write(w),
+        };
+        for rc in self.0 {
+            match OpCode::from_i32(rc.txn_type) {
+                Some(OpCode::Check) => head(w, OpCode::Check, 0),
+                Some(OpCode::Create) => {
+                    head(w, OpCode::Create, 0);
+                    w.write_ustring(&rc.path);
+                }
+                Some(OpCode::Create2 | OpCode::CreateTtl | OpCode::CreateContainer) => {
+                    head(w, OpCode::Create2, 0);
+                    w.write_ustring(&rc.path);
+                    stat(w, rc);
+                }
+                Some(OpCode::Delete | OpCode::DeleteContainer) => head(w, OpCode::Delete, 0),
+                Some(OpCode::SetData) => {
+                    head(w, OpCode::SetData, 0);
+                    stat(w, rc);
+                }
+                _ => {
+                    head(w, OpCode::Error, rc.err);
+                    w.write_i32(rc.err);
+                }
+            }
+        }
+        MultiHeader {
+            op_type: -1,
+            done: true,
+            err: -1,
+        }
+        .write(w);
+    }
+
+    fn size_hint(&self) -> usize {
+        // Per result at most a header (9), a Stat (68) and a path; then the end marker.
+        16 + self.0.iter().map(|rc| 84 + rc.path.len()).sum::<usize>()
+    }
+}
+
+/// A reply body that is only a path (create's CreateResponse), written from a borrowed
+/// string.
+struct PathBody<'a>(&'a str);
+
+impl Encode for PathBody<'_> {
+    fn encode(&self, w: &mut Writer) {
+        w.write_ustring(self.0)
+    }
+
+    fn size_hint(&self) -> usize {
+        4 + self.0.len()
+    }
+}
+
 fn reply_frame(xid: i32, zxid: i64, err: i32, body: Option<&dyn Encode>) -> Vec<u8> {
-    let mut w = Writer::with_capacity(64);
+    // Length prefix (4) and ReplyHeader (16), then the body.
+    let mut w = Writer::with_capacity(20 + body.map_or(0, |b| b.size_hint()));
     w.write_i32(0);
     ReplyHeader { xid, zxid, err }.write(&mut w);
     if let Some(b) = body {
@@ -532,10 +612,10 @@ impl Core {
                 id: conn,
                 addr,
                 session_id: 0,
-                auth: vec![Id {
+                auth: Arc::new(vec![Id {
                     scheme: "ip".into(),
                     id: addr.ip().to_string(),
-                }],
+                }]),
                 established_ms: now_ms + self.wall_offset_ms,
                 packets_received: 0,
                 packets_sent: 0,
@@ -1309,6 +1389,7 @@ impl Core {
             .get(&conn)
             .map(|c| c.auth.clone())
             .unwrap_or_default();
+        let auth: &[Id] = &auth;
         match req {
             Request::Ping => {
                 let zxid = self.tree.last_processed_zxid;
@@ -1324,7 +1405,7 @@ impl Core {
                         if let Some(c) = self.conns.get_mut(&conn) {
                             for id in ids {
                                 if !c.auth.contains(&id) {
-                                    c.auth.push(id);
+                                    Arc::make_mut(&mut c.auth).push(id);
                                 }
                             }
                         }
@@ -1363,7 +1444,7 @@ impl Core {
                     xid,
                     received_ms: now_ms,
                 };
-                self.forward(session_id, xid, op_type, &auth, Vec::new(), origin);
+                self.forward(session_id, xid, op_type, auth, Vec::new(), origin);
                 (None, "CLOS")
             }
             Request::Sync(r)
@@ -1399,11 +1480,11 @@ impl Core {
                     op,
                     received_ms: now_ms,
                 };
-                self.forward(session_id, xid, op_type, &auth, body.to_vec(), origin);
+                self.forward(session_id, xid, op_type, auth, body.to_vec(), origin);
                 (None, last_op_name(op))
             }
             Request::CloseSession => {
-                let pctx = self.prep_ctx(session_id, xid, &auth, now_ms);
+                let pctx = self.prep_ctx(session_id, xid, auth, now_ms);
                 let txn = self.prep.close_session(&self.tree, &pctx);
                 // ZooKeeper's setSessionClosing: nothing more runs on this session.
                 self.start_closing(session_id, now_ms);
@@ -1423,7 +1504,7 @@ impl Core {
             }
             r if is_write(r.op_code()) => {
                 let op = r.op_code();
-                let pctx = self.prep_ctx(session_id, xid, &auth, now_ms);
+                let pctx = self.prep_ctx(session_id, xid, auth, now_ms);
                 let txn = self.prep.prep_write(&self.tree, &pctx, r);
                 if let Some(c) = self.conns.get_mut(&conn) {
                     c.outstanding_writes += 1;
@@ -1441,7 +1522,7 @@ impl Core {
             }
             other => {
                 let name = last_op_name(other.op_code());
-                let (_, reply) = self.read(conn, xid, &auth, other);
+                let (_, reply) = self.read(conn, xid, auth, other);
                 (Some(reply), name)
             }
         }
@@ -1481,16 +1562,8 @@ impl Core {
         }
         let err = ErrorCode::from_code(rc.err).unwrap_or(ErrorCode::SystemError);
         match op {
-            OpCode::Multi => {
-                let results: Vec<MultiResult> = rc.multi.iter().map(multi_result).collect();
-                self.reply(xid, ErrorCode::Ok, Some(&MultiBody(results)))
-            }
-            OpCode::Create => {
-                let r = CreateResponse {
-                    path: rc.path.clone(),
-                };
-                self.reply(xid, err, Some(&r))
-            }
+            OpCode::Multi => self.reply(xid, ErrorCode::Ok, Some(&MultiReply(&rc.multi))),
+            OpCode::Create => self.reply(xid, err, Some(&PathBody(&rc.path))),
             OpCode::Create2 | OpCode::CreateContainer | OpCode::CreateTtl => {
                 let r = Create2Response {
                     path: rc.path.clone(),
@@ -1864,26 +1937,6 @@ fn is_write(op: OpCode) -> bool {
             | OpCode::Multi
             | OpCode::Reconfig
     )
-}
-
-fn multi_result(rc: &TxnResult) -> MultiResult {
-    match OpCode::from_i32(rc.txn_type) {
-        Some(OpCode::Check) => MultiResult::Check,
-        Some(OpCode::Create) => MultiResult::Create {
-            path: rc.path.clone(),
-        },
-        Some(OpCode::Create2 | OpCode::CreateTtl | OpCode::CreateContainer) => {
-            MultiResult::Create2 {
-                path: rc.path.clone(),
-                stat: rc.stat.clone().unwrap_or_default(),
-            }
-        }
-        Some(OpCode::Delete | OpCode::DeleteContainer) => MultiResult::Delete,
-        Some(OpCode::SetData) => MultiResult::SetData {
-            stat: rc.stat.clone().unwrap_or_default(),
-        },
-        _ => MultiResult::Error { err: rc.err },
-    }
 }
 
 /// The short op names ZooKeeper's `cons` prints as lastOp.

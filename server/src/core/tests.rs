@@ -725,6 +725,80 @@ fn failed_multi_has_header_err_zero_and_per_op_results() {
     assert_eq!(one_reply(&drain(&mut core, 1)).2, 0);
 }
 
+/// The reference for `MultiReply`: each sub-result as the `MultiResult` it stands for
+/// (the mapping write replies used before they were encoded directly).
+fn multi_result(rc: &TxnResult) -> MultiResult {
+    match OpCode::from_i32(rc.txn_type) {
+        Some(OpCode::Check) => MultiResult::Check,
+        Some(OpCode::Create) => MultiResult::Create {
+            path: rc.path.clone(),
+        },
+        Some(OpCode::Create2 | OpCode::CreateTtl | OpCode::CreateContainer) => {
+            MultiResult::Create2 {
+                path: rc.path.clone(),
+                stat: rc.stat.clone().unwrap_or_default(),
+            }
+        }
+        Some(OpCode::Delete | OpCode::DeleteContainer) => MultiResult::Delete,
+        Some(OpCode::SetData) => MultiResult::SetData {
+            stat: rc.stat.clone().unwrap_or_default(),
+        },
+        _ => MultiResult::Error { err: rc.err },
+    }
+}
+
+#[test]
+fn multi_reply_encodes_the_bytes_of_its_multi_results() {
+    let stat = Stat {
+        czxid: 1,
+        mzxid: 2,
+        ctime: 3,
+        mtime: 4,
+        version: 5,
+        cversion: 6,
+        aversion: 7,
+        ephemeral_owner: 8,
+        data_length: 9,
+        num_children: 10,
+        pzxid: 11,
+    };
+    let rc = |op: OpCode, err: i32, path: &str, stat: Option<Stat>| TxnResult {
+        txn_type: op as i32,
+        err,
+        path: path.into(),
+        stat,
+        multi: Vec::new(),
+    };
+    let subs = vec![
+        rc(OpCode::Create, 0, "/a", Some(stat.clone())),
+        rc(OpCode::Create2, 0, "/b0000000001", Some(stat.clone())),
+        rc(OpCode::CreateTtl, 0, "/t", None),
+        rc(OpCode::CreateContainer, 0, "/c", Some(stat.clone())),
+        rc(OpCode::Delete, 0, "", None),
+        rc(OpCode::DeleteContainer, 0, "", None),
+        rc(OpCode::SetData, 0, "", Some(stat.clone())),
+        rc(OpCode::SetData, 0, "", None),
+        rc(OpCode::Check, 0, "", None),
+        rc(OpCode::Error, 0, "", None),
+        rc(OpCode::Error, ErrorCode::NoNode.code(), "", None),
+        rc(
+            OpCode::Error,
+            ErrorCode::RuntimeInconsistency.code(),
+            "",
+            None,
+        ),
+    ];
+    for n in 0..=subs.len() {
+        let mut direct = Writer::new();
+        MultiReply(&subs[..n]).encode(&mut direct);
+        let mut reference = Writer::new();
+        let results: Vec<MultiResult> = subs[..n].iter().map(multi_result).collect();
+        encode_multi_results(&results, &mut reference);
+        assert_eq!(direct.buf, reference.buf, "first {n} results");
+        assert!(direct.buf.len() <= MultiReply(&subs[..n]).size_hint());
+    }
+}
+
 #[test]
 fn digest_super_user_bypasses_acls() {
     let digest = crate::acl::generate_digest("super:test");

@@ -31,7 +31,9 @@ use crate::acl::{authenticate, check_acl, client_infos};
 use crate::config::Config;
 use crate::prep::{Prep, PrepContext};
 use crate::session::{session_password, SessionTracker};
-use crate::tree::{ephemeral_type, ttl_of_owner, DataTree, EphemeralType, Notification, TxnResult};
+use crate::tree::{
+    ephemeral_type, ttl_of_owner, DataTree, EphemeralType, FastMap, Notification, TxnResult,
+};
 use crate::watch::{ConnId, WatchMode};
 
 /// What the network layer must do.
@@ -195,7 +197,9 @@ pub struct Core {
     pub tree: DataTree,
     pub prep: Prep,
     pub sessions: SessionTracker,
-    pub conns: HashMap<ConnId, Conn>,
+    /// foldhash, as every map a request touches: each request looks its connection up
+    /// several times.
+    pub conns: FastMap<ConnId, Conn>,
     pub stats: ServerStats,
     pub started_ms: i64,
     /// Wall clock minus the `now_ms` the driver passes in. `now_ms` is a monotonic clock
@@ -372,7 +376,7 @@ impl Core {
             tree: DataTree::new(),
             prep: Prep::new(0),
             sessions,
-            conns: HashMap::new(),
+            conns: FastMap::default(),
             stats: ServerStats {
                 min_latency_ms: i64::MAX,
                 ..Default::default()
@@ -578,6 +582,15 @@ impl Core {
     /// Takes the outputs produced so far.
     pub fn take_output(&mut self) -> Vec<Output> {
         std::mem::take(&mut self.out)
+    }
+
+    /// Hands back a vector `take_output` returned, once its outputs are dealt with, so
+    /// that the next outputs reuse its allocation (kept only if nothing new is queued).
+    pub fn recycle_output(&mut self, mut outs: Vec<Output>) {
+        outs.clear();
+        if self.out.is_empty() && self.out.capacity() < outs.capacity() {
+            self.out = outs;
+        }
     }
 
     fn send(&mut self, conn: ConnId, frame: Vec<u8>) {

@@ -26,6 +26,7 @@ use crate::config::Config;
 use crate::core::{Core, Output};
 use crate::fourlw;
 use crate::persist::{self, LogMsg, Persistence};
+use crate::tree::FastMap;
 use crate::watch::ConnId;
 
 /// The wall clock in ms since the epoch (txn times, what clients see as ctime/mtime).
@@ -72,7 +73,7 @@ struct WriterHandle {
 
 pub struct Shared {
     pub core: Mutex<Core>,
-    writers: Mutex<HashMap<ConnId, WriterHandle>>,
+    writers: Mutex<FastMap<ConnId, WriterHandle>>,
     next_conn: AtomicU64,
     /// Where Persist outputs go: the log thread (set once it runs).
     log: std::sync::OnceLock<std::sync::mpsc::Sender<LogMsg>>,
@@ -109,14 +110,17 @@ impl Shared {
 
     fn route(&self, core: &mut Core) {
         if core.zab.is_none() {
-            let outs = core.take_output();
+            let mut outs = core.take_output();
             if !outs.is_empty() {
-                self.route_client_outputs(core, outs);
+                self.route_client_outputs(core, &mut outs);
             }
+            // The emptied vector goes back for the next call's outputs: taking the
+            // core's outputs otherwise leaves it a fresh vector to grow every time.
+            core.recycle_output(outs);
             return;
         }
-        crate::ensemble::route(self, core, now_ms(), |core, outs| {
-            self.route_client_outputs(core, outs)
+        crate::ensemble::route(self, core, now_ms(), |core, mut outs| {
+            self.route_client_outputs(core, &mut outs)
         });
     }
 
@@ -125,12 +129,12 @@ impl Shared {
     /// pipelined burst of reads, or every txn covered by one fsync) costs each writer one
     /// wake-up and one send instead of one per reply. Order per connection is unchanged; a
     /// Close is queued after the frames emitted before it.
-    fn route_client_outputs(&self, core: &mut Core, outs: Vec<Output>) {
+    fn route_client_outputs(&self, core: &mut Core, outs: &mut Vec<Output>) {
         // Per connection: bytes gathered so far in this batch. Usually few connections,
         // so a linear scan beats hashing.
         let mut pending: Vec<(ConnId, Vec<u8>)> = Vec::new();
         let mut writers = self.writers.lock();
-        for o in outs {
+        for o in outs.drain(..) {
             match o {
                 Output::Send { conn, frame } => {
                     match pending.iter_mut().find(|(c, _)| *c == conn) {
@@ -192,7 +196,7 @@ impl crate::ensemble::EnsembleHost for Shared {
 
 /// Queues `bytes` (whole frames) for `conn`, or closes a connection whose client stopped
 /// reading.
-fn queue_frames(writers: &mut HashMap<ConnId, WriterHandle>, conn: ConnId, bytes: Vec<u8>) {
+fn queue_frames(writers: &mut FastMap<ConnId, WriterHandle>, conn: ConnId, bytes: Vec<u8>) {
     let Some(w) = writers.get_mut(&conn) else {
         return;
     };
@@ -358,7 +362,7 @@ pub async fn serve(
 fn new_shared(core: Core) -> Arc<Shared> {
     Arc::new(Shared {
         core: Mutex::new(core),
-        writers: Mutex::new(HashMap::new()),
+        writers: Mutex::new(FastMap::default()),
         next_conn: AtomicU64::new(1),
         log: std::sync::OnceLock::new(),
         log_batch: Mutex::new(Vec::new()),

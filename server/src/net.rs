@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -25,7 +25,7 @@ use zkd_proto::{Reader, Record};
 use crate::config::Config;
 use crate::core::{Core, Output};
 use crate::fourlw;
-use crate::persist::{self, LogMsg, Persistence};
+use crate::persist::{self, LogMsg, LogQueue, Persistence};
 use crate::tree::FastMap;
 use crate::watch::ConnId;
 
@@ -75,11 +75,11 @@ pub struct Shared {
     pub core: Mutex<Core>,
     writers: Mutex<FastMap<ConnId, WriterHandle>>,
     next_conn: AtomicU64,
-    /// Where Persist outputs go: the log thread (set once it runs).
-    log: std::sync::OnceLock<std::sync::mpsc::Sender<LogMsg>>,
-    /// Txns appended during the current `with_core` call, sent to the log thread as one
-    /// message when it ends.
-    log_batch: Mutex<Vec<(i64, Vec<u8>)>>,
+    /// Where Persist outputs go: the log thread's queue (set once it runs).
+    log: std::sync::OnceLock<Arc<LogQueue>>,
+    /// Txns were queued for the log during the current `with_core` call: wake the log
+    /// thread when it ends (once per call, not once per txn).
+    log_queued: AtomicBool,
     /// An ensemble server's transport, epoch files and storage (set before zab runs).
     pub ensemble: std::sync::OnceLock<crate::ensemble::EnsembleIo>,
 }
@@ -91,20 +91,15 @@ impl Shared {
         let mut core = self.core.lock();
         let r = f(&mut core);
         self.route(&mut core);
-        // Still under the core lock, so batches reach the log in zxid order.
-        self.flush_log_batch();
+        self.wake_log();
         r
     }
 
-    fn flush_log_batch(&self) {
-        let txns = std::mem::take(&mut *self.log_batch.lock());
-        if txns.is_empty() {
-            return;
-        }
-        let log = self.log.get().expect("a durable core has a log thread");
-        if log.send(LogMsg::Append { txns }).is_err() {
-            // The log thread only ends by stopping the process.
-            tracing::error!("log thread gone; txns not persisted");
+    fn wake_log(&self) {
+        if self.log_queued.swap(false, Ordering::Relaxed) {
+            if let Some(log) = self.log.get() {
+                log.notify();
+            }
         }
     }
 
@@ -164,8 +159,12 @@ impl Shared {
         }
     }
 
+    /// Queues a txn for the log. Called under the core lock only, so txns reach the
+    /// log in zxid order.
     fn append_to_log(&self, zxid: i64, txn: Vec<u8>) {
-        self.log_batch.lock().push((zxid, txn));
+        let log = self.log.get().expect("a durable core has a log thread");
+        log.push(LogMsg::Append { zxid, txn });
+        self.log_queued.store(true, Ordering::Relaxed);
     }
 }
 
@@ -175,15 +174,15 @@ impl crate::ensemble::EnsembleHost for Shared {
     }
 
     fn truncate_log(&self, after: i64) -> Result<(), String> {
-        // Earlier appends first: the log thread handles messages in order.
-        self.flush_log_batch();
+        // Queued after the earlier appends: the log thread handles messages in order.
         let log = self.log.get().ok_or("no log thread")?;
         let (done_tx, done_rx) = std::sync::mpsc::sync_channel(1);
-        log.send(LogMsg::Truncate {
+        log.push(LogMsg::Truncate {
             after,
             done: done_tx,
-        })
-        .map_err(|_| "log thread gone".to_string())?;
+        });
+        self.log_queued.store(false, Ordering::Relaxed);
+        log.notify();
         done_rx.recv().map_err(|_| "log thread gone".to_string())?
     }
 
@@ -365,7 +364,7 @@ fn new_shared(core: Core) -> Arc<Shared> {
         writers: Mutex::new(FastMap::default()),
         next_conn: AtomicU64::new(1),
         log: std::sync::OnceLock::new(),
-        log_batch: Mutex::new(Vec::new()),
+        log_queued: AtomicBool::new(false),
         ensemble: std::sync::OnceLock::new(),
     })
 }

@@ -154,19 +154,47 @@ impl TxnBody {
             TxnBody::CloseSession(t) => t.write(w),
             TxnBody::Error(t) => t.write(w),
             TxnBody::Multi(subs) => {
-                let txns: Vec<Txn> = subs
-                    .iter()
-                    .map(|(ty, b)| {
-                        let mut sw = Writer::new();
-                        b.write(&mut sw);
-                        Txn {
-                            txn_type: *ty,
-                            data: sw.into_inner(),
-                        }
-                    })
-                    .collect();
-                MultiTxn { txns }.write(w)
+                // The bytes of `MultiTxn { txns: [Txn { type, data: body bytes }] }`,
+                // written in place: each sub body goes straight into `w` after a length
+                // slot that is filled in once the body is written. Building a `Txn` per
+                // sub-op cost a buffer (grown several times) per sub-op and a copy.
+                w.write_i32(subs.len() as i32);
+                for (ty, b) in subs {
+                    w.write_i32(*ty);
+                    let len_at = w.buf.len();
+                    w.write_i32(0);
+                    b.write(w);
+                    let len = (w.buf.len() - len_at - 4) as i32;
+                    w.buf[len_at..len_at + 4].copy_from_slice(&len.to_be_bytes());
+                }
             }
+        }
+    }
+
+    /// An upper estimate of the encoded size, so that an encoder can size its buffer
+    /// once instead of growing it field by field.
+    pub fn encoded_len_hint(&self) -> usize {
+        fn data(d: &Option<Vec<u8>>) -> usize {
+            d.as_ref().map_or(0, Vec::len)
+        }
+        fn acl(a: &[Acl]) -> usize {
+            4 + a
+                .iter()
+                .map(|a| 12 + a.id.scheme.len() + a.id.id.len())
+                .sum::<usize>()
+        }
+        // Fixed fields and length prefixes: at most 32 bytes beyond path, data and ACL.
+        32 + match self {
+            TxnBody::Create(t) | TxnBody::Create2(t) => t.path.len() + data(&t.data) + acl(&t.acl),
+            TxnBody::CreateTtl(t) => t.path.len() + data(&t.data) + acl(&t.acl),
+            TxnBody::CreateContainer(t) => t.path.len() + data(&t.data) + acl(&t.acl),
+            TxnBody::Delete(t) | TxnBody::DeleteContainer(t) => t.path.len(),
+            TxnBody::SetData(t) => t.path.len() + data(&t.data),
+            TxnBody::SetAcl(t) => t.path.len() + acl(&t.acl),
+            TxnBody::Check(t) => t.path.len(),
+            TxnBody::CreateSession(_) | TxnBody::Error(_) => 0,
+            TxnBody::CloseSession(t) => t.paths_to_delete.iter().map(|p| 4 + p.len()).sum(),
+            TxnBody::Multi(subs) => subs.iter().map(|(_, b)| 8 + b.encoded_len_hint()).sum(),
         }
     }
 
@@ -186,14 +214,17 @@ impl TxnBody {
             OpCode::CloseSession => TxnBody::CloseSession(CloseSessionTxn::read(r)?),
             OpCode::Error => TxnBody::Error(ErrorTxn::read(r)?),
             OpCode::Multi => {
-                let m = MultiTxn::read(r)?;
-                let mut subs = Vec::with_capacity(m.txns.len());
-                for t in m.txns {
-                    if t.txn_type == OpCode::Multi as i32 {
+                // A MultiTxn (vector of Txn { type, data buffer }), each sub body decoded
+                // from the borrowed buffer rather than from a copied `Txn`.
+                let n = r.read_vec_len(4)?.unwrap_or(0);
+                let mut subs = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let ty = r.read_i32()?;
+                    let data = r.read_buffer_opt_ref()?.unwrap_or_default();
+                    if ty == OpCode::Multi as i32 {
                         return Err(DecodeError::Invalid("nested multi txn"));
                     }
-                    let mut sr = Reader::new(&t.data);
-                    subs.push((t.txn_type, TxnBody::read(t.txn_type, &mut sr)?));
+                    subs.push((ty, TxnBody::read(ty, &mut Reader::new(data))?));
                 }
                 TxnBody::Multi(subs)
             }
@@ -211,7 +242,8 @@ pub struct TxnEntry {
 
 impl TxnEntry {
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut w = Writer::new();
+        // Header (32 bytes) plus the body, allocated once.
+        let mut w = Writer::with_capacity(32 + self.body.encoded_len_hint());
         self.header.write(&mut w);
         self.body.write(&mut w);
         w.into_inner()

@@ -20,6 +20,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use zkd_proto::records::*;
 use zkd_proto::request::{encode_multi_results, MultiOp, MultiResult};
@@ -30,7 +31,9 @@ use crate::acl::{authenticate, check_acl, client_infos};
 use crate::config::Config;
 use crate::prep::{Prep, PrepContext};
 use crate::session::{session_password, SessionTracker};
-use crate::tree::{ephemeral_type, ttl_of_owner, DataTree, EphemeralType, Notification, TxnResult};
+use crate::tree::{
+    ephemeral_type, ttl_of_owner, DataTree, EphemeralType, FastMap, Notification, TxnResult,
+};
 use crate::watch::{ConnId, WatchMode};
 
 /// What the network layer must do.
@@ -102,7 +105,9 @@ enum Origin {
     Client {
         conn: ConnId,
         xid: i32,
-        req: Request,
+        /// The request's op code: all its reply needs besides the txn and its result
+        /// (the request itself moved into the txn).
+        op: OpCode,
         received_ms: i64,
     },
     /// A malformed write: ZooKeeper logs ErrorTxn(MARSHALLINGERROR) and answers with it.
@@ -148,7 +153,9 @@ pub struct Conn {
     pub id: ConnId,
     pub addr: SocketAddr,
     pub session_id: i64,
-    pub auth: Vec<Id>,
+    /// Shared so that a request takes a reference count, not a copy of every id (three
+    /// allocations per request before).
+    pub auth: Arc<Vec<Id>>,
     pub established_ms: i64,
     pub packets_received: u64,
     pub packets_sent: u64,
@@ -190,7 +197,9 @@ pub struct Core {
     pub tree: DataTree,
     pub prep: Prep,
     pub sessions: SessionTracker,
-    pub conns: HashMap<ConnId, Conn>,
+    /// foldhash, as every map a request touches: each request looks its connection up
+    /// several times.
+    pub conns: FastMap<ConnId, Conn>,
     pub stats: ServerStats,
     pub started_ms: i64,
     /// Wall clock minus the `now_ms` the driver passes in. `now_ms` is a monotonic clock
@@ -241,6 +250,12 @@ pub struct Core {
 /// Anything that can follow a ReplyHeader (object-safe, unlike `Record`).
 pub trait Encode {
     fn encode(&self, w: &mut Writer);
+
+    /// Bytes to reserve for the encoded body: enough for most bodies (a Stat is 68), so
+    /// that a reply frame is allocated once rather than grown.
+    fn size_hint(&self) -> usize {
+        128
+    }
 }
 
 impl<T: Record> Encode for T {
@@ -257,8 +272,79 @@ impl Encode for MultiBody {
     }
 }
 
+/// A multi's reply (MultiResponse) written straight from the applied sub-results: the
+/// bytes `encode_multi_results` gives for their `MultiResult`s, without building a
+/// `MultiResult` (and copying a path) per sub-op first.
+struct MultiReply<'a>(&'a [TxnResult]);
+
+impl Encode for MultiReply<'_> {
+    fn encode(&self, w: &mut Writer) {
+        let head = |w: &mut Writer, op: OpCode, err: i32| {
+            MultiHeader {
+                op_type: op as i32,
+                done: false,
+                err,
+            }
+            .write(w)
+        };
+        let stat = |w: &mut Writer, rc: &TxnResult| match &rc.stat {
+            Some(s) => s.write(w),
+            None => Stat::default().write(w),
+        };
+        for rc in self.0 {
+            match OpCode::from_i32(rc.txn_type) {
+                Some(OpCode::Check) => head(w, OpCode::Check, 0),
+                Some(OpCode::Create) => {
+                    head(w, OpCode::Create, 0);
+                    w.write_ustring(&rc.path);
+                }
+                Some(OpCode::Create2 | OpCode::CreateTtl | OpCode::CreateContainer) => {
+                    head(w, OpCode::Create2, 0);
+                    w.write_ustring(&rc.path);
+                    stat(w, rc);
+                }
+                Some(OpCode::Delete | OpCode::DeleteContainer) => head(w, OpCode::Delete, 0),
+                Some(OpCode::SetData) => {
+                    head(w, OpCode::SetData, 0);
+                    stat(w, rc);
+                }
+                _ => {
+                    head(w, OpCode::Error, rc.err);
+                    w.write_i32(rc.err);
+                }
+            }
+        }
+        MultiHeader {
+            op_type: -1,
+            done: true,
+            err: -1,
+        }
+        .write(w);
+    }
+
+    fn size_hint(&self) -> usize {
+        // Per result at most a header (9), a Stat (68) and a path; then the end marker.
+        16 + self.0.iter().map(|rc| 84 + rc.path.len()).sum::<usize>()
+    }
+}
+
+/// A reply body that is only a path (create's CreateResponse), written from a borrowed
+/// string.
+struct PathBody<'a>(&'a str);
+
+impl Encode for PathBody<'_> {
+    fn encode(&self, w: &mut Writer) {
+        w.write_ustring(self.0)
+    }
+
+    fn size_hint(&self) -> usize {
+        4 + self.0.len()
+    }
+}
+
 fn reply_frame(xid: i32, zxid: i64, err: i32, body: Option<&dyn Encode>) -> Vec<u8> {
-    let mut w = Writer::with_capacity(64);
+    // Length prefix (4) and ReplyHeader (16), then the body.
+    let mut w = Writer::with_capacity(20 + body.map_or(0, |b| b.size_hint()));
     w.write_i32(0);
     ReplyHeader { xid, zxid, err }.write(&mut w);
     if let Some(b) = body {
@@ -290,7 +376,7 @@ impl Core {
             tree: DataTree::new(),
             prep: Prep::new(0),
             sessions,
-            conns: HashMap::new(),
+            conns: FastMap::default(),
             stats: ServerStats {
                 min_latency_ms: i64::MAX,
                 ..Default::default()
@@ -498,6 +584,15 @@ impl Core {
         std::mem::take(&mut self.out)
     }
 
+    /// Hands back a vector `take_output` returned, once its outputs are dealt with, so
+    /// that the next outputs reuse its allocation (kept only if nothing new is queued).
+    pub fn recycle_output(&mut self, mut outs: Vec<Output>) {
+        outs.clear();
+        if self.out.is_empty() && self.out.capacity() < outs.capacity() {
+            self.out = outs;
+        }
+    }
+
     fn send(&mut self, conn: ConnId, frame: Vec<u8>) {
         if let Some(c) = self.conns.get_mut(&conn) {
             c.packets_sent += 1;
@@ -530,10 +625,10 @@ impl Core {
                 id: conn,
                 addr,
                 session_id: 0,
-                auth: vec![Id {
+                auth: Arc::new(vec![Id {
                     scheme: "ip".into(),
                     id: addr.ip().to_string(),
-                }],
+                }]),
                 established_ms: now_ms + self.wall_offset_ms,
                 packets_received: 0,
                 packets_sent: 0,
@@ -882,7 +977,7 @@ impl Core {
                 } else {
                     match Request::decode(f.op_type, &f.body) {
                         Ok(r) if OpCode::from_i32(f.op_type).is_some_and(is_write) => {
-                            self.prep.prep_write(&self.tree, &pctx, &r)
+                            self.prep.prep_write(&self.tree, &pctx, r)
                         }
                         _ => self.error_txn(&pctx, ErrorCode::MarshallingError),
                     }
@@ -1008,19 +1103,12 @@ impl Core {
             Origin::Client {
                 conn,
                 xid,
-                req,
+                op,
                 received_ms,
             } => {
                 if self.conns.contains_key(&conn) {
-                    let reply = self.write_reply(xid, &req, &p.txn, &rc);
-                    self.respond(
-                        conn,
-                        xid,
-                        last_op_name(req.op_code()),
-                        reply,
-                        received_ms,
-                        now_ms,
-                    );
+                    let reply = self.write_reply(xid, op, &p.txn, &rc);
+                    self.respond(conn, xid, last_op_name(op), reply, received_ms, now_ms);
                 }
                 self.write_done(conn);
             }
@@ -1250,6 +1338,26 @@ impl Core {
                 "NA",
             );
         };
+        if op == OpCode::Exists {
+            // The commonest read decodes in place: its path is borrowed from the frame
+            // rather than copied into a String that lives for one lookup. A body that
+            // does not decode goes the general way, which answers it.
+            let mut r = zkd_proto::Reader::new(body);
+            if let Ok(path) = r.read_ustring_opt_ref() {
+                if let Ok(watch) = r.read_bool() {
+                    let path = path.unwrap_or_default();
+                    let auth = self
+                        .conns
+                        .get(&conn)
+                        .map(|c| c.auth.clone())
+                        .unwrap_or_default();
+                    let reply = self
+                        .exists(conn, xid, &auth, &path, watch)
+                        .unwrap_or_else(|e| self.reply(xid, e, None));
+                    return (Some(reply), last_op_name(op));
+                }
+            }
+        }
         let req = match Request::decode(op_type, body) {
             Ok(r) => r,
             Err(zkd_proto::DecodeError::UnknownOpCode(_)) => {
@@ -1314,6 +1422,7 @@ impl Core {
             .get(&conn)
             .map(|c| c.auth.clone())
             .unwrap_or_default();
+        let auth: &[Id] = &auth;
         match req {
             Request::Ping => {
                 let zxid = self.tree.last_processed_zxid;
@@ -1329,7 +1438,7 @@ impl Core {
                         if let Some(c) = self.conns.get_mut(&conn) {
                             for id in ids {
                                 if !c.auth.contains(&id) {
-                                    c.auth.push(id);
+                                    Arc::make_mut(&mut c.auth).push(id);
                                 }
                             }
                         }
@@ -1368,7 +1477,7 @@ impl Core {
                     xid,
                     received_ms: now_ms,
                 };
-                self.forward(session_id, xid, op_type, &auth, Vec::new(), origin);
+                self.forward(session_id, xid, op_type, auth, Vec::new(), origin);
                 (None, "CLOS")
             }
             Request::Sync(r)
@@ -1394,21 +1503,21 @@ impl Core {
                 (None, "SYNC")
             }
             r if is_write(r.op_code()) && self.replication == Replication::Learner => {
-                let name = last_op_name(r.op_code());
+                let op = r.op_code();
                 if let Some(c) = self.conns.get_mut(&conn) {
                     c.outstanding_writes += 1;
                 }
                 let origin = Origin::Client {
                     conn,
                     xid,
-                    req: r,
+                    op,
                     received_ms: now_ms,
                 };
-                self.forward(session_id, xid, op_type, &auth, body.to_vec(), origin);
-                (None, name)
+                self.forward(session_id, xid, op_type, auth, body.to_vec(), origin);
+                (None, last_op_name(op))
             }
             Request::CloseSession => {
-                let pctx = self.prep_ctx(session_id, xid, &auth, now_ms);
+                let pctx = self.prep_ctx(session_id, xid, auth, now_ms);
                 let txn = self.prep.close_session(&self.tree, &pctx);
                 // ZooKeeper's setSessionClosing: nothing more runs on this session.
                 self.start_closing(session_id, now_ms);
@@ -1427,9 +1536,9 @@ impl Core {
                 (None, "CLOS")
             }
             r if is_write(r.op_code()) => {
-                let pctx = self.prep_ctx(session_id, xid, &auth, now_ms);
-                let txn = self.prep.prep_write(&self.tree, &pctx, &r);
-                let name = last_op_name(r.op_code());
+                let op = r.op_code();
+                let pctx = self.prep_ctx(session_id, xid, auth, now_ms);
+                let txn = self.prep.prep_write(&self.tree, &pctx, r);
                 if let Some(c) = self.conns.get_mut(&conn) {
                     c.outstanding_writes += 1;
                 }
@@ -1438,15 +1547,15 @@ impl Core {
                     Origin::Client {
                         conn,
                         xid,
-                        req: r,
+                        op,
                         received_ms: now_ms,
                     },
                 );
-                (None, name)
+                (None, last_op_name(op))
             }
             other => {
                 let name = last_op_name(other.op_code());
-                let (_, reply) = self.read(conn, xid, &auth, other);
+                let (_, reply) = self.read(conn, xid, auth, other);
                 (Some(reply), name)
             }
         }
@@ -1455,7 +1564,7 @@ impl Core {
     /// An ErrorTxn with its own zxid, as ZooKeeper's prep logs for a write it refuses
     /// before preparing it (a malformed request, an expired session).
     fn error_txn(&mut self, pctx: &PrepContext<'_>, err: ErrorCode) -> TxnEntry {
-        let mut txn = self.prep.prep_write(&self.tree, pctx, &Request::Ping);
+        let mut txn = self.prep.prep_write(&self.tree, pctx, Request::Ping);
         txn.body = TxnBody::Error(zkd_proto::txn::ErrorTxn { err: err.code() });
         txn
     }
@@ -1478,56 +1587,78 @@ impl Core {
         }
     }
 
-    /// FinalRequestProcessor's reply to a write.
-    fn write_reply(&self, xid: i32, req: &Request, txn: &TxnEntry, rc: &TxnResult) -> Reply {
+    /// FinalRequestProcessor's reply to a write (`op` is the request's op code).
+    fn write_reply(&self, xid: i32, op: OpCode, txn: &TxnEntry, rc: &TxnResult) -> Reply {
         if let TxnBody::Error(e) = &txn.body {
             let err = ErrorCode::from_code(e.err).unwrap_or(ErrorCode::SystemError);
             return self.reply(xid, err, None);
         }
         let err = ErrorCode::from_code(rc.err).unwrap_or(ErrorCode::SystemError);
-        match req {
-            Request::Multi(_) => {
-                let results: Vec<MultiResult> = rc.multi.iter().map(multi_result).collect();
-                self.reply(xid, ErrorCode::Ok, Some(&MultiBody(results)))
-            }
-            Request::Create {
-                op: OpCode::Create, ..
-            } => {
-                let r = CreateResponse {
-                    path: rc.path.clone(),
-                };
-                self.reply(xid, err, Some(&r))
-            }
-            Request::Create { .. } | Request::CreateTtl(_) => {
+        match op {
+            OpCode::Multi => self.reply(xid, ErrorCode::Ok, Some(&MultiReply(&rc.multi))),
+            OpCode::Create => self.reply(xid, err, Some(&PathBody(&rc.path))),
+            OpCode::Create2 | OpCode::CreateContainer | OpCode::CreateTtl => {
                 let r = Create2Response {
                     path: rc.path.clone(),
                     stat: rc.stat.clone().unwrap_or_default(),
                 };
                 self.reply(xid, err, Some(&r))
             }
-            Request::SetData(_) => {
+            OpCode::SetData => {
                 let r = SetDataResponse {
                     stat: rc.stat.clone().unwrap_or_default(),
                 };
                 self.reply(xid, err, Some(&r))
             }
-            Request::SetAcl(_) => {
+            OpCode::SetAcl => {
                 let r = SetAclResponse {
                     stat: rc.stat.clone().unwrap_or_default(),
                 };
                 self.reply(xid, err, Some(&r))
             }
-            Request::Check(c) => {
-                let stat = self
-                    .tree
-                    .get(&c.path)
-                    .map(|n| n.client_stat())
-                    .unwrap_or_default();
+            OpCode::Check => {
+                // The checked path is the txn's (the request moved into it).
+                let stat = match &txn.body {
+                    TxnBody::Check(c) => self.tree.get(&c.path).map(|n| n.client_stat()),
+                    _ => None,
+                }
+                .unwrap_or_default();
                 let r = SetDataResponse { stat };
                 self.reply(xid, err, Some(&r))
             }
             _ => self.reply(xid, err, None),
         }
+    }
+
+    /// exists: the node's Stat, and a watch on the path (set even when the node is absent,
+    /// to fire on its creation, but not when the ACL refuses the read).
+    fn exists(
+        &mut self,
+        conn: ConnId,
+        xid: i32,
+        auth: &[Id],
+        path: &str,
+        watch: bool,
+    ) -> Result<Reply, ErrorCode> {
+        if path.as_bytes().contains(&0) {
+            return Err(ErrorCode::BadArguments);
+        }
+        // One lookup for the ACL check and the Stat (a path lookup was ~10 % of the CPU
+        // of an exists, done twice): adding a watch changes no node.
+        let stat = match self.tree.get(path) {
+            Some(n) => {
+                check_acl(&n.acl, perms::READ, auth, self.config.skip_acl)?;
+                Some(n.client_stat())
+            }
+            None => None,
+        };
+        if watch {
+            self.tree
+                .data_watches
+                .add_watch(path, conn, WatchMode::Standard);
+        }
+        let stat = stat.ok_or(ErrorCode::NoNode)?;
+        Ok(self.reply(xid, ErrorCode::Ok, Some(&ExistsResponse { stat })))
     }
 
     fn get_data(
@@ -1572,25 +1703,7 @@ impl Core {
 
     fn read(&mut self, conn: ConnId, xid: i32, auth: &[Id], req: Request) -> (ErrorCode, Reply) {
         let res: Result<Reply, ErrorCode> = (|| match req {
-            Request::Exists(r) => {
-                if r.path.contains('\0') {
-                    return Err(ErrorCode::BadArguments);
-                }
-                if let Some(n) = self.tree.get(&r.path) {
-                    check_acl(&n.acl, perms::READ, auth, self.config.skip_acl)?;
-                }
-                if r.watch {
-                    self.tree
-                        .data_watches
-                        .add_watch(&r.path, conn, WatchMode::Standard);
-                }
-                let stat = self
-                    .tree
-                    .get(&r.path)
-                    .map(|n| n.client_stat())
-                    .ok_or(ErrorCode::NoNode)?;
-                Ok(self.reply(xid, ErrorCode::Ok, Some(&ExistsResponse { stat })))
-            }
+            Request::Exists(r) => self.exists(conn, xid, auth, &r.path, r.watch),
             Request::GetData(r) => {
                 let rsp = self.get_data(conn, auth, &r.path, r.watch)?;
                 Ok(self.reply(xid, ErrorCode::Ok, Some(&rsp)))
@@ -1837,7 +1950,7 @@ impl Core {
             let pctx = self.prep_ctx(0, 0, &[], now_ms);
             let txn = self
                 .prep
-                .prep_write(&self.tree, &pctx, &Request::DeleteContainer(p));
+                .prep_write(&self.tree, &pctx, Request::DeleteContainer(p));
             // A failed delete (the container got a child meanwhile) is logged as an
             // ErrorTxn like any failed write, keeping the zxid sequence gap-free.
             self.propose(txn, Origin::Reaper);
@@ -1870,26 +1983,6 @@ fn is_write(op: OpCode) -> bool {
             | OpCode::Multi
             | OpCode::Reconfig
     )
-}
-
-fn multi_result(rc: &TxnResult) -> MultiResult {
-    match OpCode::from_i32(rc.txn_type) {
-        Some(OpCode::Check) => MultiResult::Check,
-        Some(OpCode::Create) => MultiResult::Create {
-            path: rc.path.clone(),
-        },
-        Some(OpCode::Create2 | OpCode::CreateTtl | OpCode::CreateContainer) => {
-            MultiResult::Create2 {
-                path: rc.path.clone(),
-                stat: rc.stat.clone().unwrap_or_default(),
-            }
-        }
-        Some(OpCode::Delete | OpCode::DeleteContainer) => MultiResult::Delete,
-        Some(OpCode::SetData) => MultiResult::SetData {
-            stat: rc.stat.clone().unwrap_or_default(),
-        },
-        _ => MultiResult::Error { err: rc.err },
-    }
 }
 
 /// The short op names ZooKeeper's `cons` prints as lastOp.

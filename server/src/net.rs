@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -25,7 +25,8 @@ use zkd_proto::{Reader, Record};
 use crate::config::Config;
 use crate::core::{Core, Output};
 use crate::fourlw;
-use crate::persist::{self, LogMsg, Persistence};
+use crate::persist::{self, LogMsg, LogQueue, Persistence};
+use crate::tree::FastMap;
 use crate::watch::ConnId;
 
 /// The wall clock in ms since the epoch (txn times, what clients see as ctime/mtime).
@@ -72,13 +73,13 @@ struct WriterHandle {
 
 pub struct Shared {
     pub core: Mutex<Core>,
-    writers: Mutex<HashMap<ConnId, WriterHandle>>,
+    writers: Mutex<FastMap<ConnId, WriterHandle>>,
     next_conn: AtomicU64,
-    /// Where Persist outputs go: the log thread (set once it runs).
-    log: std::sync::OnceLock<std::sync::mpsc::Sender<LogMsg>>,
-    /// Txns appended during the current `with_core` call, sent to the log thread as one
-    /// message when it ends.
-    log_batch: Mutex<Vec<(i64, Vec<u8>)>>,
+    /// Where Persist outputs go: the log thread's queue (set once it runs).
+    log: std::sync::OnceLock<Arc<LogQueue>>,
+    /// Txns were queued for the log during the current `with_core` call: wake the log
+    /// thread when it ends (once per call, not once per txn).
+    log_queued: AtomicBool,
     /// An ensemble server's transport, epoch files and storage (set before zab runs).
     pub ensemble: std::sync::OnceLock<crate::ensemble::EnsembleIo>,
 }
@@ -90,33 +91,31 @@ impl Shared {
         let mut core = self.core.lock();
         let r = f(&mut core);
         self.route(&mut core);
-        // Still under the core lock, so batches reach the log in zxid order.
-        self.flush_log_batch();
+        self.wake_log();
         r
     }
 
-    fn flush_log_batch(&self) {
-        let txns = std::mem::take(&mut *self.log_batch.lock());
-        if txns.is_empty() {
-            return;
-        }
-        let log = self.log.get().expect("a durable core has a log thread");
-        if log.send(LogMsg::Append { txns }).is_err() {
-            // The log thread only ends by stopping the process.
-            tracing::error!("log thread gone; txns not persisted");
+    fn wake_log(&self) {
+        if self.log_queued.swap(false, Ordering::Relaxed) {
+            if let Some(log) = self.log.get() {
+                log.notify();
+            }
         }
     }
 
     fn route(&self, core: &mut Core) {
         if core.zab.is_none() {
-            let outs = core.take_output();
+            let mut outs = core.take_output();
             if !outs.is_empty() {
-                self.route_client_outputs(core, outs);
+                self.route_client_outputs(core, &mut outs);
             }
+            // The emptied vector goes back for the next call's outputs: taking the
+            // core's outputs otherwise leaves it a fresh vector to grow every time.
+            core.recycle_output(outs);
             return;
         }
-        crate::ensemble::route(self, core, now_ms(), |core, outs| {
-            self.route_client_outputs(core, outs)
+        crate::ensemble::route(self, core, now_ms(), |core, mut outs| {
+            self.route_client_outputs(core, &mut outs)
         });
     }
 
@@ -125,12 +124,12 @@ impl Shared {
     /// pipelined burst of reads, or every txn covered by one fsync) costs each writer one
     /// wake-up and one send instead of one per reply. Order per connection is unchanged; a
     /// Close is queued after the frames emitted before it.
-    fn route_client_outputs(&self, core: &mut Core, outs: Vec<Output>) {
+    fn route_client_outputs(&self, core: &mut Core, outs: &mut Vec<Output>) {
         // Per connection: bytes gathered so far in this batch. Usually few connections,
         // so a linear scan beats hashing.
         let mut pending: Vec<(ConnId, Vec<u8>)> = Vec::new();
         let mut writers = self.writers.lock();
-        for o in outs {
+        for o in outs.drain(..) {
             match o {
                 Output::Send { conn, frame } => {
                     match pending.iter_mut().find(|(c, _)| *c == conn) {
@@ -160,8 +159,12 @@ impl Shared {
         }
     }
 
+    /// Queues a txn for the log. Called under the core lock only, so txns reach the
+    /// log in zxid order.
     fn append_to_log(&self, zxid: i64, txn: Vec<u8>) {
-        self.log_batch.lock().push((zxid, txn));
+        let log = self.log.get().expect("a durable core has a log thread");
+        log.push(LogMsg::Append { zxid, txn });
+        self.log_queued.store(true, Ordering::Relaxed);
     }
 }
 
@@ -171,15 +174,15 @@ impl crate::ensemble::EnsembleHost for Shared {
     }
 
     fn truncate_log(&self, after: i64) -> Result<(), String> {
-        // Earlier appends first: the log thread handles messages in order.
-        self.flush_log_batch();
+        // Queued after the earlier appends: the log thread handles messages in order.
         let log = self.log.get().ok_or("no log thread")?;
         let (done_tx, done_rx) = std::sync::mpsc::sync_channel(1);
-        log.send(LogMsg::Truncate {
+        log.push(LogMsg::Truncate {
             after,
             done: done_tx,
-        })
-        .map_err(|_| "log thread gone".to_string())?;
+        });
+        self.log_queued.store(false, Ordering::Relaxed);
+        log.notify();
         done_rx.recv().map_err(|_| "log thread gone".to_string())?
     }
 
@@ -192,7 +195,7 @@ impl crate::ensemble::EnsembleHost for Shared {
 
 /// Queues `bytes` (whole frames) for `conn`, or closes a connection whose client stopped
 /// reading.
-fn queue_frames(writers: &mut HashMap<ConnId, WriterHandle>, conn: ConnId, bytes: Vec<u8>) {
+fn queue_frames(writers: &mut FastMap<ConnId, WriterHandle>, conn: ConnId, bytes: Vec<u8>) {
     let Some(w) = writers.get_mut(&conn) else {
         return;
     };
@@ -358,10 +361,10 @@ pub async fn serve(
 fn new_shared(core: Core) -> Arc<Shared> {
     Arc::new(Shared {
         core: Mutex::new(core),
-        writers: Mutex::new(HashMap::new()),
+        writers: Mutex::new(FastMap::default()),
         next_conn: AtomicU64::new(1),
         log: std::sync::OnceLock::new(),
-        log_batch: Mutex::new(Vec::new()),
+        log_queued: AtomicBool::new(false),
         ensemble: std::sync::OnceLock::new(),
     })
 }

@@ -9,7 +9,7 @@
 //! As in ZooKeeper, a failed write still becomes a txn: an ErrorTxn (or a MultiTxn whose
 //! failed op is an ErrorTxn) with its own zxid, so every write reply carries a fresh zxid.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use zkd_proto::path::{validate_path, validate_path_sequential};
@@ -20,7 +20,7 @@ use zkd_proto::{CreateMode, ErrorCode, OpCode, Request};
 
 use crate::acl::{check_acl, fixup_acl};
 use crate::tree::{
-    ephemeral_type, ttl_owner, DataTree, EphemeralType, NodeStat, StatsTrack,
+    ephemeral_type, ttl_owner, DataTree, EphemeralType, FastMap, NodeStat, StatsTrack,
     CONTAINER_EPHEMERAL_OWNER, MAX_TTL,
 };
 
@@ -49,8 +49,15 @@ pub struct PrepContext<'a> {
 
 #[derive(Default)]
 pub struct Prep {
-    outstanding: HashMap<String, ChangeRecord>,
-    order: VecDeque<(i64, String)>,
+    /// The pending record of each path with one. The key is shared with `order` (one
+    /// allocation per changed path, not two) and hashed with foldhash: every sub-op of
+    /// every write looks its paths up here, and SipHash showed in the profiles.
+    outstanding: FastMap<Arc<str>, ChangeRecord>,
+    order: VecDeque<(i64, Arc<str>)>,
+    /// While a multi is being prepared: what each `add` replaced (None: the path had no
+    /// record), newest last, so a failed multi puts back exactly what it overwrote.
+    undo: Vec<(Arc<str>, Option<ChangeRecord>)>,
+    in_multi: bool,
     /// Last zxid handed out.
     pub last_zxid: i64,
 }
@@ -77,8 +84,10 @@ impl Prep {
                 break;
             }
             let (z, p) = self.order.pop_front().expect("front exists");
-            if self.outstanding.get(&p).is_some_and(|c| c.zxid == z) {
-                self.outstanding.remove(&p);
+            if let std::collections::hash_map::Entry::Occupied(e) = self.outstanding.entry(p) {
+                if e.get().zxid == z {
+                    e.remove();
+                }
             }
         }
     }
@@ -103,8 +112,31 @@ impl Prep {
     }
 
     fn add(&mut self, path: &str, rec: ChangeRecord) {
-        self.order.push_back((rec.zxid, path.to_string()));
-        self.outstanding.insert(path.to_string(), rec);
+        let key: Arc<str> = match self.outstanding.get_key_value(path) {
+            Some((k, _)) => k.clone(),
+            None => Arc::from(path),
+        };
+        self.order.push_back((rec.zxid, key.clone()));
+        let old = self.outstanding.insert(key.clone(), rec);
+        if self.in_multi {
+            self.undo.push((key, old));
+        }
+    }
+
+    /// Undoes a failed multi's records: its `order` entries go and every record it
+    /// replaced comes back (or goes, if there was none before).
+    fn roll_back_multi(&mut self, order_len: usize) {
+        self.order.truncate(order_len);
+        while let Some((path, old)) = self.undo.pop() {
+            match old {
+                Some(c) => {
+                    self.outstanding.insert(path, c);
+                }
+                None => {
+                    self.outstanding.remove(&path);
+                }
+            }
+        }
     }
 
     fn header(&self, ctx: &PrepContext<'_>, zxid: i64, txn_type: i32) -> TxnHeader {
@@ -136,10 +168,10 @@ impl Prep {
         for (p, c) in &self.outstanding {
             match c.stat {
                 None => {
-                    es.remove(p);
+                    es.remove(&**p);
                 }
                 Some(s) if s.ephemeral_owner == ctx.session_id => {
-                    es.insert(p.clone());
+                    es.insert(p.to_string());
                 }
                 _ => {}
             }
@@ -173,47 +205,46 @@ impl Prep {
     }
 
     /// Prepares a write request. Always returns a txn: failures become ErrorTxns.
-    pub fn prep_write(
-        &mut self,
-        tree: &DataTree,
-        ctx: &PrepContext<'_>,
-        req: &Request,
-    ) -> TxnEntry {
+    ///
+    /// Takes the request by value: its paths and data move into the txn instead of being
+    /// copied (a multi of n setData ops used to allocate and copy each path and data
+    /// twice, once for the txn and once more when the request was dropped later).
+    pub fn prep_write(&mut self, tree: &DataTree, ctx: &PrepContext<'_>, req: Request) -> TxnEntry {
         let zxid = self.next_zxid();
         let op = req.op_code();
-        if let Request::Multi(ops) = req {
-            // ZooKeeper refuses reads inside a multi while decoding it ("Mixing different
-            // kind of ops"): the whole request fails with MARSHALLINGERROR.
-            if ops.iter().any(MultiOp::is_read) {
-                return TxnEntry {
-                    header: self.header(ctx, zxid, OpCode::Error as i32),
-                    body: TxnBody::Error(ErrorTxn {
-                        err: ErrorCode::MarshallingError.code(),
-                    }),
-                };
-            }
-            return self.prep_multi(tree, ctx, zxid, ops);
-        }
         let res = match req {
+            Request::Multi(ops) => {
+                // ZooKeeper refuses reads inside a multi while decoding it ("Mixing
+                // different kind of ops"): the whole request fails with MARSHALLINGERROR.
+                if ops.iter().any(MultiOp::is_read) {
+                    return TxnEntry {
+                        header: self.header(ctx, zxid, OpCode::Error as i32),
+                        body: TxnBody::Error(ErrorTxn {
+                            err: ErrorCode::MarshallingError.code(),
+                        }),
+                    };
+                }
+                return self.prep_multi(tree, ctx, zxid, ops);
+            }
             Request::Create { op, req } => self.prep_create(
-                tree, ctx, zxid, *op, &req.path, &req.data, &req.acl, req.flags, -1,
+                tree, ctx, zxid, op, req.path, req.data, &req.acl, req.flags, -1,
             ),
             Request::CreateTtl(r) => self.prep_create(
                 tree,
                 ctx,
                 zxid,
                 OpCode::CreateTtl,
-                &r.path,
-                &r.data,
+                r.path,
+                r.data,
                 &r.acl,
                 r.flags,
                 r.ttl,
             ),
-            Request::Delete(r) => self.prep_delete(tree, ctx, zxid, &r.path, r.version),
+            Request::Delete(r) => self.prep_delete(tree, ctx, zxid, r.path, r.version),
             Request::DeleteContainer(p) => self.prep_delete_container(tree, zxid, p),
-            Request::SetData(r) => self.prep_set_data(tree, ctx, zxid, &r.path, &r.data, r.version),
-            Request::SetAcl(r) => self.prep_set_acl(tree, ctx, zxid, &r.path, &r.acl, r.version),
-            Request::Check(r) => self.prep_check(tree, ctx, &r.path, r.version),
+            Request::SetData(r) => self.prep_set_data(tree, ctx, zxid, r.path, r.data, r.version),
+            Request::SetAcl(r) => self.prep_set_acl(tree, ctx, zxid, r.path, r.acl, r.version),
+            Request::Check(r) => self.prep_check(tree, ctx, r.path, r.version),
             // Dynamic reconfiguration is off (reconfigEnabled=false): ZooKeeper still
             // logs the refusal as an ErrorTxn.
             Request::Reconfig(_) => Err(ErrorCode::ReconfigDisabled),
@@ -236,26 +267,12 @@ impl Prep {
         tree: &DataTree,
         ctx: &PrepContext<'_>,
         zxid: i64,
-        ops: &[MultiOp],
+        ops: Vec<MultiOp>,
     ) -> TxnEntry {
-        // Remember the pending records the multi may overwrite, to roll back on failure.
-        let saved: Vec<(String, Option<ChangeRecord>)> = ops
-            .iter()
-            .flat_map(|op| {
-                let p = op.path().to_string();
-                let parent = if p.contains('/') && !p.contains('\0') {
-                    Some(zkd_proto::path::parent(&p).to_string())
-                } else {
-                    None
-                };
-                std::iter::once(p).chain(parent)
-            })
-            .map(|p| {
-                let c = self.outstanding.get(&p).cloned();
-                (p, c)
-            })
-            .collect();
+        // Every record the ops add is undoable until the multi is known to succeed.
         let order_len = self.order.len();
+        self.undo.clear();
+        self.in_multi = true;
         let mut subs = Vec::with_capacity(ops.len());
         let mut failed = false;
         for op in ops {
@@ -268,52 +285,44 @@ impl Prep {
                 ));
                 continue;
             }
+            let ty = op.op_code() as i32;
             let res = match op {
                 MultiOp::Create { op, req } => self.prep_create(
-                    tree, ctx, zxid, *op, &req.path, &req.data, &req.acl, req.flags, -1,
+                    tree, ctx, zxid, op, req.path, req.data, &req.acl, req.flags, -1,
                 ),
                 MultiOp::CreateTtl(r) => self.prep_create(
                     tree,
                     ctx,
                     zxid,
                     OpCode::CreateTtl,
-                    &r.path,
-                    &r.data,
+                    r.path,
+                    r.data,
                     &r.acl,
                     r.flags,
                     r.ttl,
                 ),
-                MultiOp::Delete(r) => self.prep_delete(tree, ctx, zxid, &r.path, r.version),
+                MultiOp::Delete(r) => self.prep_delete(tree, ctx, zxid, r.path, r.version),
                 MultiOp::SetData(r) => {
-                    self.prep_set_data(tree, ctx, zxid, &r.path, &r.data, r.version)
+                    self.prep_set_data(tree, ctx, zxid, r.path, r.data, r.version)
                 }
-                MultiOp::Check(r) => self.prep_check(tree, ctx, &r.path, r.version),
+                MultiOp::Check(r) => self.prep_check(tree, ctx, r.path, r.version),
                 // ZooKeeper refuses to mix reads into a multi at decode time.
                 MultiOp::GetChildren(_) | MultiOp::GetData(_) => Err(ErrorCode::MarshallingError),
             };
             match res {
-                Ok(body) => subs.push((op.op_code() as i32, body)),
+                Ok(body) => subs.push((ty, body)),
                 Err(e) => {
                     failed = true;
                     subs.push((
                         OpCode::Error as i32,
                         TxnBody::Error(ErrorTxn { err: e.code() }),
                     ));
-                    // Roll back: drop this multi's records and restore what they replaced.
-                    while self.order.len() > order_len {
-                        let (z, p) = self.order.pop_back().expect("len checked");
-                        if self.outstanding.get(&p).is_some_and(|c| c.zxid == z) {
-                            self.outstanding.remove(&p);
-                        }
-                    }
-                    for (p, c) in saved.iter().rev() {
-                        if let Some(c) = c {
-                            self.outstanding.insert(p.clone(), c.clone());
-                        }
-                    }
+                    self.roll_back_multi(order_len);
                 }
             }
         }
+        self.in_multi = false;
+        self.undo.clear();
         TxnEntry {
             header: self.header(ctx, zxid, OpCode::Multi as i32),
             body: TxnBody::Multi(subs),
@@ -327,8 +336,8 @@ impl Prep {
         ctx: &PrepContext<'_>,
         zxid: i64,
         op: OpCode,
-        path: &str,
-        data: &Option<Vec<u8>>,
+        path: String,
+        data: Option<Vec<u8>>,
         acl: &[Acl],
         flags: i32,
         ttl: i64,
@@ -355,20 +364,18 @@ impl Prep {
         if path.contains('\0') {
             return Err(ErrorCode::BadArguments);
         }
-        let parent_path = if last_slash == 0 {
-            "/".to_string()
-        } else {
-            path[..last_slash].to_string()
-        };
+        // The parent is the path up to its last slash ("/" for a top-level node): a
+        // prefix of the path, before and after a sequential suffix is appended.
+        let parent_end = last_slash.max(1);
         let list_acl = fixup_acl(ctx.auth, acl)?;
-        let parent = self.record(tree, &parent_path)?;
+        let parent = self.record(tree, &path[..parent_end])?;
         check_acl(&parent.acl, perms::CREATE, ctx.auth, ctx.skip_acl)?;
         let parent_stat = parent.stat.expect("record exists");
         let parent_cversion = parent_stat.cversion;
         let path = if mode.is_sequential() {
             format!("{path}{parent_cversion:010}")
         } else {
-            path.to_string()
+            path
         };
         validate_path_sequential(&path, false).map_err(|_| ErrorCode::BadArguments)?;
         if self.record(tree, &path).is_ok() {
@@ -378,36 +385,7 @@ impl Prep {
             return Err(ErrorCode::NoChildrenForEphemerals);
         }
         let new_cversion = parent_cversion.wrapping_add(1);
-        check_quota(tree, ctx, &path, 0, data_len(data), 1)?;
-        let body = match op {
-            OpCode::CreateContainer => TxnBody::CreateContainer(CreateContainerTxn {
-                path: path.clone(),
-                data: data.clone(),
-                acl: list_acl.clone(),
-                parent_cversion: new_cversion,
-            }),
-            OpCode::CreateTtl => TxnBody::CreateTtl(CreateTtlTxn {
-                path: path.clone(),
-                data: data.clone(),
-                acl: list_acl.clone(),
-                parent_cversion: new_cversion,
-                ttl,
-            }),
-            _ => {
-                let t = CreateTxn {
-                    path: path.clone(),
-                    data: data.clone(),
-                    acl: list_acl.clone(),
-                    ephemeral: mode.is_ephemeral(),
-                    parent_cversion: new_cversion,
-                };
-                if op == OpCode::Create2 {
-                    TxnBody::Create2(t)
-                } else {
-                    TxnBody::Create(t)
-                }
-            }
-        };
+        check_quota(tree, ctx, &path, 0, data_len(&data), 1)?;
         let owner = if mode.is_container() {
             CONTAINER_EPHEMERAL_OWNER
         } else if mode.is_ttl() {
@@ -424,31 +402,56 @@ impl Prep {
             s.cversion = new_cversion;
             s.pzxid = zxid;
         }
-        self.add(&parent_path, pr);
+        self.add(&path[..parent_end], pr);
         self.add(
             &path,
             ChangeRecord {
                 zxid,
                 stat: Some(NodeStat::new(zxid, ctx.time_ms, owner)),
                 child_count: 0,
-                acl: Arc::new(list_acl),
+                acl: Arc::new(list_acl.clone()),
             },
         );
-        Ok(body)
+        Ok(match op {
+            OpCode::CreateContainer => TxnBody::CreateContainer(CreateContainerTxn {
+                path,
+                data,
+                acl: list_acl,
+                parent_cversion: new_cversion,
+            }),
+            OpCode::CreateTtl => TxnBody::CreateTtl(CreateTtlTxn {
+                path,
+                data,
+                acl: list_acl,
+                parent_cversion: new_cversion,
+                ttl,
+            }),
+            _ => {
+                let t = CreateTxn {
+                    path,
+                    data,
+                    acl: list_acl,
+                    ephemeral: mode.is_ephemeral(),
+                    parent_cversion: new_cversion,
+                };
+                if op == OpCode::Create2 {
+                    TxnBody::Create2(t)
+                } else {
+                    TxnBody::Create(t)
+                }
+            }
+        })
     }
 
-    fn parent_and_validate(path: &str) -> PResult<String> {
+    /// Where the parent's path ends in `path` (its last slash; "/" for a top-level node).
+    fn parent_and_validate(path: &str) -> PResult<usize> {
         let Some(i) = path.rfind('/') else {
             return Err(ErrorCode::BadArguments);
         };
         if path.contains('\0') || DataTree::is_special_path(path) {
             return Err(ErrorCode::BadArguments);
         }
-        Ok(if i == 0 {
-            "/".to_string()
-        } else {
-            path[..i].to_string()
-        })
+        Ok(i.max(1))
     }
 
     fn prep_delete(
@@ -456,21 +459,19 @@ impl Prep {
         tree: &DataTree,
         ctx: &PrepContext<'_>,
         zxid: i64,
-        path: &str,
+        path: String,
         version: i32,
     ) -> PResult<TxnBody> {
-        let parent_path = Self::parent_and_validate(path)?;
-        let parent = self.record(tree, &parent_path)?;
+        let parent_end = Self::parent_and_validate(&path)?;
+        let parent = self.record(tree, &path[..parent_end])?;
         check_acl(&parent.acl, perms::DELETE, ctx.auth, ctx.skip_acl)?;
-        let node = self.record(tree, path)?;
+        let node = self.record(tree, &path)?;
         check_and_inc_version(node.stat.expect("exists").version, version)?;
         if node.child_count > 0 {
             return Err(ErrorCode::NotEmpty);
         }
-        self.record_delete(parent, &parent_path, path, zxid);
-        Ok(TxnBody::Delete(DeleteTxn {
-            path: path.to_string(),
-        }))
+        self.record_delete(parent, &path[..parent_end], &path, zxid);
+        Ok(TxnBody::Delete(DeleteTxn { path }))
     }
 
     fn record_delete(&mut self, parent: ChangeRecord, parent_path: &str, path: &str, zxid: i64) {
@@ -496,21 +497,19 @@ impl Prep {
         &mut self,
         tree: &DataTree,
         zxid: i64,
-        path: &str,
+        path: String,
     ) -> PResult<TxnBody> {
-        let parent_path = Self::parent_and_validate(path)?;
-        let node = self.record(tree, path)?;
+        let parent_end = Self::parent_and_validate(&path)?;
+        let node = self.record(tree, &path)?;
         if node.child_count > 0 {
             return Err(ErrorCode::NotEmpty);
         }
         if ephemeral_type(node.stat.expect("exists").ephemeral_owner) == EphemeralType::Normal {
             return Err(ErrorCode::BadVersion);
         }
-        let parent = self.record(tree, &parent_path)?;
-        self.record_delete(parent, &parent_path, path, zxid);
-        Ok(TxnBody::DeleteContainer(DeleteTxn {
-            path: path.to_string(),
-        }))
+        let parent = self.record(tree, &path[..parent_end])?;
+        self.record_delete(parent, &path[..parent_end], &path, zxid);
+        Ok(TxnBody::DeleteContainer(DeleteTxn { path }))
     }
 
     fn prep_set_data(
@@ -518,15 +517,21 @@ impl Prep {
         tree: &DataTree,
         ctx: &PrepContext<'_>,
         zxid: i64,
-        path: &str,
-        data: &Option<Vec<u8>>,
+        path: String,
+        data: Option<Vec<u8>>,
         version: i32,
     ) -> PResult<TxnBody> {
-        validate_path(path).map_err(|_| ErrorCode::BadArguments)?;
-        let node = self.record(tree, path)?;
+        validate_path(&path).map_err(|_| ErrorCode::BadArguments)?;
+        let node = self.record(tree, &path)?;
         check_acl(&node.acl, perms::WRITE, ctx.auth, ctx.skip_acl)?;
-        let last_len = tree.get(path).map_or(0, |n| n.data_len() as i64);
-        check_quota(tree, ctx, path, last_len, data_len(data), 0)?;
+        // The node's committed size matters only to quota enforcement; without it, no
+        // second tree lookup.
+        let last_len = if ctx.enforce_quota {
+            tree.get(&path).map_or(0, |n| n.data_len() as i64)
+        } else {
+            0
+        };
+        check_quota(tree, ctx, &path, last_len, data_len(&data), 0)?;
         let new_version = check_and_inc_version(node.stat.expect("exists").version, version)?;
         let mut nr = node;
         nr.zxid = zxid;
@@ -535,10 +540,10 @@ impl Prep {
             s.mtime = ctx.time_ms;
             s.mzxid = zxid;
         }
-        self.add(path, nr);
+        self.add(&path, nr);
         Ok(TxnBody::SetData(SetDataTxn {
-            path: path.to_string(),
-            data: data.clone(),
+            path,
+            data,
             version: new_version,
         }))
     }
@@ -548,13 +553,13 @@ impl Prep {
         tree: &DataTree,
         ctx: &PrepContext<'_>,
         zxid: i64,
-        path: &str,
-        acl: &[Acl],
+        path: String,
+        acl: Vec<Acl>,
         version: i32,
     ) -> PResult<TxnBody> {
-        validate_path(path).map_err(|_| ErrorCode::BadArguments)?;
-        let list_acl = fixup_acl(ctx.auth, acl)?;
-        let node = self.record(tree, path)?;
+        validate_path(&path).map_err(|_| ErrorCode::BadArguments)?;
+        let list_acl = fixup_acl(ctx.auth, &acl)?;
+        let node = self.record(tree, &path)?;
         check_acl(&node.acl, perms::ADMIN, ctx.auth, ctx.skip_acl)?;
         let new_version = check_and_inc_version(node.stat.expect("exists").aversion, version)?;
         let mut nr = node;
@@ -563,9 +568,9 @@ impl Prep {
         if let Some(s) = nr.stat.as_mut() {
             s.aversion = new_version;
         }
-        self.add(path, nr);
+        self.add(&path, nr);
         Ok(TxnBody::SetAcl(SetAclTxn {
-            path: path.to_string(),
+            path,
             acl: list_acl,
             version: new_version,
         }))
@@ -575,17 +580,14 @@ impl Prep {
         &mut self,
         tree: &DataTree,
         ctx: &PrepContext<'_>,
-        path: &str,
+        path: String,
         version: i32,
     ) -> PResult<TxnBody> {
-        validate_path(path).map_err(|_| ErrorCode::BadArguments)?;
-        let node = self.record(tree, path)?;
+        validate_path(&path).map_err(|_| ErrorCode::BadArguments)?;
+        let node = self.record(tree, &path)?;
         check_acl(&node.acl, perms::READ, ctx.auth, ctx.skip_acl)?;
         let v = check_and_inc_version(node.stat.expect("exists").version, version)?;
-        Ok(TxnBody::Check(CheckVersionTxn {
-            path: path.to_string(),
-            version: v,
-        }))
+        Ok(TxnBody::Check(CheckVersionTxn { path, version: v }))
     }
 }
 

@@ -10,8 +10,9 @@
 //! storing it. Expiry times are rounded up to the next tick boundary, so sessions expire
 //! in batches once per tick, as in ZooKeeper.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
+use crate::tree::FastMap;
 use crate::watch::ConnId;
 
 const SUPER_SECRET: i64 = 0xB341_5C00;
@@ -80,7 +81,8 @@ pub struct SessionTracker {
     /// The server id in the top byte of the ids this tracker mints.
     server_id: i64,
     next_id: i64,
-    sessions: HashMap<i64, Session>,
+    /// Looked up (and touched) by every request: foldhash rather than SipHash.
+    sessions: FastMap<i64, Session>,
     /// Expiry buckets: tick-rounded time -> sessions due then.
     buckets: BTreeMap<i64, Vec<i64>>,
 }
@@ -91,7 +93,7 @@ impl SessionTracker {
             tick_ms: tick_ms.max(1) as i64,
             server_id,
             next_id: initial_session_id(now_ms, server_id),
-            sessions: HashMap::new(),
+            sessions: FastMap::default(),
             buckets: BTreeMap::new(),
         }
     }

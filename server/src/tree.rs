@@ -108,6 +108,8 @@ pub struct Notification {
 pub struct TxnResult {
     pub txn_type: i32,
     pub err: i32,
+    /// The created node's path; empty for every other txn (a create's reply is the only
+    /// one that carries a path, so copying it for the others was wasted work).
     pub path: String,
     pub stat: Option<Stat>,
     pub multi: Vec<TxnResult>,
@@ -762,19 +764,14 @@ impl DataTree {
                 .map(|s| rc.stat = Some(s))
             }
             TxnBody::Delete(t) | TxnBody::DeleteContainer(t) => {
-                rc.path = t.path.clone();
                 self.delete_node(&t.path, zxid, out)
             }
-            TxnBody::SetData(t) => {
-                rc.path = t.path.clone();
-                self.set_data(&t.path, t.data.as_deref(), t.version, zxid, time, out)
-                    .map(|s| rc.stat = Some(s))
-            }
-            TxnBody::SetAcl(t) => {
-                rc.path = t.path.clone();
-                self.set_acl(&t.path, t.acl.clone(), t.version, zxid)
-                    .map(|s| rc.stat = Some(s))
-            }
+            TxnBody::SetData(t) => self
+                .set_data(&t.path, t.data.as_deref(), t.version, zxid, time, out)
+                .map(|s| rc.stat = Some(s)),
+            TxnBody::SetAcl(t) => self
+                .set_acl(&t.path, t.acl.clone(), t.version, zxid)
+                .map(|s| rc.stat = Some(s)),
             TxnBody::CloseSession(t) => {
                 self.kill_session(header.client_id, &t.paths_to_delete, zxid, out);
                 Ok(())
@@ -784,35 +781,35 @@ impl DataTree {
                 rc.err = e.err;
                 Ok(())
             }
-            TxnBody::Check(t) => {
-                rc.path = t.path.clone();
-                Ok(())
-            }
+            TxnBody::Check(_) => Ok(()),
             TxnBody::Multi(subs) => {
                 let failed = subs.iter().any(|(ty, _)| *ty == OpCode::Error as i32);
                 let mut post_failed = false;
+                rc.multi.reserve_exact(subs.len());
+                // Applied by reference: cloning every sub body (its path and data) cost
+                // two allocations and copies per sub-op. Only a rolled-back op's
+                // replacement ErrorTxn is built here.
+                let mut rolled_back;
                 for (ty, sub) in subs {
                     let (ty, sub_body) = if *ty == OpCode::Error as i32 {
                         post_failed = true;
-                        (*ty, sub.clone())
+                        (*ty, sub)
                     } else if failed {
                         let ec = if post_failed {
                             ErrorCode::RuntimeInconsistency.code()
                         } else {
                             0
                         };
-                        (
-                            OpCode::Error as i32,
-                            TxnBody::Error(zkd_proto::txn::ErrorTxn { err: ec }),
-                        )
+                        rolled_back = TxnBody::Error(zkd_proto::txn::ErrorTxn { err: ec });
+                        (OpCode::Error as i32, &rolled_back)
                     } else {
-                        (*ty, sub.clone())
+                        (*ty, sub)
                     };
                     let sub_header = TxnHeader {
                         txn_type: ty,
                         ..header.clone()
                     };
-                    let mut sub_rc = self.process_one(&sub_header, &sub_body, out);
+                    let mut sub_rc = self.process_one(&sub_header, sub_body, out);
                     sub_rc.txn_type = ty;
                     if sub_rc.err != 0 && rc.err == 0 {
                         rc.err = sub_rc.err;

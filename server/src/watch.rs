@@ -10,7 +10,9 @@
 //! on one path at once: a one-shot watch set on a path that also has a persistent watch
 //! fires once and leaves the persistent watch in place.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
+
+use crate::tree::FastMap;
 
 /// A watcher: the id of the client connection that registered the watch.
 pub type ConnId = u64;
@@ -45,9 +47,10 @@ const RECURSIVE: u8 = 4;
 
 #[derive(Debug, Default)]
 pub struct WatchManager {
-    watch_table: HashMap<String, HashSet<ConnId>>,
+    /// foldhash: every write looks its paths up here (SipHash showed in the profiles).
+    watch_table: FastMap<String, HashSet<ConnId>>,
     /// watcher -> path -> its modes there (WatchStats), as mode bits.
-    watch_to_paths: HashMap<ConnId, HashMap<String, u8>>,
+    watch_to_paths: FastMap<ConnId, FastMap<String, u8>>,
     recursive_count: usize,
 }
 

@@ -725,6 +725,80 @@ fn failed_multi_has_header_err_zero_and_per_op_results() {
     assert_eq!(one_reply(&drain(&mut core, 1)).2, 0);
 }
 
+/// The reference for `MultiReply`: each sub-result as the `MultiResult` it stands for
+/// (the mapping write replies used before they were encoded directly).
+fn multi_result(rc: &TxnResult) -> MultiResult {
+    match OpCode::from_i32(rc.txn_type) {
+        Some(OpCode::Check) => MultiResult::Check,
+        Some(OpCode::Create) => MultiResult::Create {
+            path: rc.path.clone(),
+        },
+        Some(OpCode::Create2 | OpCode::CreateTtl | OpCode::CreateContainer) => {
+            MultiResult::Create2 {
+                path: rc.path.clone(),
+                stat: rc.stat.clone().unwrap_or_default(),
+            }
+        }
+        Some(OpCode::Delete | OpCode::DeleteContainer) => MultiResult::Delete,
+        Some(OpCode::SetData) => MultiResult::SetData {
+            stat: rc.stat.clone().unwrap_or_default(),
+        },
+        _ => MultiResult::Error { err: rc.err },
+    }
+}
+
+#[test]
+fn multi_reply_encodes_the_bytes_of_its_multi_results() {
+    let stat = Stat {
+        czxid: 1,
+        mzxid: 2,
+        ctime: 3,
+        mtime: 4,
+        version: 5,
+        cversion: 6,
+        aversion: 7,
+        ephemeral_owner: 8,
+        data_length: 9,
+        num_children: 10,
+        pzxid: 11,
+    };
+    let rc = |op: OpCode, err: i32, path: &str, stat: Option<Stat>| TxnResult {
+        txn_type: op as i32,
+        err,
+        path: path.into(),
+        stat,
+        multi: Vec::new(),
+    };
+    let subs = vec![
+        rc(OpCode::Create, 0, "/a", Some(stat.clone())),
+        rc(OpCode::Create2, 0, "/b0000000001", Some(stat.clone())),
+        rc(OpCode::CreateTtl, 0, "/t", None),
+        rc(OpCode::CreateContainer, 0, "/c", Some(stat.clone())),
+        rc(OpCode::Delete, 0, "", None),
+        rc(OpCode::DeleteContainer, 0, "", None),
+        rc(OpCode::SetData, 0, "", Some(stat.clone())),
+        rc(OpCode::SetData, 0, "", None),
+        rc(OpCode::Check, 0, "", None),
+        rc(OpCode::Error, 0, "", None),
+        rc(OpCode::Error, ErrorCode::NoNode.code(), "", None),
+        rc(
+            OpCode::Error,
+            ErrorCode::RuntimeInconsistency.code(),
+            "",
+            None,
+        ),
+    ];
+    for n in 0..=subs.len() {
+        let mut direct = Writer::new();
+        MultiReply(&subs[..n]).encode(&mut direct);
+        let mut reference = Writer::new();
+        let results: Vec<MultiResult> = subs[..n].iter().map(multi_result).collect();
+        encode_multi_results(&results, &mut reference);
+        assert_eq!(direct.buf, reference.buf, "first {n} results");
+        assert!(direct.buf.len() <= MultiReply(&subs[..n]).size_hint());
+    }
+}
+
 #[test]
 fn digest_super_user_bypasses_acls() {
     let digest = crate::acl::generate_digest("super:test");
@@ -1020,6 +1094,64 @@ mod durable {
             panic!("{out:?}")
         };
         ConnectResponse::from_bytes(&frame[4..]).unwrap().session_id
+    }
+
+    #[test]
+    fn a_failed_multi_puts_back_the_pending_records_it_overwrote() {
+        let mut core = core_with(|_| {});
+        core.durable = true;
+        durable_session(&mut core, 1);
+        send(&mut core, 1, 1, &create("/m", CreateMode::Persistent), T0);
+        let z = persisted(&core.take_output());
+        core.synced(z[0], T0);
+        core.take_output();
+        let set = |version: i32| {
+            Request::SetData(SetDataRequest {
+                path: "/m".into(),
+                data: Some(b"x".to_vec()),
+                version,
+            })
+        };
+        // Pending (not yet durable): /m at version 1.
+        send(&mut core, 1, 2, &set(0), T0);
+        // Moves the pending /m to version 2 and creates /m/c, then fails: both undone.
+        let multi = Request::Multi(vec![
+            MultiOp::SetData(SetDataRequest {
+                path: "/m".into(),
+                data: None,
+                version: 1,
+            }),
+            MultiOp::Create {
+                op: OpCode::Create,
+                req: CreateRequest {
+                    path: "/m/c".into(),
+                    data: None,
+                    acl: Acl::open_unsafe(),
+                    flags: 0,
+                },
+            },
+            MultiOp::Check(CheckVersionRequest {
+                path: "/nope".into(),
+                version: -1,
+            }),
+        ]);
+        send(&mut core, 1, 3, &multi, T0);
+        // Prepared against the pending view: /m is at version 1 again, /m/c absent.
+        send(&mut core, 1, 4, &set(1), T0);
+        send(&mut core, 1, 5, &create("/m/c", CreateMode::Persistent), T0);
+        let z = persisted(&core.take_output());
+        assert_eq!(z.len(), 4);
+        core.synced(z[3], T0);
+        let errs: Vec<i32> = drain(&mut core, 1)
+            .iter()
+            .map(|s| match s {
+                Sent::Reply { err, .. } => *err,
+                Sent::Close => panic!("closed"),
+            })
+            .collect();
+        assert_eq!(errs, vec![0, 0, 0, 0], "the multi's header err is 0 too");
+        assert_eq!(core.tree.get("/m").unwrap().stat.version, 2);
+        assert!(core.tree.get("/m/c").is_some());
     }
 
     #[test]

@@ -1691,7 +1691,7 @@ impl Core {
     ) -> Result<(Vec<String>, Stat), ErrorCode> {
         let n = self.tree.get(path).ok_or(ErrorCode::NoNode)?;
         check_acl(&n.acl, perms::READ, auth, self.config.skip_acl)?;
-        let children: Vec<String> = self.tree.child_names(n).map(str::to_string).collect();
+        let children: Vec<String> = self.tree.child_names(&n).map(str::to_string).collect();
         let stat = n.client_stat();
         if watch {
             self.tree

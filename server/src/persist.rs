@@ -195,8 +195,11 @@ pub fn open(config: &Config, now: i64) -> Result<(Core, Persistence), String> {
             txns.len(),
             core.tree.last_processed_zxid
         );
+        drop(recovered.txns);
     }
     core.durable = true;
+    drop(txns);
+    release_freed_heap();
     Ok((
         core,
         Persistence {
@@ -208,6 +211,19 @@ pub fn open(config: &Config, now: i64) -> Result<(Core, Persistence), String> {
             purge_interval_ms: config.autopurge_purge_interval_ms,
         },
     ))
+}
+
+/// Hands the memory recovery freed back to the kernel. The log tail's parsed txns were
+/// allocated between the tree's own blocks, so once they are freed glibc cannot shrink
+/// its heap by itself: after replaying ~50k txns onto a tree of 1M znodes, RSS stayed
+/// ~25 MiB above that of the same tree built by requests.
+fn release_freed_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only gives whole free pages of the malloc heaps back to the
+    // kernel; it touches no live allocation.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 fn fatal(what: &str, e: impl std::fmt::Display) -> ! {

@@ -688,7 +688,7 @@ fn walk(tree: &DataTree) -> Vec<String> {
         let Some(node) = tree.get(&path) else {
             continue;
         };
-        let mut children: Vec<&str> = tree.child_names(node).collect();
+        let mut children: Vec<&str> = tree.child_names(&node).collect();
         children.sort();
         for c in children.into_iter().rev() {
             stack.push(if path == ROOT {

@@ -91,7 +91,7 @@ impl NodeStat {
     }
 }
 
-pub use nodes::{Node, NodeId, NodeTable};
+pub use nodes::{AclId, AclRef, Node, NodeId, NodeTable, RemovedNode};
 
 /// A notification to deliver to one connection, with the ACL of the node it concerns so
 /// that the sender can withhold it from a watcher that may not read the node.
@@ -121,10 +121,9 @@ pub const QUOTA_ZOOKEEPER: &str = "/zookeeper/quota";
 pub const CONFIG_ZOOKEEPER: &str = "/zookeeper/config";
 
 pub struct DataTree {
-    nodes: NodeTable,
-    /// Distinct ACL lists, shared by every node that has one (ZooKeeper's
+    /// The znodes, and the distinct ACL lists they share (ZooKeeper's
     /// ReferenceCountedACLCache without the counts: lists are few and small).
-    acls: FastMap<Vec<Acl>, Arc<Vec<Acl>>>,
+    nodes: NodeTable,
     ephemerals: HashMap<i64, BTreeSet<String>>,
     containers: BTreeSet<String>,
     ttls: BTreeSet<String>,
@@ -201,22 +200,22 @@ impl DataTree {
     /// A fresh tree: `/`, `/zookeeper`, `/zookeeper/quota` and `/zookeeper/config`, all with
     /// zeroed Stats, as ZooKeeper's DataTree constructor builds them.
     pub fn new() -> DataTree {
-        let open = Arc::new(Acl::open_unsafe());
-        let mut nodes = NodeTable::new(Some(b""), open.clone(), NodeStat::default());
-        let mut add = |parent: NodeId, name: &str, acl: &Arc<Vec<Acl>>| {
+        let mut nodes = NodeTable::new(Some(b""), Acl::open_unsafe(), NodeStat::default());
+        let open = nodes.intern_acl(Acl::open_unsafe());
+        let read = nodes.intern_acl(Acl::read_unsafe());
+        let mut add = |parent: NodeId, name: &str, acl: AclId| {
             nodes
-                .insert_child(parent, name, Some(b""), acl.clone(), NodeStat::default())
+                .insert_child(parent, name, Some(b""), acl, NodeStat::default())
                 .expect("a fresh tree")
         };
-        let proc = add(nodes::ROOT_ID, "zookeeper", &open);
-        let config = add(proc, "config", &Arc::new(Acl::read_unsafe()));
-        add(proc, "quota", &open);
+        let proc = add(nodes::ROOT_ID, "zookeeper", open);
+        let config = add(proc, "config", read);
+        add(proc, "quota", open);
         // addConfigNode sets its ACL with setACL(..., version -1), and that -1 is stored
         // as the aversion: ZooKeeper serves aversion -1 for /zookeeper/config.
-        nodes.get_mut(config).stat.aversion = -1;
+        nodes.update_stat(config, |s| s.aversion = -1);
         DataTree {
             nodes,
-            acls: FastMap::default(),
             ephemerals: HashMap::new(),
             containers: BTreeSet::new(),
             ttls: BTreeSet::new(),
@@ -258,13 +257,8 @@ impl DataTree {
 
     /// The node at `path`. ZooKeeper stores the root under both "" and "/", so reads of
     /// the empty path see the root; so do ours.
-    pub fn get(&self, path: &str) -> Option<&Node> {
+    pub fn get(&self, path: &str) -> Option<Node<'_>> {
         self.nodes.lookup(path).map(|id| self.nodes.get(id))
-    }
-
-    fn get_mut(&mut self, path: &str) -> Option<&mut Node> {
-        let id = self.nodes.lookup(path)?;
-        Some(self.nodes.get_mut(id))
     }
 
     fn contains(&self, path: &str) -> bool {
@@ -272,8 +266,8 @@ impl DataTree {
     }
 
     /// The names of a node's children (in no promised order, as in ZooKeeper).
-    pub fn child_names<'a>(&'a self, node: &Node) -> impl Iterator<Item = &'a str> + 'a {
-        self.nodes.children_of(node).map(|(_, c)| c.name())
+    pub fn child_names<'a>(&'a self, node: &Node<'_>) -> impl Iterator<Item = &'a str> + 'a {
+        self.nodes.children_of(node).map(|c| self.nodes.name(c))
     }
 
     /// The node storage, for walks that need ids (snapshots).
@@ -342,11 +336,12 @@ impl DataTree {
 
     fn update_quota_stat(&mut self, prefix: &str, bytes_diff: i64, count_diff: i64) {
         let stat_path = format!("{QUOTA_ZOOKEEPER}{prefix}/{QUOTA_STAT_NODE}");
-        if let Some(n) = self.get_mut(&stat_path) {
-            let mut t = StatsTrack::parse(n.data());
+        if let Some(id) = self.nodes.lookup(&stat_path) {
+            let mut t = StatsTrack::parse(self.nodes.get(id).data());
             t.set("count", t.get("count") + count_diff);
             t.set("bytes", t.get("bytes") + bytes_diff);
-            n.set_data(Some(t.to_text().as_bytes()));
+            self.nodes
+                .set_data(id, Some(t.to_text().as_bytes()), |_| {});
         }
     }
 
@@ -358,14 +353,15 @@ impl DataTree {
             let n = self.nodes.get(id);
             count += 1;
             bytes += n.data_len() as i64;
-            stack.extend(self.nodes.children(id).map(|(c, _)| c));
+            stack.extend(self.nodes.children(id));
         }
         let mut t = StatsTrack::default();
         t.set("count", count);
         t.set("bytes", bytes);
         let stat_path = format!("{QUOTA_ZOOKEEPER}{path}/{QUOTA_STAT_NODE}");
-        if let Some(n) = self.get_mut(&stat_path) {
-            n.set_data(Some(t.to_text().as_bytes()));
+        if let Some(id) = self.nodes.lookup(&stat_path) {
+            self.nodes
+                .set_data(id, Some(t.to_text().as_bytes()), |_| {});
         }
     }
 
@@ -379,7 +375,7 @@ impl DataTree {
         let mut count = 0i64;
         let mut stack: Vec<NodeId> = self.nodes.lookup(path).into_iter().collect();
         while let Some(id) = stack.pop() {
-            for (c, _) in self.nodes.children(id) {
+            for c in self.nodes.children(id) {
                 count += 1;
                 stack.push(c);
             }
@@ -449,26 +445,29 @@ impl DataTree {
             // existing node): the child is already in the snapshot, the parent may predate
             // it. Move the parent's cversion/pzxid forward as the create did (ZooKeeper's
             // setCversionPzxid, which it does for op 1 only; every create kind needs it).
-            let parent = self.nodes.get_mut(parent_id);
-            if parent_cversion > parent.stat.cversion {
-                parent.stat.cversion = parent_cversion;
-                parent.stat.pzxid = zxid;
+            if parent_cversion > self.nodes.get(parent_id).stat.cversion {
+                self.nodes.update_stat(parent_id, |s| {
+                    s.cversion = parent_cversion;
+                    s.pzxid = zxid;
+                });
             }
             return Err(ErrorCode::NodeExists);
         }
         let acl = self.intern_acl(acl);
-        let parent = self.nodes.get_mut(parent_id);
+        let parent = self.nodes.get(parent_id);
         let parent_cversion = if parent_cversion == -1 {
             parent.stat.cversion.wrapping_add(1)
         } else {
             parent_cversion
         };
+        let parent_acl = parent.acl.clone();
         // As ZooKeeper: only move forward, so a replayed create cannot roll the parent back.
         if parent_cversion > parent.stat.cversion {
-            parent.stat.cversion = parent_cversion;
-            parent.stat.pzxid = zxid;
+            self.nodes.update_stat(parent_id, |s| {
+                s.cversion = parent_cversion;
+                s.pzxid = zxid;
+            });
         }
-        let parent_acl = parent.acl.clone();
         let data_len = data.map_or(0, |d| d.len() as i64);
         let id = self
             .nodes
@@ -476,11 +475,13 @@ impl DataTree {
                 parent_id,
                 child_name,
                 data,
-                acl.clone(),
+                acl,
                 NodeStat::new(zxid, time, ephemeral_owner),
             )
             .expect("checked absent above");
-        let stat = self.nodes.get(id).client_stat();
+        let node = self.nodes.get(id);
+        let stat = node.client_stat();
+        let acl = node.acl.clone();
         match ephemeral_type(ephemeral_owner) {
             EphemeralType::Container => {
                 self.containers.insert(path.to_string());
@@ -546,10 +547,10 @@ impl DataTree {
     /// node with children; ZooKeeper would keep them as unreachable map entries).
     fn remove_descendants(&mut self, id: NodeId) {
         let mut doomed: Vec<(NodeId, String)> = Vec::new();
-        let mut stack: Vec<NodeId> = self.nodes.children(id).map(|(c, _)| c).collect();
+        let mut stack: Vec<NodeId> = self.nodes.children(id).collect();
         while let Some(c) = stack.pop() {
             doomed.push((c, self.nodes.path_of(c)));
-            stack.extend(self.nodes.children(c).map(|(g, _)| g));
+            stack.extend(self.nodes.children(c));
         }
         // Deepest first, so each removal is of a leaf.
         for (c, path) in doomed.into_iter().rev() {
@@ -573,11 +574,11 @@ impl DataTree {
         // Replaying over a fuzzy snapshot, the node at `path` may be a later incarnation
         // (created after this delete): it is not the one this txn deleted.
         let later = id.is_some_and(|id| self.nodes.get(id).stat.czxid > zxid);
-        let parent = self.nodes.get_mut(parent_id);
-        if zxid > parent.stat.pzxid {
-            parent.stat.pzxid = zxid;
-        }
+        let parent = self.nodes.get(parent_id);
         let parent_acl = parent.acl.clone();
+        if zxid > parent.stat.pzxid {
+            self.nodes.update_stat(parent_id, |s| s.pzxid = zxid);
+        }
         if later {
             return Ok(());
         }
@@ -595,7 +596,7 @@ impl DataTree {
             }
         }
         if let Some(prefix) = self.max_prefix_with_quota(path) {
-            let bytes = node.data_len() as i64;
+            let bytes = node.data_len as i64;
             self.update_quota_stat(&prefix, -bytes, -1);
         }
         let processed = self.notify(
@@ -637,18 +638,21 @@ impl DataTree {
         time: i64,
         out: &mut Vec<Notification>,
     ) -> Result<Stat, ErrorCode> {
-        let Some(n) = self.get_mut(path) else {
+        let Some(id) = self.nodes.lookup(path) else {
             return Err(ErrorCode::NoNode);
         };
+        let n = self.nodes.get(id);
         // A later incarnation of the path (fuzzy snapshot replay): not this txn's node.
         if n.stat.czxid > zxid {
             return Ok(n.client_stat());
         }
         let bytes_diff = data.map_or(0, |d| d.len() as i64) - n.data_len() as i64;
-        n.set_data(data);
-        n.stat.mtime = time;
-        n.stat.mzxid = zxid;
-        n.stat.version = version;
+        self.nodes.set_data(id, data, |s| {
+            s.mtime = time;
+            s.mzxid = zxid;
+            s.version = version;
+        });
+        let n = self.nodes.get(id);
         let stat = n.client_stat();
         let acl = n.acl.clone();
         if let Some(prefix) = self.max_prefix_with_quota(path) {
@@ -666,14 +670,9 @@ impl DataTree {
         Ok(stat)
     }
 
-    /// The shared copy of an ACL list.
-    pub fn intern_acl(&mut self, acl: Vec<Acl>) -> Arc<Vec<Acl>> {
-        if let Some(a) = self.acls.get(&acl) {
-            return a.clone();
-        }
-        let a = Arc::new(acl.clone());
-        self.acls.insert(acl, a.clone());
-        a
+    /// The number of the shared copy of an ACL list.
+    pub fn intern_acl(&mut self, acl: Vec<Acl>) -> AclId {
+        self.nodes.intern_acl(acl)
     }
 
     fn set_acl(
@@ -684,16 +683,16 @@ impl DataTree {
         zxid: i64,
     ) -> Result<Stat, ErrorCode> {
         let acl = self.intern_acl(acl);
-        let Some(n) = self.get_mut(path) else {
+        let Some(id) = self.nodes.lookup(path) else {
             return Err(ErrorCode::NoNode);
         };
+        let n = self.nodes.get(id);
         // A later incarnation of the path (fuzzy snapshot replay): not this txn's node.
         if n.stat.czxid > zxid {
             return Ok(n.client_stat());
         }
-        n.stat.aversion = version;
-        n.acl = acl;
-        Ok(n.client_stat())
+        self.nodes.set_acl(id, acl, |s| s.aversion = version);
+        Ok(self.nodes.get(id).client_stat())
     }
 
     /// Deletes a closed session's ephemerals (DataTree.killSession): the paths the txn

@@ -96,7 +96,7 @@ fn every_node_decodes_as_zookeeper_served_it() {
             .map(|a| format!("{}|{}|{}", a.perms, a.id.scheme, a.id.id))
             .collect();
         assert_eq!(acl.join(";"), e.fields[13], "ACL of {path}");
-        let children: BTreeSet<&str> = tree.child_names(node).collect();
+        let children: BTreeSet<&str> = tree.child_names(&node).collect();
         let want_children: BTreeSet<&str> =
             e.fields[14].split(',').filter(|c| !c.is_empty()).collect();
         assert_eq!(children, want_children, "children of {path}");

@@ -126,7 +126,7 @@ async fn apache_zookeeper_starts_from_a_zkd_snapshot() {
     for path in ["/app", "/app/a", "/app/b", "/app/c"] {
         let ours = t.get(path).unwrap();
         let (acl, acl_stat) = c.get_acl(path).await.unwrap();
-        assert_eq!(acl, *ours.acl, "{path} ACL");
+        assert_eq!(acl, **ours.acl, "{path} ACL");
         assert_eq!(acl_stat, ours.client_stat(), "{path} Stat");
         let (data, _) = c.get_data_raw(path, false).await.unwrap();
         assert_eq!(

@@ -86,7 +86,7 @@ use zkd_proto::jute::{DecodeError, Reader, Record, Writer};
 use zkd_proto::records::{Acl, StatPersisted};
 
 use super::{
-    ephemeral_type, nodes, DataTree, EphemeralType, Node, NodeId, NodeStat, NodeTable,
+    ephemeral_type, nodes, AclId, DataTree, EphemeralType, Node, NodeId, NodeStat, NodeTable,
     PROC_ZOOKEEPER, QUOTA_LIMIT_NODE, QUOTA_ZOOKEEPER, ROOT,
 };
 
@@ -307,10 +307,6 @@ fn read_nodes(
     acls: &HashMap<i64, Arc<Vec<Acl>>>,
 ) -> Result<DataTree, SnapshotError> {
     let mut tree = DataTree::new();
-    let open = tree.intern_acl(Acl::open_unsafe());
-    for list in acls.values() {
-        tree.acls.insert(list.as_ref().clone(), list.clone());
-    }
     // The root record comes first and replaces the fresh tree's root Stat and data.
     let off = p.pos();
     let Some(root_path) = p.str("node path")? else {
@@ -322,9 +318,18 @@ fn read_nodes(
             format!("first node is {root_path:?}, not the root"),
         ));
     }
-    let (data, acl, stat) = read_node_body(p, acls, &open, "")?;
+    let (data, acl, stat) = read_node_body(p, acls, "")?;
+    let root_acl = match acl {
+        OPEN_ACL_UNSAFE_INDEX => Acl::open_unsafe(),
+        index => acls[&index].to_vec(),
+    };
     // The special nodes come back from the file like any other node.
-    let mut nodes = NodeTable::new(data, acl, stat);
+    let mut nodes = NodeTable::new(data, root_acl, stat);
+    // Every list of the file's ACL cache is interned, used or not, as ZooKeeper keeps them.
+    let mut ids: HashMap<i64, AclId> = HashMap::with_capacity(acls.len());
+    for (index, list) in acls {
+        ids.insert(*index, nodes.intern_acl(list.to_vec()));
+    }
     // A znode takes at least ~60 bytes in the file (path, data length, ACL index, stat):
     // reserving for that many avoids rehashing a million keys while the table grows.
     nodes.reserve(p.remaining() / 160);
@@ -367,7 +372,11 @@ fn read_nodes(
                 )
             })?,
         };
-        let (data, acl, stat) = read_node_body(p, acls, &open, path)?;
+        let (data, acl, stat) = read_node_body(p, acls, path)?;
+        let acl = match acl {
+            OPEN_ACL_UNSAFE_INDEX => nodes::OPEN_ACL_ID,
+            index => ids[&index],
+        };
         let owner = stat.ephemeral_owner;
         let id = nodes
             .insert_child(parent_id, name, data, acl, stat)
@@ -399,30 +408,26 @@ fn read_nodes(
     Ok(tree)
 }
 
-/// A node record's data, ACL and Stat, borrowing the data from the file.
-type NodeBody<'a> = (Option<&'a [u8]>, Arc<Vec<Acl>>, NodeStat);
+/// A node record's data, ACL index (-1 or a key of the ACL cache) and Stat, borrowing
+/// the data from the file.
+type NodeBody<'a> = (Option<&'a [u8]>, i64, NodeStat);
 
-/// A node record after its path: data, ACL index (resolved) and StatPersisted.
+/// A node record after its path: data, ACL index (checked) and StatPersisted.
 fn read_node_body<'a>(
     p: &mut Input<'a>,
     acls: &HashMap<i64, Arc<Vec<Acl>>>,
-    open: &Arc<Vec<Acl>>,
     path: &str,
 ) -> Result<NodeBody<'a>, SnapshotError> {
     let data = p.bytes("node data")?;
     let acl_off = p.pos();
     let acl_index = p.long("node ACL index")?;
     let stat = p.record::<StatPersisted>("node stat")?;
-    let acl = if acl_index == OPEN_ACL_UNSAFE_INDEX {
-        open.clone()
-    } else {
-        acls.get(&acl_index).cloned().ok_or_else(|| {
-            corrupt(
-                acl_off,
-                format!("node {path:?} uses ACL index {acl_index}, absent from the ACL cache"),
-            )
-        })?
-    };
+    if acl_index != OPEN_ACL_UNSAFE_INDEX && !acls.contains_key(&acl_index) {
+        return Err(corrupt(
+            acl_off,
+            format!("node {path:?} uses ACL index {acl_index}, absent from the ACL cache"),
+        ));
+    }
     let stat = NodeStat {
         czxid: stat.czxid,
         mzxid: stat.mzxid,
@@ -434,7 +439,7 @@ fn read_node_body<'a>(
         ephemeral_owner: stat.ephemeral_owner,
         pzxid: stat.pzxid,
     };
-    Ok((data, acl, stat))
+    Ok((data, acl_index, stat))
 }
 
 fn corrupt(offset: usize, what: String) -> SnapshotError {
@@ -626,7 +631,7 @@ impl DataTree {
                     }
                 }
             }
-            stack.extend(self.nodes.children(id).map(|(c, _)| c));
+            stack.extend(self.nodes.children(id));
         }
         for real in found {
             self.update_quota_for_path(&real);
@@ -687,7 +692,7 @@ impl DataTree {
     fn write_nodes(&self, w: &mut Writer, index_of: &HashMap<*const Vec<Acl>, i64>) {
         let mut walk = NodeWalk::new(self);
         while let Some((path, node)) = walk.next(self) {
-            let index = if uses_open_index(path, node) {
+            let index = if uses_open_index(path, &node) {
                 OPEN_ACL_UNSAFE_INDEX
             } else {
                 index_of
@@ -695,7 +700,7 @@ impl DataTree {
                     .copied()
                     .unwrap_or(OPEN_ACL_UNSAFE_INDEX)
             };
-            write_node(w, path, node, index);
+            write_node(w, path, &node, index);
         }
     }
 }
@@ -746,7 +751,7 @@ impl NodeWalk {
     /// The next node still in the tree, with its path; pushes its children (as they are
     /// now) to come next. Nodes deleted since their parent was written are skipped: the
     /// log replays the delete anyway.
-    fn next<'t>(&mut self, tree: &'t DataTree) -> Option<(&str, &'t Node)> {
+    fn next<'t>(&mut self, tree: &'t DataTree) -> Option<(&str, Node<'t>)> {
         loop {
             let p = self.stack.pop()?;
             let Some(node) = tree.nodes.try_get(p.id).filter(|n| n.stat.czxid == p.czxid) else {
@@ -769,8 +774,9 @@ impl NodeWalk {
                 let cap = java_hashset_capacity(node.num_children());
                 let mut children: Vec<(u32, i64, &str, NodeId)> = tree
                     .nodes
-                    .children_of(node)
-                    .map(|(id, c)| {
+                    .children_of(&node)
+                    .map(|id| {
+                        let c = tree.nodes.get(id);
                         let name = c.name();
                         (
                             java_bucket(java_string_hash(name), cap),
@@ -794,7 +800,7 @@ impl NodeWalk {
 }
 
 /// One node record: path (the root as ""), data, ACL index, StatPersisted.
-fn write_node(w: &mut Writer, path: &str, node: &Node, acl_index: i64) {
+fn write_node(w: &mut Writer, path: &str, node: &Node<'_>, acl_index: i64) {
     w.write_ustring(if path == ROOT { "" } else { path });
     w.write_buffer_opt(node.data());
     w.write_i64(acl_index);
@@ -884,9 +890,9 @@ impl FuzzySnapshot {
                 &mut self.acl_by_content,
                 &mut self.acl_lists,
                 path,
-                node,
+                &node,
             );
-            write_node(&mut self.nodes, path, node, index);
+            write_node(&mut self.nodes, path, &node, index);
         }
         self.walk.is_done()
     }
@@ -973,7 +979,7 @@ fn acl_index_of(
     acl_by_content: &mut HashMap<Vec<u8>, i64>,
     acl_lists: &mut Vec<(i64, Arc<Vec<Acl>>)>,
     path: &str,
-    node: &Node,
+    node: &Node<'_>,
 ) -> i64 {
     if uses_open_index(path, node) {
         return OPEN_ACL_UNSAFE_INDEX;
@@ -993,10 +999,10 @@ fn acl_index_of(
 
 /// Whether a node is written with index -1: the nodes ZooKeeper's DataTree constructor makes
 /// with OPEN_ACL_UNSAFE by index, while they still have it and no setACL moved aversion.
-fn uses_open_index(path: &str, node: &Node) -> bool {
+fn uses_open_index(path: &str, node: &Node<'_>) -> bool {
     matches!(path, ROOT | PROC_ZOOKEEPER | QUOTA_ZOOKEEPER)
         && node.stat.aversion == 0
-        && *node.acl == Acl::open_unsafe()
+        && node.acl_id == nodes::OPEN_ACL_ID
 }
 
 fn acl_key(acl: &[Acl]) -> Vec<u8> {
@@ -1015,7 +1021,7 @@ fn seal(w: &mut Writer, start: usize, adler: &mut RunningAdler32) {
 }
 
 /// DigestCalculator.calculateDigest for one node.
-fn node_digest(path: &str, node: &Node) -> u32 {
+fn node_digest(path: &str, node: &Node<'_>) -> u32 {
     let s = &node.stat;
     let mut crc = crc32fast::Hasher::new();
     crc.update(if path == ROOT { b"" } else { path.as_bytes() });
@@ -1257,7 +1263,7 @@ mod tests {
             .into_iter()
             .map(|p| {
                 let n = t.get(&p).unwrap();
-                let mut children: Vec<String> = t.child_names(n).map(str::to_string).collect();
+                let mut children: Vec<String> = t.child_names(&n).map(str::to_string).collect();
                 children.sort();
                 (
                     p,
@@ -1338,7 +1344,7 @@ mod tests {
                 version: 1,
             }),
         );
-        assert!(!uses_open_index("/", x.tree.get("/").unwrap()));
+        assert!(!uses_open_index("/", &x.tree.get("/").unwrap()));
         round_trip(&x.tree, &[]);
     }
 
@@ -1383,9 +1389,8 @@ mod tests {
         // Corrupt the stat node's text before writing: loading recomputes it.
         let mut t = DataTree::new();
         std::mem::swap(&mut t, &mut x.tree);
-        t.get_mut(&stats)
-            .unwrap()
-            .set_data(Some(b"count=9,bytes=9"));
+        let id = t.nodes.lookup(&stats).unwrap();
+        t.nodes.set_data(id, Some(b"count=9,bytes=9"), |_| {});
         t.serialize_snapshot(&[], &mut bytes);
         let (back, _) = deserialize_snapshot(&bytes).unwrap();
         assert_eq!(back.get(&stats).unwrap().data(), want.as_deref());

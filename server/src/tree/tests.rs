@@ -210,7 +210,8 @@ fn replayed_create_of_an_existing_child_still_moves_the_parent_forward() {
     let mut t = DataTree::new();
     create(&mut t, 1, "/p", false, 1);
     create(&mut t, 2, "/p/c", false, 1);
-    t.get_mut("/p").unwrap().stat.cversion = 0;
+    let p = t.nodes.lookup("/p").unwrap();
+    t.nodes.update_stat(p, |s| s.cversion = 0);
     let rc = create(&mut t, 2, "/p/c", false, 1);
     assert_eq!(rc.err, ErrorCode::NodeExists.code());
     let p = t.get("/p").unwrap();

@@ -20,9 +20,10 @@ const TIMEOUT: Duration = Duration::from_secs(20);
 const MODE: &str = "zkd.test.loseUnsyncedWrites=true\n";
 
 async fn connect(z: &ZkdProcess) -> Client {
-    Client::connect(&z.addr().to_string(), TIMEOUT)
-        .await
-        .expect("connect")
+    match Client::connect(&z.addr().to_string(), TIMEOUT).await {
+        Ok(c) => c,
+        Err(e) => panic!("connect: {e:?}; zkd log: {}", z.log()),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

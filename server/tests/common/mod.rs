@@ -99,9 +99,19 @@ impl ZkdProcess {
                 return Err(format!("zkd exited with {status}: {}", p.log()));
             }
             if TcpStream::connect_timeout(&p.addr, Duration::from_millis(200)).is_ok() {
-                // Make sure the listener is ours, not another process that won the port.
+                // Make sure the listener is ours, not another process that won the port
+                // (free_port can hand out a port another test's server, killed for a
+                // restart, is about to bind again; a child still alive is not enough:
+                // it may be about to exit on its failed bind).
                 if let Ok(None) = p.child.try_wait() {
-                    return Ok(p);
+                    if listener_owned_by(p.child.id(), port) {
+                        return Ok(p);
+                    }
+                    if let Ok(Some(status)) = p.child.wait_timeout_ms(2000) {
+                        return Err(format!(
+                            "port {port} was taken by another process; zkd exited with {status}"
+                        ));
+                    }
                 }
             }
             if Instant::now() > deadline {
@@ -234,6 +244,49 @@ pub fn free_server_port() -> u16 {
 }
 
 /// A port nobody listens on right now: bind port 0, read it, drop the listener.
+/// Whether process `pid` holds the socket listening on 127.0.0.1:`port` (from /proc; true
+/// where /proc cannot tell, so the check never fails a start on its own).
+pub fn listener_owned_by(pid: u32, port: u16) -> bool {
+    let Ok(table) = fs::read_to_string("/proc/net/tcp") else {
+        return true;
+    };
+    let local = format!("0100007F:{port:04X}");
+    let inode = table.lines().skip(1).find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        // local_address is field 1, st field 3 (0A = LISTEN), inode field 9.
+        (f.len() > 9 && f[1] == local && f[3] == "0A").then(|| f[9].to_string())
+    });
+    let Some(inode) = inode else {
+        return false;
+    };
+    let want = format!("socket:[{inode}]");
+    let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return true;
+    };
+    fds.flatten()
+        .any(|fd| fs::read_link(fd.path()).is_ok_and(|t| t.to_string_lossy() == want))
+}
+
+/// `Child::wait` with a deadline.
+pub trait WaitTimeout {
+    fn wait_timeout_ms(&mut self, ms: u64) -> std::io::Result<Option<std::process::ExitStatus>>;
+}
+
+impl WaitTimeout for Child {
+    fn wait_timeout_ms(&mut self, ms: u64) -> std::io::Result<Option<std::process::ExitStatus>> {
+        let deadline = Instant::now() + Duration::from_millis(ms);
+        loop {
+            if let Some(s) = self.try_wait()? {
+                return Ok(Some(s));
+            }
+            if Instant::now() > deadline {
+                return Ok(None);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
 pub fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     l.local_addr().expect("local_addr").port()

@@ -25,7 +25,7 @@ use zkd_proto::{Reader, Record};
 use crate::config::Config;
 use crate::core::{Core, Output};
 use crate::fourlw;
-use crate::persist::{self, LogMsg, LogQueue, Persistence};
+use crate::persist::{self, LogAppender, Persistence};
 use crate::tree::FastMap;
 use crate::watch::ConnId;
 
@@ -67,6 +67,8 @@ pub const MAX_OUTBOUND_BYTES: usize = 32 << 20;
 
 struct WriterHandle {
     tx: mpsc::UnboundedSender<Out>,
+    /// The connection's socket, for direct sends (see `send_frames`).
+    fd: std::os::fd::RawFd,
     queued: Arc<AtomicUsize>,
     closed: bool,
 }
@@ -75,10 +77,11 @@ pub struct Shared {
     pub core: Mutex<Core>,
     writers: Mutex<FastMap<ConnId, WriterHandle>>,
     next_conn: AtomicU64,
-    /// Where Persist outputs go: the log thread's queue (set once it runs).
-    log: std::sync::OnceLock<Arc<LogQueue>>,
-    /// Txns were queued for the log during the current `with_core` call: wake the log
-    /// thread when it ends (once per call, not once per txn).
+    /// Where Persist outputs go (set once the syncer runs). Used under the core lock
+    /// only, so its own mutex is never contended.
+    log: std::sync::OnceLock<Mutex<LogAppender>>,
+    /// Txns were appended during the current `with_core` call: publish them to the
+    /// syncer when it ends (once per call, not once per txn).
     log_queued: AtomicBool,
     /// An ensemble server's transport, epoch files and storage (set before zab runs).
     pub ensemble: std::sync::OnceLock<crate::ensemble::EnsembleIo>,
@@ -86,28 +89,50 @@ pub struct Shared {
 
 impl Shared {
     /// Runs `f` on the core and routes its outputs (and zab's) while still holding the
-    /// lock, until neither has anything left to say.
+    /// lock, until neither has anything left to say; then sends the replies, in order,
+    /// once the core lock is released.
     pub fn with_core<T>(&self, f: impl FnOnce(&mut Core) -> T) -> T {
+        let mut deliveries = Vec::new();
         let mut core = self.core.lock();
         let r = f(&mut core);
-        self.route(&mut core);
+        self.route(&mut core, &mut deliveries);
         self.wake_log();
+        if deliveries.is_empty() {
+            return r;
+        }
+        // The writers lock is taken before the core lock is let go: whoever takes the
+        // core next and has replies of its own waits for it, so each connection still
+        // gets its replies in the order the core emitted them, while the core is free
+        // for requests during these sends.
+        let mut writers = self.writers.lock();
+        drop(core);
+        for d in deliveries {
+            match d {
+                Delivery::Frames(conn, bytes) => send_frames(&mut writers, conn, bytes),
+                Delivery::Close(conn) => {
+                    if let Some(w) = writers.get_mut(&conn) {
+                        w.closed = true;
+                        let _ = w.tx.send(Out::Close);
+                    }
+                }
+            }
+        }
         r
     }
 
     fn wake_log(&self) {
         if self.log_queued.swap(false, Ordering::Relaxed) {
             if let Some(log) = self.log.get() {
-                log.notify();
+                log.lock().publish();
             }
         }
     }
 
-    fn route(&self, core: &mut Core) {
+    fn route(&self, core: &mut Core, deliveries: &mut Vec<Delivery>) {
         if core.zab.is_none() {
             let mut outs = core.take_output();
             if !outs.is_empty() {
-                self.route_client_outputs(core, &mut outs);
+                self.route_client_outputs(core, &mut outs, deliveries);
             }
             // The emptied vector goes back for the next call's outputs: taking the
             // core's outputs otherwise leaves it a fresh vector to grow every time.
@@ -115,75 +140,75 @@ impl Shared {
             return;
         }
         crate::ensemble::route(self, core, now_ms(), |core, mut outs| {
-            self.route_client_outputs(core, &mut outs)
+            self.route_client_outputs(core, &mut outs, deliveries)
         });
     }
 
-    /// The frames one batch of outputs holds for one connection are concatenated and
-    /// queued as one buffer (in the order the core emitted them), so a batch of replies (a
-    /// pipelined burst of reads, or every txn covered by one fsync) costs each writer one
-    /// wake-up and one send instead of one per reply. Order per connection is unchanged; a
-    /// Close is queued after the frames emitted before it.
-    fn route_client_outputs(&self, core: &mut Core, outs: &mut Vec<Output>) {
-        // Per connection: bytes gathered so far in this batch. Usually few connections,
-        // so a linear scan beats hashing.
-        let mut pending: Vec<(ConnId, Vec<u8>)> = Vec::new();
-        let mut writers = self.writers.lock();
+    /// The frames one call holds for one connection are concatenated into one buffer
+    /// (in the order the core emitted them), so a batch of replies (a pipelined burst of
+    /// reads, or every txn covered by one fsync) costs each connection one send instead
+    /// of one per reply. Order per connection is unchanged; a Close follows the frames
+    /// emitted before it, and frames emitted after it are dropped, as the connection is
+    /// closing.
+    fn route_client_outputs(
+        &self,
+        core: &mut Core,
+        outs: &mut Vec<Output>,
+        deliveries: &mut Vec<Delivery>,
+    ) {
         for o in outs.drain(..) {
             match o {
                 Output::Send { conn, frame } => {
-                    match pending.iter_mut().find(|(c, _)| *c == conn) {
-                        Some((_, buf)) => buf.extend_from_slice(&frame),
-                        None => pending.push((conn, frame)),
+                    // Usually few connections per call, so a linear scan beats hashing.
+                    let mut found = false;
+                    for d in deliveries.iter_mut().rev() {
+                        match d {
+                            Delivery::Frames(c, buf) if *c == conn => {
+                                buf.extend_from_slice(&frame);
+                                found = true;
+                                break;
+                            }
+                            Delivery::Close(c) if *c == conn => {
+                                found = true;
+                                break;
+                            }
+                            _ => {}
+                        }
+                    }
+                    if !found {
+                        deliveries.push(Delivery::Frames(conn, frame));
                     }
                 }
-                Output::Close { conn } => {
-                    if let Some(i) = pending.iter().position(|(c, _)| *c == conn) {
-                        let (_, buf) = pending.swap_remove(i);
-                        queue_frames(&mut writers, conn, buf);
-                    }
-                    if let Some(w) = writers.get_mut(&conn) {
-                        w.closed = true;
-                        let _ = w.tx.send(Out::Close);
-                    }
-                }
-                // Sent while the core lock is held, so the log sees txns in zxid order.
-                Output::Persist { zxid, txn } => self.append_to_log(zxid, txn),
+                Output::Close { conn } => deliveries.push(Delivery::Close(conn)),
+                // Appended while the core lock is held, so the log sees txns in zxid order.
+                Output::Persist { zxid, txn } => self.append_to_log(zxid, &txn),
                 o @ (Output::Propose { .. } | Output::Forward { .. } | Output::Sync { .. }) => {
                     crate::ensemble::to_zab(core, o, now_ms())
                 }
             }
         }
-        for (conn, buf) in pending {
-            queue_frames(&mut writers, conn, buf);
-        }
     }
 
-    /// Queues a txn for the log. Called under the core lock only, so txns reach the
+    /// Appends a txn to the log. Called under the core lock only, so txns reach the
     /// log in zxid order.
-    fn append_to_log(&self, zxid: i64, txn: Vec<u8>) {
-        let log = self.log.get().expect("a durable core has a log thread");
-        log.push(LogMsg::Append { zxid, txn });
+    fn append_to_log(&self, zxid: i64, txn: &[u8]) {
+        let log = self.log.get().expect("a durable core has a log");
+        log.lock().append(zxid, txn);
         self.log_queued.store(true, Ordering::Relaxed);
     }
 }
 
 impl crate::ensemble::EnsembleHost for Shared {
     fn append(&self, zxid: i64, payload: Vec<u8>) {
-        self.append_to_log(zxid, payload);
+        self.append_to_log(zxid, &payload);
     }
 
     fn truncate_log(&self, after: i64) -> Result<(), String> {
-        // Queued after the earlier appends: the log thread handles messages in order.
-        let log = self.log.get().ok_or("no log thread")?;
-        let (done_tx, done_rx) = std::sync::mpsc::sync_channel(1);
-        log.push(LogMsg::Truncate {
-            after,
-            done: done_tx,
-        });
+        // After the earlier appends, which it publishes first (as the appender thread
+        // did): called under the core lock, as every append is.
+        let log = self.log.get().ok_or("no log")?;
         self.log_queued.store(false, Ordering::Relaxed);
-        log.notify();
-        done_rx.recv().map_err(|_| "log thread gone".to_string())?
+        log.lock().truncate_after(after)
     }
 
     fn io(&self) -> &crate::ensemble::EnsembleIo {
@@ -193,16 +218,42 @@ impl crate::ensemble::EnsembleHost for Shared {
     }
 }
 
-/// Queues `bytes` (whole frames) for `conn`, or closes a connection whose client stopped
+/// What one core call has for a connection, in emission order.
+enum Delivery {
+    /// Whole frames, concatenated.
+    Frames(ConnId, Vec<u8>),
+    Close(ConnId),
+}
+
+/// Sends `bytes` (whole frames) to `conn`, or closes a connection whose client stopped
 /// reading.
-fn queue_frames(writers: &mut FastMap<ConnId, WriterHandle>, conn: ConnId, bytes: Vec<u8>) {
+///
+/// When nothing is queued for the connection, the bytes go straight to its socket from
+/// the calling thread (a non-blocking send); only what the socket does not take is
+/// queued for its writer task. A reply then costs no wake-up of the writer task, which
+/// for a reply sent by the log syncer was a wake-up of the runtime's worker too: with
+/// one synchronous client that was one of the two context switches the network thread
+/// paid per create.
+fn send_frames(writers: &mut FastMap<ConnId, WriterHandle>, conn: ConnId, bytes: Vec<u8>) {
     let Some(w) = writers.get_mut(&conn) else {
         return;
     };
     if w.closed {
         return;
     }
-    let queued = w.queued.fetch_add(bytes.len(), Ordering::Relaxed);
+    // Nothing queued means the writer task has written everything it was given: a
+    // direct send cannot overtake it. (Only holders of the writers lock queue.)
+    let mut bytes = bytes;
+    if w.queued.load(Ordering::Acquire) == 0 {
+        match send_now(w.fd, &bytes) {
+            Some(n) if n == bytes.len() => return,
+            Some(n) => {
+                bytes.drain(..n);
+            }
+            None => {}
+        }
+    }
+    let queued = w.queued.fetch_add(bytes.len(), Ordering::AcqRel);
     if queued + bytes.len() > MAX_OUTBOUND_BYTES {
         tracing::warn!(
             "closing connection {conn}: more than {MAX_OUTBOUND_BYTES} bytes queued for a client that does not read"
@@ -212,6 +263,26 @@ fn queue_frames(writers: &mut FastMap<ConnId, WriterHandle>, conn: ConnId, bytes
     } else {
         let _ = w.tx.send(Out::Frame(bytes));
     }
+}
+
+/// One non-blocking send on a connection's socket: how many bytes it took, or None if
+/// it took none (a full socket buffer, or an error, which the writer task then meets
+/// and handles).
+fn send_now(fd: std::os::fd::RawFd, bytes: &[u8]) -> Option<usize> {
+    // SAFETY: `fd` is the connection's socket, open while its WriterHandle is in the
+    // writers map (the connection's read half, which keeps it open, is dropped only
+    // after the handle is removed, under the same lock this is called under); the
+    // buffer is valid for its length. MSG_NOSIGNAL: a closed peer is an error, not a
+    // signal.
+    let n = unsafe {
+        libc::send(
+            fd,
+            bytes.as_ptr().cast(),
+            bytes.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    };
+    (n > 0).then_some(n as usize)
 }
 
 /// Serves clients on `listener` until `shutdown` resolves.
@@ -304,8 +375,8 @@ async fn serve_ensemble(
     let tick_ms = u64::from(config.tick_time_ms.max(1));
     let shared = new_shared(core);
     let _ = shared.ensemble.set(io);
-    let tx = persist::start(shared.clone(), persistence);
-    let _ = shared.log.set(tx);
+    let appender = persist::start(&shared, persistence);
+    let _ = shared.log.set(Mutex::new(appender));
     // Whatever zab wants to say at start (its first votes) goes out now.
     shared.with_core(|_| ());
     let event_loop = {
@@ -352,8 +423,8 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let shared = new_shared(core);
     if let Some(p) = persistence {
-        let tx = persist::start(shared.clone(), p);
-        let _ = shared.log.set(tx);
+        let appender = persist::start(&shared, p);
+        let _ = shared.log.set(Mutex::new(appender));
     }
     accept_loop(shared, listener, shutdown).await
 }
@@ -427,6 +498,7 @@ async fn serve_connection(shared: Arc<Shared>, stream: TcpStream, addr: SocketAd
     if !accepted {
         return;
     }
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
     let (mut rd, mut wr) = stream.into_split();
     let (tx, mut rx) = mpsc::unbounded_channel::<Out>();
     let queued = Arc::new(AtomicUsize::new(0));
@@ -434,6 +506,7 @@ async fn serve_connection(shared: Arc<Shared>, stream: TcpStream, addr: SocketAd
         conn,
         WriterHandle {
             tx: tx.clone(),
+            fd,
             queued: queued.clone(),
             closed: false,
         },
@@ -451,7 +524,7 @@ async fn serve_connection(shared: Arc<Shared>, stream: TcpStream, addr: SocketAd
                         break 'outer;
                     }
                     let n = f.len();
-                    let _ = queued.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |q| {
+                    let _ = queued.fetch_update(Ordering::Release, Ordering::Relaxed, |q| {
                         Some(q.saturating_sub(n))
                     });
                     continue;
@@ -475,7 +548,7 @@ async fn serve_connection(shared: Arc<Shared>, stream: TcpStream, addr: SocketAd
                     break 'outer;
                 }
                 let n = buf.len();
-                let _ = queued.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |q| {
+                let _ = queued.fetch_update(Ordering::Release, Ordering::Relaxed, |q| {
                     Some(q.saturating_sub(n))
                 });
                 buf.clear();

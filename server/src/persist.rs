@@ -8,10 +8,11 @@
 //! before it is durable. Never retries a failed write or fsync: the page cache may have
 //! dropped the data, so the server stops (PostgreSQL's fsyncgate lesson).
 //!
-//! Group commit, two threads: the appender writes each txn into the log as it arrives;
-//! the syncer fsyncs whatever has been appended, then tells the core. While an fsync is
-//! in flight the appender keeps appending, so the next fsync covers every txn that
-//! arrived meanwhile: the busier the server, the more txns share one fsync.
+//! Group commit: the network layer appends each txn to the log's write buffer as the
+//! core emits it ([`LogAppender`], no thread of its own); the syncer thread writes and
+//! fsyncs whatever has been appended, then tells the core. While an fsync is in flight
+//! appends go on, so the next fsync covers every txn that arrived meanwhile: the busier
+//! the server, the more txns share one fsync.
 //!
 //! Snapshots are fuzzy, as ZooKeeper's: written a few hundred nodes per hold of the core
 //! lock while writes go on in between, by their own thread, one at a time, after the log
@@ -36,55 +37,101 @@ use crate::core::{Core, RestoredSnapshot};
 use crate::net::{now_ms, Shared};
 use crate::tree::snapshot::{deserialize_snapshot, FuzzySnapshot, SnapshotSession};
 
-/// Work for the log thread, in the order it must be done.
-pub enum LogMsg {
-    /// Append this txn (TxnEntry bytes); zxids only increase.
-    Append { zxid: i64, txn: Vec<u8> },
-    /// zab's TRUNC (or a SNAP): drop every txn above `after`, after all earlier appends,
-    /// and say when it is durable.
-    Truncate {
-        after: i64,
-        done: std::sync::mpsc::SyncSender<Result<(), String>>,
-    },
-}
-
-/// The log thread's inbox: messages in order behind a mutex, and a condvar it sleeps on.
-/// The network layer queues every txn of one call into the core and then wakes the
-/// thread once ([`LogQueue::notify`]); the thread takes everything queued at once.
+/// The log's writing end (ZooKeeper's SyncRequestProcessor minus its thread): the
+/// network layer appends each txn here itself, under the core lock, so txns reach the
+/// log in zxid order, and then publishes once per core call to wake the syncer.
 ///
-/// Not a std mpsc channel: that allocated a zeroed block every 31 messages, and in glibc
-/// every allocation that large first consolidates the fast bins (malloc_consolidate was
-/// 2 % of zkd's CPU under multi, all of it from here), and its send and receive were
-/// another ~6 %. The queue's vector is reused: queueing a txn allocates nothing.
-#[derive(Default)]
-pub struct LogQueue {
-    msgs: parking_lot::Mutex<Vec<LogMsg>>,
-    wake: parking_lot::Condvar,
+/// Appending only copies the record into the log's write buffer (the syncer writes and
+/// fsyncs it), so it costs the caller about a memcpy. It used to be a thread of its own
+/// fed through a queue, which cost every group of txns a futex wake-up and two context
+/// switches for that memcpy (one synchronous client: 1.0 switch and ~3 µs of CPU per
+/// create). The exception is a log roll (after each snapshot trigger, or a full
+/// segment): it fsyncs the finished segment first, so that one append holds the core
+/// lock for an fsync, as ZooKeeper's sync thread holds its whole pipeline then.
+///
+/// Never acknowledges anything: only the syncer, after the fdatasync, tells the core.
+pub struct LogAppender {
+    log: TxnLog,
+    appended: Arc<Appended>,
+    p: Persistence,
+    /// For the snapshot thread (weak: Shared owns this appender).
+    shared: std::sync::Weak<Shared>,
+    snapshotting: Arc<AtomicBool>,
+    trigger: SnapTrigger,
+    since_count: u64,
+    since_bytes: i64,
+    /// The newest zxid appended and not yet published to the syncer.
+    unpublished: Option<i64>,
 }
 
-impl LogQueue {
-    /// Queues a message; the log thread sees it after the next `notify`, or earlier.
-    pub fn push(&self, msg: LogMsg) {
-        self.msgs.lock().push(msg);
-    }
-
-    /// Wakes the log thread if it sleeps (a no-op syscall-free check if it does not).
-    pub fn notify(&self) {
-        self.wake.notify_one();
-    }
-
-    /// Waits until something is queued, then swaps all of it into `out` (which must be
-    /// empty; its allocation becomes the queue's).
-    fn take_all(&self, out: &mut Vec<LogMsg>) {
-        let mut msgs = self.msgs.lock();
-        while msgs.is_empty() {
-            self.wake.wait(&mut msgs);
+impl LogAppender {
+    /// Buffers a txn (TxnEntry bytes) in the log; zxids only increase. Durable only
+    /// once the syncer's fsync covers it, after [`LogAppender::publish`].
+    pub fn append(&mut self, zxid: i64, txn: &[u8]) {
+        if let Err(e) = self.log.append(zxid, txn) {
+            fatal(&format!("appending txn 0x{zxid:x}"), e);
         }
-        std::mem::swap(&mut *msgs, out);
+        self.unpublished = Some(zxid);
+        self.since_count += 1;
+        self.since_bytes += txn.len() as i64;
+        self.maybe_snapshot();
+    }
+
+    /// Tells the syncer what was appended since the last call (a no-op if nothing was;
+    /// no syscall unless the syncer sleeps).
+    pub fn publish(&mut self) {
+        if let Some(zxid) = self.unpublished.take() {
+            let mut last = self.appended.zxid.lock();
+            *last = zxid;
+            self.appended.wake.notify_one();
+        }
+    }
+
+    /// zab's TRUNC (or a SNAP): drops every txn above `after` once the appends before
+    /// it are durable, and returns when the truncation is.
+    pub fn truncate_after(&mut self, after: i64) -> Result<(), String> {
+        self.publish();
+        self.log.truncate_after(after).map_err(|e| e.to_string())
+    }
+
+    /// Starts a snapshot (after rolling the log) once snapCount/snapSizeLimit is
+    /// reached and none is running.
+    fn maybe_snapshot(&mut self) {
+        if (self.since_count < self.trigger.count && self.since_bytes < self.trigger.bytes)
+            || self.snapshotting.swap(true, Ordering::SeqCst)
+        {
+            return;
+        }
+        self.since_count = 0;
+        self.since_bytes = 0;
+        self.trigger = SnapTrigger::roll(&self.p);
+        if let Err(e) = self.log.roll() {
+            fatal("rolling the txn log", e);
+        }
+        let Some(shared) = self.shared.upgrade() else {
+            self.snapshotting.store(false, Ordering::SeqCst);
+            return;
+        };
+        let storage = self.p.storage.clone();
+        let flag = self.snapshotting.clone();
+        std::thread::Builder::new()
+            .name("zkd-snapshot".into())
+            .spawn(move || {
+                // Idle CPU only, at first. At normal priority a snapshot took up to half of
+                // a busy core, and as the syncer's wake-ups do not preempt (it is
+                // SCHED_BATCH) each fsync completion waited out its time slice: pipelined
+                // creates' p50 went from 3 ms to 15-20 ms while one ran, p99 to 30 ms
+                // (benches/RESULTS.md, session 5). An idle-policy thread is preempted by
+                // any wake-up and gets the CPU nobody else wants.
+                set_sched_policy(SchedPolicy::Idle, "the snapshot thread");
+                take_snapshot(&shared, storage.snapshots());
+                flag.store(false, Ordering::SeqCst);
+            })
+            .expect("spawn snapshot thread");
     }
 }
 
-/// The opened storage, ready to be handed to the log thread.
+/// The opened storage, ready to be handed to the log's appender and syncer.
 pub struct Persistence {
     pub storage: Arc<Storage>,
     pub backend: Arc<dyn zkd_storage::Backend>,
@@ -257,10 +304,9 @@ impl SnapTrigger {
     }
 }
 
-/// Starts the appender and syncer threads (and the purge timer); returns the queue the
-/// core's Persist outputs go to.
-pub fn start(shared: Arc<Shared>, p: Persistence) -> Arc<LogQueue> {
-    let queue = Arc::new(LogQueue::default());
+/// Starts the syncer thread (and the purge timer); returns the appender the core's
+/// Persist outputs go to.
+pub fn start(shared: &Arc<Shared>, p: Persistence) -> LogAppender {
     let appended = Arc::new(Appended::default());
     {
         let log = p.storage.log().clone();
@@ -274,26 +320,30 @@ pub fn start(shared: Arc<Shared>, p: Persistence) -> Arc<LogQueue> {
             })
             .expect("spawn log sync thread");
     }
-    let log = p.storage.log().clone();
-    let inbox = queue.clone();
-    std::thread::Builder::new()
-        .name("zkd-log-append".into())
-        .spawn(move || {
-            no_wakeup_preemption();
-            append_thread(shared, log, p, &inbox, appended)
-        })
-        .expect("spawn log append thread");
-    queue
+    if p.purge_interval_ms > 0 {
+        start_purge_timer(p.storage.clone(), p.retain, p.purge_interval_ms);
+    }
+    LogAppender {
+        log: p.storage.log().clone(),
+        appended,
+        trigger: SnapTrigger::roll(&p),
+        p,
+        shared: Arc::downgrade(shared),
+        snapshotting: Arc::new(AtomicBool::new(false)),
+        since_count: 0,
+        since_bytes: 0,
+        unpublished: None,
+    }
 }
 
 /// Puts the calling thread in SCHED_BATCH: same share of the CPU, but its wake-ups do
-/// not preempt the running thread. Every batch of appended txns wakes the appender, and
-/// every fsync the syncer; on a busy core each such wake-up used to preempt the network
-/// thread, often while it held the core lock the syncer then waited for. As batch
-/// threads they run when the network thread blocks or its slice ends, and find more
-/// queued work each time. Best effort: an error leaves the normal policy.
+/// not preempt the running thread. Every fsync wakes the syncer; on a busy core each
+/// such wake-up used to preempt the network thread, often while it held the core lock
+/// the syncer then waited for. As a batch thread it runs when the network thread blocks
+/// or its slice ends, and finds more appended txns each time. Best effort: an error
+/// leaves the normal policy.
 fn no_wakeup_preemption() {
-    set_sched_policy(SchedPolicy::Batch, "the log threads");
+    set_sched_policy(SchedPolicy::Batch, "the log sync thread");
 }
 
 #[derive(Clone, Copy)]
@@ -329,105 +379,6 @@ fn set_sched_policy(policy: SchedPolicy, who: &str) {
 struct Appended {
     zxid: parking_lot::Mutex<i64>,
     wake: parking_lot::Condvar,
-}
-
-fn append_thread(
-    shared: Arc<Shared>,
-    log: TxnLog,
-    p: Persistence,
-    queue: &LogQueue,
-    appended: Arc<Appended>,
-) -> ! {
-    let snapshotting = Arc::new(AtomicBool::new(false));
-    let mut trigger = SnapTrigger::roll(&p);
-    let (mut since_count, mut since_bytes) = (0u64, 0i64);
-    if p.purge_interval_ms > 0 {
-        start_purge_timer(p.storage.clone(), p.retain, p.purge_interval_ms);
-    }
-    // Tells the syncer that everything up to `zxid` is appended.
-    let publish = |zxid: i64| {
-        let mut last = appended.zxid.lock();
-        *last = zxid;
-        appended.wake.notify_one();
-    };
-    let mut batch = Vec::new();
-    loop {
-        queue.take_all(&mut batch);
-        let mut appended_to = None;
-        for msg in batch.drain(..) {
-            match msg {
-                LogMsg::Append { zxid, txn } => {
-                    if let Err(e) = log.append(zxid, &txn) {
-                        fatal(&format!("appending txn 0x{zxid:x}"), e);
-                    }
-                    appended_to = Some(zxid);
-                    since_count += 1;
-                    since_bytes += txn.len() as i64;
-                    maybe_snapshot(
-                        &shared,
-                        &log,
-                        &p,
-                        &snapshotting,
-                        &mut trigger,
-                        &mut since_count,
-                        &mut since_bytes,
-                    );
-                }
-                LogMsg::Truncate { after, done } => {
-                    // The appends before it are the syncer's to make durable first.
-                    if let Some(z) = appended_to.take() {
-                        publish(z);
-                    }
-                    let r = log.truncate_after(after).map_err(|e| e.to_string());
-                    let _ = done.send(r);
-                }
-            }
-        }
-        if let Some(z) = appended_to {
-            publish(z);
-        }
-    }
-}
-
-/// Starts a snapshot (after rolling the log) once snapCount/snapSizeLimit is reached and
-/// none is running.
-#[allow(clippy::too_many_arguments)]
-fn maybe_snapshot(
-    shared: &Arc<Shared>,
-    log: &TxnLog,
-    p: &Persistence,
-    snapshotting: &Arc<AtomicBool>,
-    trigger: &mut SnapTrigger,
-    since_count: &mut u64,
-    since_bytes: &mut i64,
-) {
-    if (*since_count >= trigger.count || *since_bytes >= trigger.bytes)
-        && !snapshotting.swap(true, Ordering::SeqCst)
-    {
-        *since_count = 0;
-        *since_bytes = 0;
-        *trigger = SnapTrigger::roll(p);
-        if let Err(e) = log.roll() {
-            fatal("rolling the txn log", e);
-        }
-        let shared = shared.clone();
-        let storage = p.storage.clone();
-        let flag = snapshotting.clone();
-        std::thread::Builder::new()
-            .name("zkd-snapshot".into())
-            .spawn(move || {
-                // Idle CPU only, at first. At normal priority a snapshot took up to half of
-                // a busy core, and as the log threads' wake-ups do not preempt (they are
-                // SCHED_BATCH) each fsync completion waited out its time slice: pipelined
-                // creates' p50 went from 3 ms to 15-20 ms while one ran, p99 to 30 ms
-                // (benches/RESULTS.md, session 5). An idle-policy thread is preempted by
-                // any wake-up and gets the CPU nobody else wants.
-                set_sched_policy(SchedPolicy::Idle, "the snapshot thread");
-                take_snapshot(&shared, storage.snapshots());
-                flag.store(false, Ordering::SeqCst);
-            })
-            .expect("spawn snapshot thread");
-    }
 }
 
 fn sync_thread(shared: Arc<Shared>, log: TxnLog, appended: Arc<Appended>) {

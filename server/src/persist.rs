@@ -432,6 +432,7 @@ pub fn take_snapshot(shared: &Shared, snaps: &SnapStore) {
     let mut starved = false;
     while !shared.with_core(|c| snap.step(&c.tree, SNAPSHOT_STEP_NODES)) {
         steps += 1;
+        snap.between_steps();
         if let Some(f) = spill.as_mut() {
             if snap.buffered() >= SPILL_BYTES {
                 if let Err(e) = snap.spill_to(f) {

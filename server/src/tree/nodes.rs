@@ -1204,6 +1204,32 @@ impl NodeTable {
         }
     }
 
+    /// Slots in the slab, live or free: the end of a scan by id.
+    pub fn slot_count(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Calls `found` with each child of `parent` held by slots `from..to` (clamped to
+    /// the slab), in id order: a bounded piece of a scan for the children of a node with
+    /// too many to collect in one go.
+    pub fn children_in_slots(
+        &self,
+        parent: NodeId,
+        from: usize,
+        to: usize,
+        mut found: impl FnMut(NodeId),
+    ) {
+        let to = to.min(self.slots.len());
+        if from >= to {
+            return;
+        }
+        for (i, s) in self.slots[from..to].iter().enumerate() {
+            if s.parent == parent && s.rec != NONE {
+                found((from + i) as NodeId);
+            }
+        }
+    }
+
     /// Children of `node`, given the node itself.
     pub fn children_of<'a>(&'a self, node: &Node<'_>) -> Children<'a> {
         Children {

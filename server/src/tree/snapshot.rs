@@ -690,8 +690,8 @@ impl DataTree {
 
     /// DataTree.serializeNode: depth-first pre-order, children in Java HashSet order.
     fn write_nodes(&self, w: &mut Writer, index_of: &HashMap<*const Vec<Acl>, i64>) {
-        let mut walk = NodeWalk::new(self);
-        while let Some((path, node)) = walk.next(self) {
+        let mut walk = NodeWalk::new(self, false);
+        while let WalkStep::Node(path, node) = walk.next(self) {
             let index = if uses_open_index(path, &node) {
                 OPEN_ACL_UNSAFE_INDEX
             } else {
@@ -726,13 +726,68 @@ struct NodeWalk {
     dirs: Vec<String>,
     /// The path of the node last returned.
     path: String,
+    /// Whether the tree may change between calls (then a node with many children has
+    /// them gathered and ordered in bounded pieces, see `Expansion`).
+    fuzzy: bool,
+    expanding: Option<Expansion>,
 }
 
 /// `Pending::dir` of the root, which has no parent.
 const NO_DIR: u32 = u32::MAX;
 
+/// Children beyond which a fuzzy walk gathers a node's children over several steps.
+/// Gathering and sorting 1.4M children in one step held the core lock for 98 ms (a
+/// create benchmark's single parent); every request waited behind it. Below it, one
+/// step gathers and sorts at most ~1 ms of children. Each big node costs a scan of the
+/// whole slab (sequential, ~2 ns a slot, on the snapshot's idle CPU): a tree of N nodes
+/// costs at most N²/8192 slot visits per snapshot (~0.25 s at 1M), typically a few N.
+#[cfg(not(test))]
+const BIG_CHILDREN: usize = 8192;
+#[cfg(test)]
+const BIG_CHILDREN: usize = 3;
+/// Slots one step of such a gathering scans (a fraction of a millisecond).
+#[cfg(not(test))]
+const SCAN_SLOTS_PER_STEP: usize = 8192;
+#[cfg(test)]
+const SCAN_SLOTS_PER_STEP: usize = 5;
+
+/// The children of one node with many, gathered by scanning the slab in id order a
+/// piece per step (a node's sibling list cannot be resumed once the node the walk
+/// stopped at is deleted), then sorted outside the lock. A fuzzy snapshot needs every
+/// child that existed when it began and still exists; a slot scan finds each of those
+/// (a node keeps its slot while it lives), and children created or deleted meanwhile
+/// may be in or out, as the log replay settles them.
+struct Expansion {
+    parent: NodeId,
+    parent_czxid: i64,
+    dir: u32,
+    cap: u32,
+    next_slot: usize,
+    /// (Java bucket, czxid, id) of each child found.
+    children: Vec<(u32, i64, NodeId)>,
+    state: ExpansionState,
+}
+
+#[derive(PartialEq, Eq)]
+enum ExpansionState {
+    Scanning,
+    /// Scanned; to be sorted outside the lock (`NodeWalk::between_steps`).
+    Scanned,
+    /// Sorted by (bucket, czxid, id); runs of equal (bucket, czxid) (siblings one multi
+    /// created) still need the name order the one-step path gives them, under the lock.
+    SortedWithTies,
+}
+
+/// What the walk did in one call.
+enum WalkStep<'t, 'w> {
+    Node(&'w str, Node<'t>),
+    /// Work was done but no node is ready: end the step, call `between_steps`.
+    Yield,
+    Done,
+}
+
 impl NodeWalk {
-    fn new(tree: &DataTree) -> NodeWalk {
+    fn new(tree: &DataTree, fuzzy: bool) -> NodeWalk {
         NodeWalk {
             stack: vec![Pending {
                 id: nodes::ROOT_ID,
@@ -741,19 +796,37 @@ impl NodeWalk {
             }],
             dirs: Vec::new(),
             path: String::new(),
+            fuzzy,
+            expanding: None,
         }
     }
 
     fn is_done(&self) -> bool {
-        self.stack.is_empty()
+        self.stack.is_empty() && self.expanding.is_none()
+    }
+
+    /// Work on a big node's children that needs no tree: sorting them and, unless
+    /// siblings tie, putting them on the stack.
+    fn between_steps(&mut self) {
+        if let Some(e) = self.expanding.as_mut() {
+            if e.state == ExpansionState::Scanned && !sort_expansion(e) {
+                let e = self.expanding.take().expect("expanding");
+                push_children(&mut self.stack, &e);
+            }
+        }
     }
 
     /// The next node still in the tree, with its path; pushes its children (as they are
     /// now) to come next. Nodes deleted since their parent was written are skipped: the
     /// log replays the delete anyway.
-    fn next<'t>(&mut self, tree: &'t DataTree) -> Option<(&str, Node<'t>)> {
+    fn next<'t>(&mut self, tree: &'t DataTree) -> WalkStep<'t, '_> {
+        if self.expanding.is_some() && !self.expand(tree) {
+            return WalkStep::Yield;
+        }
         loop {
-            let p = self.stack.pop()?;
+            let Some(p) = self.stack.pop() else {
+                return WalkStep::Done;
+            };
             let Some(node) = tree.nodes.try_get(p.id).filter(|n| n.stat.czxid == p.czxid) else {
                 continue;
             };
@@ -772,6 +845,19 @@ impl NodeWalk {
                 let dir = u32::try_from(self.dirs.len()).expect("fewer than 2^32 parents");
                 self.dirs.push(self.path.clone());
                 let cap = java_hashset_capacity(node.num_children());
+                if self.fuzzy && node.num_children() > BIG_CHILDREN {
+                    // Its children come after it: gathered over the next steps.
+                    self.expanding = Some(Expansion {
+                        parent: p.id,
+                        parent_czxid: p.czxid,
+                        dir,
+                        cap,
+                        next_slot: 0,
+                        children: Vec::with_capacity(node.num_children()),
+                        state: ExpansionState::Scanning,
+                    });
+                    return WalkStep::Node(&self.path, node);
+                }
                 let mut children: Vec<(u32, i64, &str, NodeId)> = tree
                     .nodes
                     .children_of(&node)
@@ -794,9 +880,106 @@ impl NodeWalk {
                         dir,
                     }));
             }
-            return Some((&self.path, node));
+            return WalkStep::Node(&self.path, node);
         }
     }
+
+    /// Advances the expansion under way (only a fuzzy walk has one) by one bounded
+    /// piece; true once its children are on the stack.
+    fn expand(&mut self, tree: &DataTree) -> bool {
+        let Some(e) = self.expanding.as_mut() else {
+            return true;
+        };
+        loop {
+            match e.state {
+                ExpansionState::Scanning => {
+                    let alive = tree
+                        .nodes
+                        .try_get(e.parent)
+                        .is_some_and(|n| n.stat.czxid == e.parent_czxid);
+                    if !alive {
+                        // Deleted with all its children since: the log replays those
+                        // deletes, which then find nothing to delete.
+                        self.expanding = None;
+                        return true;
+                    }
+                    let to = e.next_slot + SCAN_SLOTS_PER_STEP;
+                    let (cap, children) = (e.cap, &mut e.children);
+                    tree.nodes
+                        .children_in_slots(e.parent, e.next_slot, to, |id| {
+                            let c = tree.nodes.get(id);
+                            children.push((
+                                java_bucket(java_string_hash(c.name()), cap),
+                                c.stat.czxid,
+                                id,
+                            ));
+                        });
+                    e.next_slot = to.min(tree.nodes.slot_count());
+                    if e.next_slot >= tree.nodes.slot_count() {
+                        e.state = ExpansionState::Scanned;
+                    }
+                    return false;
+                }
+                ExpansionState::Scanned => {
+                    // Usually sorted by `between_steps` outside the lock by now; if the
+                    // caller did not call it, here.
+                    if !sort_expansion(e) {
+                        let e = self.expanding.take().expect("expanding");
+                        push_children(&mut self.stack, &e);
+                        return true;
+                    }
+                }
+                ExpansionState::SortedWithTies => {
+                    // Equal (bucket, czxid) runs are ordered by name, as the one-step
+                    // path orders them; a child gone or replaced since keeps its place
+                    // (it is skipped when popped).
+                    let name_of = |id: NodeId, czxid: i64| {
+                        tree.nodes
+                            .try_get(id)
+                            .filter(|c| c.stat.czxid == czxid)
+                            .map_or("", |c| c.name())
+                    };
+                    let mut i = 0;
+                    while i < e.children.len() {
+                        let (b, z, _) = e.children[i];
+                        let mut j = i + 1;
+                        while j < e.children.len() && e.children[j].0 == b && e.children[j].1 == z {
+                            j += 1;
+                        }
+                        if j - i > 1 {
+                            e.children[i..j].sort_by(|x, y| {
+                                name_of(x.2, x.1).cmp(name_of(y.2, y.1)).then(x.2.cmp(&y.2))
+                            });
+                        }
+                        i = j;
+                    }
+                    let e = self.expanding.take().expect("expanding");
+                    push_children(&mut self.stack, &e);
+                    return true;
+                }
+            }
+        }
+    }
+}
+
+/// Sorts a scanned expansion by (bucket, czxid, id); true if siblings tie on (bucket,
+/// czxid) and so still need ordering by name (state `SortedWithTies`).
+fn sort_expansion(e: &mut Expansion) -> bool {
+    e.children.sort_unstable();
+    let ties = e
+        .children
+        .windows(2)
+        .any(|w| w[0].0 == w[1].0 && w[0].1 == w[1].1);
+    e.state = ExpansionState::SortedWithTies;
+    ties
+}
+
+fn push_children(stack: &mut Vec<Pending>, e: &Expansion) {
+    stack.extend(e.children.iter().rev().map(|&(_, czxid, id)| Pending {
+        id,
+        czxid,
+        dir: e.dir,
+    }));
 }
 
 /// One node record: path (the root as ""), data, ACL index, StatPersisted.
@@ -866,7 +1049,7 @@ impl FuzzySnapshot {
         FuzzySnapshot {
             zxid: tree.last_processed_zxid,
             sessions,
-            walk: NodeWalk::new(tree),
+            walk: NodeWalk::new(tree, true),
             nodes: Writer::new(),
             acl_index: HashMap::new(),
             acl_by_content: HashMap::new(),
@@ -882,8 +1065,10 @@ impl FuzzySnapshot {
     /// Writes up to `budget` more nodes; true once every node has been written.
     pub fn step(&mut self, tree: &DataTree, budget: usize) -> bool {
         for _ in 0..budget {
-            let Some((path, node)) = self.walk.next(tree) else {
-                return true;
+            let (path, node) = match self.walk.next(tree) {
+                WalkStep::Node(path, node) => (path, node),
+                WalkStep::Yield => return false,
+                WalkStep::Done => return true,
             };
             let index = acl_index_of(
                 &mut self.acl_index,
@@ -895,6 +1080,13 @@ impl FuzzySnapshot {
             write_node(&mut self.nodes, path, &node, index);
         }
         self.walk.is_done()
+    }
+
+    /// Work a step may leave that needs no tree (sorting the children of a node with
+    /// many): call between steps, outside the server's lock. Optional: a step does it
+    /// itself (under the lock) when it was not done.
+    pub fn between_steps(&mut self) {
+        self.walk.between_steps();
     }
 
     /// Bytes of serialised nodes held in memory (not yet spilled).
@@ -1574,6 +1766,66 @@ mod tests {
         x
     }
 
+    /// A node with more children than a fuzzy step gathers at once has them gathered
+    /// over several steps and sorted outside the lock; the order is still the one-step
+    /// order, including siblings one multi created (same czxid) in one Java bucket,
+    /// which go by name.
+    #[test]
+    fn a_big_child_set_keeps_the_one_step_order() {
+        let mut x = Txns::new();
+        let open = Acl::open_unsafe();
+        x.create("/p", None, open.clone(), 0);
+        for name in ["b", "c", "d", "e"] {
+            x.create(&format!("/p/{name}"), None, open.clone(), 0);
+        }
+        // One multi: four creates sharing a zxid, all in bucket 1 of a capacity-16 set.
+        x.zxid += 1;
+        let header = TxnHeader {
+            client_id: 1,
+            cxid: 0,
+            zxid: x.zxid,
+            time: 1_700_000_000_000 + x.zxid,
+            txn_type: OpCode::Create as i32,
+        };
+        for (i, name) in ["y", "q", "i", "a"].into_iter().enumerate() {
+            let body = TxnBody::Create(CreateTxn {
+                path: format!("/p/{name}"),
+                data: None,
+                acl: open.clone(),
+                ephemeral: false,
+                parent_cversion: 5 + i as i32,
+            });
+            x.tree.process_txn(&header, &body, &mut Vec::new());
+        }
+        assert_eq!(x.tree.get("/p").unwrap().num_children(), 8);
+        let snapshot = |between: bool| {
+            let mut f = FuzzySnapshot::begin(&x.tree, vec![]);
+            while !f.step(&x.tree, 1) {
+                if between {
+                    f.between_steps();
+                }
+            }
+            let mut bytes = Vec::new();
+            f.finish(&mut bytes);
+            bytes
+        };
+        // The children of /p in file order (paths "/p/<one letter>").
+        let order = |bytes: &[u8]| -> String {
+            bytes
+                .windows(8)
+                .filter(|w| w[..4] == [0, 0, 0, 4] && &w[4..7] == b"/p/")
+                .map(|w| w[7] as char)
+                .collect()
+        };
+        let mut plain = Vec::new();
+        x.tree.serialize_snapshot(&[], &mut plain);
+        // Capacity 16: a, q in bucket 1 and i, y in bucket 9 tie on czxid, so by name.
+        assert_eq!(order(&plain), "aqbcdeiy");
+        let fuzzy = snapshot(true);
+        assert_eq!(order(&fuzzy), "aqbcdeiy");
+        assert_eq!(snapshot(false), fuzzy);
+    }
+
     const CONTAINER_EPHEMERAL_OWNER_FOR_TESTS: i64 = crate::tree::CONTAINER_EPHEMERAL_OWNER;
 
     proptest! {
@@ -1599,6 +1851,9 @@ mod tests {
             let mut steps = 0usize;
             while !streamed.step(&x.tree, budget) {
                 steps += 1;
+                // Sorting a big node's children outside the lock gives the bytes
+                // sorting them inside a step gives (`whole` never calls this).
+                streamed.between_steps();
                 if steps.is_multiple_of(spill_every) {
                     streamed.spill_to(&mut spill).unwrap();
                     prop_assert_eq!(streamed.buffered(), 0);
@@ -1629,6 +1884,9 @@ mod tests {
                 } else if let Some(f) = fuzzy.as_mut() {
                     if !done {
                         done = f.step(&x.tree, budget);
+                        if applied.is_multiple_of(2) {
+                            f.between_steps();
+                        }
                     }
                 }
             });

@@ -50,12 +50,25 @@ pub struct FsyncResult {
     pub batched_ops: f64,
     /// Latency of one write+fdatasync of a whole batch (median).
     pub batched_p50_us: f64,
+    /// CPU time (user + system, of the writing thread) per record in the single run: what
+    /// a write plus its fdatasync costs the CPU, the floor under any server's CPU per
+    /// synchronous write.
+    pub single_cpu_us: f64,
+}
+
+/// CPU time (user + system) the calling thread has used, in microseconds.
+pub fn thread_cpu_us() -> f64 {
+    // SAFETY: getrusage fills the zeroed struct it is given.
+    let mut r: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut r) };
+    let us = |t: libc::timeval| t.tv_sec as f64 * 1e6 + t.tv_usec as f64;
+    us(r.ru_utime) + us(r.ru_stime)
 }
 
 impl FsyncResult {
     pub fn table(&self) -> String {
         format!(
-            "fsync-floor  single: {:.0} fsyncs/s  p50={} p99={} p99.9={} max={}  ({} x {} B)\n\
+            "fsync-floor  single: {:.0} fsyncs/s  p50={} p99={} p99.9={} max={}  ({} x {} B, CPU {:.1} us each)\n\
              fsync-floor  batched: {:.0} records/s  ({} x {} B, one fdatasync per {}; p50 per batch {})",
             self.single_ops,
             stats::fmt_us(stats::q_us(&self.hist, 0.5)),
@@ -64,6 +77,7 @@ impl FsyncResult {
             stats::fmt_us(stats::max_us(&self.hist)),
             self.count,
             self.size,
+            self.single_cpu_us,
             self.batched_ops,
             self.batched_records,
             self.size,
@@ -76,7 +90,8 @@ impl FsyncResult {
         format!(
             "{{\"bench\":\"fsync-floor\",\"count\":{},\"size\":{},\"single_ops_per_s\":{:.1},\
              \"p50_us\":{:.1},\"p99_us\":{:.1},\"p999_us\":{:.1},\"max_us\":{:.1},\
-             \"batch\":{},\"batched_records\":{},\"batched_records_per_s\":{:.1},\"batched_p50_us\":{:.1}}}",
+             \"batch\":{},\"batched_records\":{},\"batched_records_per_s\":{:.1},\"batched_p50_us\":{:.1},\
+             \"single_cpu_us\":{:.1}}}",
             self.count,
             self.size,
             self.single_ops,
@@ -88,6 +103,7 @@ impl FsyncResult {
             self.batched_records,
             self.batched_ops,
             self.batched_p50_us,
+            self.single_cpu_us,
         )
     }
 }
@@ -153,6 +169,7 @@ pub fn measure(args: &FsyncArgs) -> std::io::Result<FsyncResult> {
     let mut hist = stats::new_hist();
     let mut a = Appender::create(&args.dir, "single")?;
     let started = Instant::now();
+    let cpu_before = thread_cpu_us();
     for i in 0..args.count {
         let rec = record_bytes(args.size, i as u64 + 1);
         let t0 = Instant::now();
@@ -161,6 +178,7 @@ pub fn measure(args: &FsyncArgs) -> std::io::Result<FsyncResult> {
         stats::record(&mut hist, t0.elapsed());
     }
     let elapsed = started.elapsed();
+    let single_cpu_us = (thread_cpu_us() - cpu_before) / args.count.max(1) as f64;
     drop(a);
     let single_ops = args.count as f64 / elapsed.as_secs_f64();
 
@@ -195,5 +213,6 @@ pub fn measure(args: &FsyncArgs) -> std::io::Result<FsyncResult> {
         batched_records: written,
         batched_ops: written as f64 / elapsed.as_secs_f64(),
         batched_p50_us: stats::median(&batch_lat),
+        single_cpu_us,
     })
 }

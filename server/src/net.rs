@@ -285,6 +285,9 @@ fn send_now(fd: std::os::fd::RawFd, bytes: &[u8]) -> Option<usize> {
     (n > 0).then_some(n as usize)
 }
 
+/// Quorum messages handed to zab per core call at most (a bound on the lock hold).
+const ENSEMBLE_EVENTS_PER_CALL: usize = 64;
+
 /// Serves clients on `listener` until `shutdown` resolves.
 pub async fn run(
     listener: TcpListener,
@@ -382,14 +385,29 @@ async fn serve_ensemble(
     let event_loop = {
         let shared = shared.clone();
         tokio::spawn(async move {
-            while let Some(ev) = events.recv().await {
-                shared.with_core(|c| match ev {
-                    TransportEvent::Message { from, msg } => {
-                        crate::ensemble::deliver(c, from, msg);
+            let handle = |c: &mut Core, ev: TransportEvent| match ev {
+                TransportEvent::Message { from, msg } => {
+                    crate::ensemble::deliver(c, from, msg);
+                }
+                TransportEvent::Disconnected { peer } => {
+                    if let Some(zab) = c.zab.as_mut() {
+                        zab.disconnected(peer);
                     }
-                    TransportEvent::Disconnected { peer } => {
-                        if let Some(zab) = c.zab.as_mut() {
-                            zab.disconnected(peer);
+                }
+            };
+            while let Some(ev) = events.recv().await {
+                // The messages already waiting go to zab in the same core call, so their
+                // outputs go out together: a follower's replies to its clients for a run
+                // of COMMITs leave in one send per connection (one call per message
+                // sent each reply on its own: 0.7 sends per op under 64 x 4 setData),
+                // and its ACKs in one quorum write. zab is IO-free: what it asks of the
+                // host is queued in order and carried out, in that order, by `route`.
+                shared.with_core(|c| {
+                    handle(c, ev);
+                    for _ in 1..ENSEMBLE_EVENTS_PER_CALL {
+                        match events.try_recv() {
+                            Ok(ev) => handle(c, ev),
+                            Err(_) => break,
                         }
                     }
                 });

@@ -552,8 +552,6 @@ pub async fn run(args: &CompareArgs) -> Result<(), String> {
     let scratch = ScratchDir::new(&args.dir, "zkd-compare").map_err(|e| e.to_string())?;
     let mut samples: Samples = BTreeMap::new();
     let mut jsonl = Vec::new();
-    let mut floors_fsync = Vec::new();
-    let mut floors_rtt = Vec::new();
     let mut floors = Floors::default();
     let started = Instant::now();
     for rep in 0..repeat {
@@ -574,8 +572,8 @@ pub async fn run(args: &CompareArgs) -> Result<(), String> {
             stats::fmt_us(rtt),
             echo_cpu
         );
-        floors_fsync.push(stats::q_us(&fs.hist, 0.5));
-        floors_rtt.push(rtt);
+        floors.fsync_p50.push(stats::q_us(&fs.hist, 0.5));
+        floors.rtt_p50.push(rtt);
         floors.fsync_p99.push(stats::q_us(&fs.hist, 0.99));
         floors.cpu.push(fs.single_cpu_us + echo_cpu);
         let mut order = args.servers.clone();
@@ -607,8 +605,6 @@ pub async fn run(args: &CompareArgs) -> Result<(), String> {
             }
         }
     }
-    let fsync_p50 = stats::median(&floors_fsync);
-    let rtt_p50 = stats::median(&floors_rtt);
     if let Some(out) = &args.out {
         let p = out.join("results.jsonl");
         std::fs::write(&p, jsonl.join("\n") + "\n").map_err(|e| format!("{}: {e}", p.display()))?;
@@ -616,18 +612,16 @@ pub async fn run(args: &CompareArgs) -> Result<(), String> {
     println!();
     println!(
         "floors (median of {repeat}): fdatasync p50 {} + loopback RTT p50 {} = {}",
-        stats::fmt_us(fsync_p50),
-        stats::fmt_us(rtt_p50),
-        stats::fmt_us(fsync_p50 + rtt_p50)
+        stats::fmt_us(stats::median(&floors.fsync_p50)),
+        stats::fmt_us(stats::median(&floors.rtt_p50)),
+        stats::fmt_us(floors.latency_p50())
     );
-    floors.latency_p50 = fsync_p50 + rtt_p50;
-    floors.latency_p99 = stats::median(&floors.fsync_p99) + rtt_p50;
     println!(
         "floors for one synchronous write (median of {repeat}): latency p99 >= fdatasync p99 {} + RTT p50 {} = {}; server CPU >= write+fdatasync + one request/reply = {:.1}us",
         stats::fmt_us(stats::median(&floors.fsync_p99)),
-        stats::fmt_us(rtt_p50),
-        stats::fmt_us(floors.latency_p99),
-        stats::median(&floors.cpu)
+        stats::fmt_us(stats::median(&floors.rtt_p50)),
+        stats::fmt_us(floors.latency_p99()),
+        floors.cpu()
     );
     println!("{}", ratio_table(&samples, repeat, &floors));
     println!("compare took {:.0}s", started.elapsed().as_secs_f64());
@@ -661,20 +655,34 @@ fn target(metric: &str) -> Option<(&'static str, f64)> {
 
 /// What one synchronous write cannot go below on this machine, measured in the same run:
 /// the sync-create targets are judged against these too.
+/// Each field holds one value per repeat; the methods give medians.
 #[derive(Default)]
 struct Floors {
-    /// fdatasync p50 + loopback RTT p50.
-    latency_p50: f64,
-    /// fdatasync p99 + loopback RTT p50.
-    latency_p99: f64,
-    /// Per repeat: fdatasync p99.
+    fsync_p50: Vec<f64>,
     fsync_p99: Vec<f64>,
-    /// Per repeat: CPU of a write + fdatasync plus the echo side of one round trip.
+    rtt_p50: Vec<f64>,
+    /// CPU of a write + fdatasync plus the echo side of one round trip.
     cpu: Vec<f64>,
 }
 
+impl Floors {
+    /// fdatasync p50 + loopback RTT p50.
+    fn latency_p50(&self) -> f64 {
+        stats::median(&self.fsync_p50) + stats::median(&self.rtt_p50)
+    }
+
+    /// fdatasync p99 + loopback RTT p50.
+    fn latency_p99(&self) -> f64 {
+        stats::median(&self.fsync_p99) + stats::median(&self.rtt_p50)
+    }
+
+    fn cpu(&self) -> f64 {
+        stats::median(&self.cpu)
+    }
+}
+
 fn ratio_table(s: &Samples, repeat: usize, floors: &Floors) -> String {
-    let floor_us = floors.latency_p50;
+    let floor_us = floors.latency_p50();
     let mut metrics: Vec<&String> = s.keys().map(|(_, m)| m).collect();
     metrics.sort();
     metrics.dedup();
@@ -728,13 +736,13 @@ fn ratio_table(s: &Samples, repeat: usize, floors: &Floors) -> String {
     if let Some(k) = zk("sync-create p99 us") {
         out.push_str(&format!(
             "| floor: fdatasync p99 + RTT p50 vs ZooKeeper's sync-create p99 | {:.1} us | {k:.1} | {:.2} | (target <= 0.50 is reachable only if this is) | {} |\n",
-            floors.latency_p99,
-            floors.latency_p99 / k,
-            if floors.latency_p99 / k <= 0.5 { "reachable" } else { "NO: below the floor" }
+            floors.latency_p99(),
+            floors.latency_p99() / k,
+            if floors.latency_p99() / k <= 0.5 { "reachable" } else { "NO: below the floor" }
         ));
     }
     if let Some(k) = zk("sync-create cpu us/op") {
-        let cpu = stats::median(&floors.cpu);
+        let cpu = floors.cpu();
         out.push_str(&format!(
             "| floor: CPU of write+fdatasync + one loopback request/reply vs ZooKeeper's sync-create CPU/op | {cpu:.1} us | {k:.1} | {:.2} | (target <= 0.33 is reachable only if this is) | {} |\n",
             cpu / k,

@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -78,11 +78,9 @@ pub struct Shared {
     writers: Mutex<FastMap<ConnId, WriterHandle>>,
     next_conn: AtomicU64,
     /// Where Persist outputs go (set once the syncer runs). Used under the core lock
-    /// only, so its own mutex is never contended.
+    /// only, so its own mutex is never contended. What a `with_core` call appended is
+    /// published to the syncer when the call ends (once per call, not once per txn).
     log: std::sync::OnceLock<Mutex<LogAppender>>,
-    /// Txns were appended during the current `with_core` call: publish them to the
-    /// syncer when it ends (once per call, not once per txn).
-    log_queued: AtomicBool,
     /// An ensemble server's transport, epoch files and storage (set before zab runs).
     pub ensemble: std::sync::OnceLock<crate::ensemble::EnsembleIo>,
 }
@@ -121,10 +119,8 @@ impl Shared {
     }
 
     fn wake_log(&self) {
-        if self.log_queued.swap(false, Ordering::Relaxed) {
-            if let Some(log) = self.log.get() {
-                log.lock().publish();
-            }
+        if let Some(log) = self.log.get() {
+            log.lock().publish();
         }
     }
 
@@ -194,7 +190,6 @@ impl Shared {
     fn append_to_log(&self, zxid: i64, txn: &[u8]) {
         let log = self.log.get().expect("a durable core has a log");
         log.lock().append(zxid, txn);
-        self.log_queued.store(true, Ordering::Relaxed);
     }
 }
 
@@ -207,7 +202,6 @@ impl crate::ensemble::EnsembleHost for Shared {
         // After the earlier appends, which it publishes first (as the appender thread
         // did): called under the core lock, as every append is.
         let log = self.log.get().ok_or("no log")?;
-        self.log_queued.store(false, Ordering::Relaxed);
         log.lock().truncate_after(after)
     }
 
@@ -234,7 +228,7 @@ enum Delivery {
 /// for a reply sent by the log syncer was a wake-up of the runtime's worker too: with
 /// one synchronous client that was one of the two context switches the network thread
 /// paid per create.
-fn send_frames(writers: &mut FastMap<ConnId, WriterHandle>, conn: ConnId, bytes: Vec<u8>) {
+fn send_frames(writers: &mut FastMap<ConnId, WriterHandle>, conn: ConnId, mut bytes: Vec<u8>) {
     let Some(w) = writers.get_mut(&conn) else {
         return;
     };
@@ -243,7 +237,6 @@ fn send_frames(writers: &mut FastMap<ConnId, WriterHandle>, conn: ConnId, bytes:
     }
     // Nothing queued means the writer task has written everything it was given: a
     // direct send cannot overtake it. (Only holders of the writers lock queue.)
-    let mut bytes = bytes;
     if w.queued.load(Ordering::Acquire) == 0 {
         match send_now(w.fd, &bytes) {
             Some(n) if n == bytes.len() => return,
@@ -453,7 +446,6 @@ fn new_shared(core: Core) -> Arc<Shared> {
         writers: Mutex::new(FastMap::default()),
         next_conn: AtomicU64::new(1),
         log: std::sync::OnceLock::new(),
-        log_queued: AtomicBool::new(false),
         ensemble: std::sync::OnceLock::new(),
     })
 }

@@ -693,20 +693,13 @@ impl Index {
 
     /// Removes `id` (which is indexed) under `hash`.
     fn remove(&mut self, hash: u64, id: NodeId) {
-        let found = match self.table.find_entry(hash, |x| *x == id) {
-            Ok(e) => {
-                e.remove();
-                true
-            }
-            Err(_) => match self.old.find_entry(hash, |x| *x == id) {
-                Ok(e) => {
-                    e.remove();
-                    true
-                }
-                Err(_) => false,
-            },
-        };
-        assert!(found, "a live node is indexed");
+        if let Ok(e) = self.table.find_entry(hash, |x| *x == id) {
+            e.remove();
+        } else if let Ok(e) = self.old.find_entry(hash, |x| *x == id) {
+            e.remove();
+        } else {
+            panic!("a live node is indexed");
+        }
     }
 
     /// Makes room for one more entry without a rehash of the table, and moves a few old

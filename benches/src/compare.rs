@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 
 use zkd_client::{Acl, Client, ConnectOptions, CreateMode};
 
+use crate::fanout;
 use crate::fsync::{self, FsyncArgs};
 use crate::load::{self, LoadArgs, LoadResult, Workload};
 use crate::server::{free_port, proc_status_kb, ScratchDir};
@@ -291,7 +292,7 @@ impl Drop for Srv {
 }
 
 /// Pins the calling thread to `cpu`.
-fn pin_thread(cpu: usize) {
+pub(crate) fn pin_thread(cpu: usize) {
     // SAFETY: a zeroed cpu_set_t is valid; CPU_SET writes inside it; pid 0 = this thread.
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
@@ -576,6 +577,17 @@ pub async fn run(args: &CompareArgs) -> Result<(), String> {
         floors.rtt_p50.push(rtt);
         floors.fsync_p99.push(stats::q_us(&fs.hist, 0.99));
         floors.cpu.push(fs.single_cpu_us + echo_cpu);
+        let wf = fanout::watch_round_floor(args.server_cpu, args.watchers, 500, &scratch.0)
+            .map_err(|e| format!("watch floor: {e}"))?;
+        println!(
+            "floor r{rep}: watch round ({} watchers; one thread, level-triggered epoll, write+fdatasync inline) CPU {:.1}us, p50={} p99={}",
+            args.watchers,
+            wf.cpu_us_per_round,
+            stats::fmt_us(wf.p50_us),
+            stats::fmt_us(wf.p99_us)
+        );
+        floors.watch_cpu.push(wf.cpu_us_per_round);
+        floors.watch_p99.push(wf.p99_us);
         let mut order = args.servers.clone();
         if rep % 2 == 1 {
             order.reverse();
@@ -663,6 +675,10 @@ struct Floors {
     rtt_p50: Vec<f64>,
     /// CPU of a write + fdatasync plus the echo side of one round trip.
     cpu: Vec<f64>,
+    /// CPU of one watch round's messages and fdatasync, done by one thread (fanout.rs).
+    watch_cpu: Vec<f64>,
+    /// p99 of that round's latency.
+    watch_p99: Vec<f64>,
 }
 
 impl Floors {
@@ -747,6 +763,22 @@ fn ratio_table(s: &Samples, repeat: usize, floors: &Floors) -> String {
             "| floor: CPU of write+fdatasync + one loopback request/reply vs ZooKeeper's sync-create CPU/op | {cpu:.1} us | {k:.1} | {:.2} | (target <= 0.33 is reachable only if this is) | {} |\n",
             cpu / k,
             if cpu / k <= 1.0 / 3.0 { "reachable" } else { "NO: below the floor" }
+        ));
+    }
+    if let Some(k) = zk("watch cpu us/op") {
+        let cpu = stats::median(&floors.watch_cpu);
+        out.push_str(&format!(
+            "| floor: CPU of one watch round's sends, receives and fdatasync, by one thread, vs ZooKeeper's watch CPU/op | {cpu:.1} us | {k:.1} | {:.2} | (target <= 0.33 is reachable only if this is) | {} |\n",
+            cpu / k,
+            if cpu / k <= 1.0 / 3.0 { "reachable" } else { "NO: below the floor" }
+        ));
+    }
+    if let Some(k) = zk("watch p99 us") {
+        let p99 = stats::median(&floors.watch_p99);
+        out.push_str(&format!(
+            "| floor: that one-thread watch round's p99 vs ZooKeeper's watch p99 | {p99:.1} us | {k:.1} | {:.2} | (target <= 0.50 is reachable only if this is) | {} |\n",
+            p99 / k,
+            if p99 / k <= 0.5 { "reachable" } else { "NO: below the floor" }
         ));
     }
     out

@@ -15,6 +15,7 @@
 //! of repeated runs; they are not tests and assert nothing about speed.
 
 mod compare;
+mod fanout;
 mod fsync;
 mod group_commit;
 mod lean;

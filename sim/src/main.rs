@@ -54,6 +54,10 @@ struct Args {
     /// With --real: leaders exhaust their epoch (zxid counter 60).
     #[arg(long)]
     exhausting: bool,
+    /// With --real: probability per time unit that each server gets its due packets in one
+    /// run before a pump (zkd's ensemble event loop batching; default 0).
+    #[arg(long)]
+    batch_rate: Option<f64>,
 }
 
 fn real_options(args: &Args, seed: u64) -> Result<zkd_sim::real::RealOptions, String> {
@@ -72,6 +76,9 @@ fn real_options(args: &Args, seed: u64) -> Result<zkd_sim::real::RealOptions, St
     }
     if let Some(f) = args.fsync_rate {
         o.fsync_rate = f;
+    }
+    if let Some(b) = args.batch_rate {
+        o.batch_rate = b;
     }
     if let Some(m) = args.max_zxid_counter {
         o.max_zxid_counter = m;
@@ -105,7 +112,7 @@ fn main_real(args: &Args, seeds: Vec<u64>) -> ExitCode {
             Err(v) => {
                 failed += 1;
                 println!(
-                    "FAILED seed {seed}: {v}\n  reproduce: zkd-sim --real --reproduce {seed} --servers {} --observers {}{}{}{}{}{}{}",
+                    "FAILED seed {seed}: {v}\n  reproduce: zkd-sim --real --reproduce {seed} --servers {} --observers {}{}{}{}{}{}{}{}",
                     args.servers,
                     args.observers,
                     if args.exhausting { " --exhausting" } else { "" },
@@ -113,7 +120,8 @@ fn main_real(args: &Args, seeds: Vec<u64>) -> ExitCode {
                     args.max_zxid_counter.map(|m| format!(" --max-zxid-counter {m}")).unwrap_or_default(),
                     args.bug.as_ref().map(|b| format!(" --bug {b}")).unwrap_or_default(),
                     args.ticks.map(|t| format!(" --ticks {t}")).unwrap_or_default(),
-                    args.fsync_rate.map(|f| format!(" --fsync-rate {f}")).unwrap_or_default()
+                    args.fsync_rate.map(|f| format!(" --fsync-rate {f}")).unwrap_or_default(),
+                    args.batch_rate.map(|b| format!(" --batch-rate {b}")).unwrap_or_default()
                 );
             }
         }

@@ -118,7 +118,16 @@ pub struct RealOptions {
     pub max_zxid_counter: u32,
     pub committed_log_max: usize,
     pub bug: Option<ServerBug>,
+    /// Probability per time unit that the packets due at it reach each server in runs:
+    /// all of one server's due packets (up to `BATCH_MAX`, per-link order kept) go to its
+    /// core before one pump, as zkd's ensemble event loop hands zab what is already
+    /// queued in one core call. 0 (the default) delivers and pumps one packet at a time,
+    /// and draws nothing from the seed's random stream.
+    pub batch_rate: f64,
 }
+
+/// Packets one server takes per pump when batched (net.rs: ENSEMBLE_EVENTS_PER_CALL).
+pub const BATCH_MAX: usize = 64;
 
 impl RealOptions {
     pub fn new(seed: u64, voters: usize) -> Self {
@@ -143,6 +152,7 @@ impl RealOptions {
             max_zxid_counter: u32::MAX,
             committed_log_max: 8,
             bug: None,
+            batch_rate: 0.0,
         }
     }
 
@@ -215,6 +225,10 @@ pub struct RealStats {
     pub fuzzy_restarts: u64,
     pub snap_restores: u64,
     pub max_epoch: u32,
+    /// Pumps that followed more than one delivered packet (`batch_rate`), and the most
+    /// packets one pump followed.
+    pub batched_pumps: u64,
+    pub max_batch: usize,
 }
 
 impl RealStats {
@@ -243,6 +257,8 @@ impl RealStats {
         self.fuzzy_restarts += o.fuzzy_restarts;
         self.snap_restores += o.snap_restores;
         self.max_epoch = self.max_epoch.max(o.max_epoch);
+        self.batched_pumps += o.batched_pumps;
+        self.max_batch = self.max_batch.max(o.max_batch);
     }
 }
 
@@ -1839,6 +1855,8 @@ impl RealSim {
             }
         }
         // Deliver what is due.
+        let batched = self.opts.batch_rate > 0.0 && self.rng.gen_bool(self.opts.batch_rate);
+        let mut due = Vec::new();
         while let Some((&key, _)) = self.queue.first_key_value() {
             if key.0 > self.now {
                 break;
@@ -1847,11 +1865,40 @@ impl RealSim {
             if p.msg.is_election() && self.separated(p.from, p.to) {
                 continue;
             }
+            if batched {
+                due.push(p);
+                continue;
+            }
             let Some(core) = self.servers.get_mut(&p.to).and_then(|s| s.core.as_mut()) else {
                 continue;
             };
             zkd_server::ensemble::deliver(core, p.from, p.msg);
             self.pump(p.to);
+        }
+        // Batched: each server's packets in their order (so per link too), a pump after
+        // every BATCH_MAX of them and after its last.
+        while !due.is_empty() {
+            let to = due[0].to;
+            let (run, rest): (Vec<Packet>, Vec<Packet>) = due.into_iter().partition(|p| p.to == to);
+            due = rest;
+            let mut run = run.into_iter().peekable();
+            while run.peek().is_some() {
+                let mut delivered = 0;
+                for p in run.by_ref().take(BATCH_MAX) {
+                    // A pump may crash the server: what is left for it is then lost, as
+                    // the queued events of a killed process are.
+                    let Some(core) = self.servers.get_mut(&to).and_then(|s| s.core.as_mut()) else {
+                        break;
+                    };
+                    zkd_server::ensemble::deliver(core, p.from, p.msg);
+                    delivered += 1;
+                }
+                if delivered > 1 {
+                    self.stats.batched_pumps += 1;
+                    self.stats.max_batch = self.stats.max_batch.max(delivered);
+                }
+                self.pump(to);
+            }
         }
         let ids: Vec<ServerId> = self.servers.keys().copied().collect();
         // fsync completions.

@@ -36,6 +36,45 @@ fn real_servers_keep_zookeepers_promises_over_many_seeds() {
     assert!(total.max_epoch >= 3);
 }
 
+/// zkd's ensemble event loop hands zab every quorum message already queued (up to 64) in
+/// one core call, and routes the outputs after the last: here each server often gets all
+/// its due packets before one pump, in the default and in the storm profile.
+#[test]
+fn real_servers_keep_promises_with_messages_handled_in_batches() {
+    let mut failed = Vec::new();
+    let mut total = RealStats::default();
+    for seed in 0..200 {
+        let mut o = if seed % 2 == 0 {
+            RealOptions::new(seed, voters(seed))
+        } else {
+            RealOptions::storm(seed, voters(seed))
+        };
+        o.batch_rate = 0.7;
+        match run_real(o) {
+            Ok(s) => total.merge(&s),
+            Err(v) => {
+                println!(
+                    "FAILED seed {seed}: {v}\n  reproduce: zkd-sim --real{} --reproduce {seed} --servers {} --batch-rate 0.7",
+                    if seed % 2 == 1 { " --storm" } else { "" },
+                    voters(seed)
+                );
+                failed.push(seed);
+            }
+        }
+    }
+    println!("{total:#?}");
+    assert!(
+        failed.is_empty(),
+        "failed seeds (batch_rate 0.7): {failed:?}"
+    );
+    // Runs of several packets really reached one core call.
+    assert!(
+        total.batched_pumps > 1000 && total.max_batch >= 4,
+        "{total:#?}"
+    );
+    assert!(total.acked_writes > 500 && total.crashes > 50);
+}
+
 /// A zxid counter of 60: leaders exhaust their epoch and refuse proposals mid-run (the path
 /// where a refused closeSession once left its session untracked forever).
 #[test]

@@ -16,7 +16,8 @@
 //!    serving); then the size of the newest snapshot file.
 //!
 //! Floors measured in the same run: one fdatasync of 512 B (the txn log's pattern) on
-//! `--dir`, and a loopback TCP round trip to an echo thread pinned to the server's CPU.
+//! `--dir`, a loopback TCP round trip to an echo thread pinned to the server's CPU, and
+//! one watch round's messages and fdatasync done by a single thread there (fanout.rs).
 //!
 //! At the end: medians over the repeats and a zkd/ZooKeeper ratio table with the targets.
 //! Only standalone servers for now; `--ensemble 3` is the hook for ZAB ensembles (refused

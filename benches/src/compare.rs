@@ -750,37 +750,92 @@ fn ratio_table(s: &Samples, repeat: usize, floors: &Floors) -> String {
         s.get(&(Kind::Zookeeper, m.to_string()))
             .map(|v| stats::median(v))
     };
-    if let Some(k) = zk("sync-create p99 us") {
-        out.push_str(&format!(
-            "| floor: fdatasync p99 + RTT p50 vs ZooKeeper's sync-create p99 | {:.1} us | {k:.1} | {:.2} | (target <= 0.50 is reachable only if this is) | {} |\n",
+    let rows = [
+        (
+            "sync-create p99 us",
+            "fdatasync p99 + RTT p50 vs ZooKeeper's sync-create p99",
             floors.latency_p99(),
-            floors.latency_p99() / k,
-            if floors.latency_p99() / k <= 0.5 { "reachable" } else { "NO: below the floor" }
-        ));
-    }
-    if let Some(k) = zk("sync-create cpu us/op") {
-        let cpu = floors.cpu();
-        out.push_str(&format!(
-            "| floor: CPU of write+fdatasync + one loopback request/reply vs ZooKeeper's sync-create CPU/op | {cpu:.1} us | {k:.1} | {:.2} | (target <= 0.33 is reachable only if this is) | {} |\n",
-            cpu / k,
-            if cpu / k <= 1.0 / 3.0 { "reachable" } else { "NO: below the floor" }
-        ));
-    }
-    if let Some(k) = zk("watch cpu us/op") {
-        let cpu = stats::median(&floors.watch_cpu);
-        out.push_str(&format!(
-            "| floor: CPU of one watch round's sends, receives and fdatasync, by one thread, vs ZooKeeper's watch CPU/op | {cpu:.1} us | {k:.1} | {:.2} | (target <= 0.33 is reachable only if this is) | {} |\n",
-            cpu / k,
-            if cpu / k <= 1.0 / 3.0 { "reachable" } else { "NO: below the floor" }
-        ));
-    }
-    if let Some(k) = zk("watch p99 us") {
-        let p99 = stats::median(&floors.watch_p99);
-        out.push_str(&format!(
-            "| floor: that one-thread watch round's p99 vs ZooKeeper's watch p99 | {p99:.1} us | {k:.1} | {:.2} | (target <= 0.50 is reachable only if this is) | {} |\n",
-            p99 / k,
-            if p99 / k <= 0.5 { "reachable" } else { "NO: below the floor" }
-        ));
+            0.5,
+        ),
+        (
+            "sync-create cpu us/op",
+            "CPU of write+fdatasync + one loopback request/reply vs ZooKeeper's sync-create CPU/op",
+            floors.cpu(),
+            1.0 / 3.0,
+        ),
+        (
+            "watch cpu us/op",
+            "CPU of one watch round's sends, receives and fdatasync, by one thread, vs ZooKeeper's watch CPU/op",
+            stats::median(&floors.watch_cpu),
+            1.0 / 3.0,
+        ),
+        (
+            "watch p99 us",
+            "that one-thread watch round's p99 vs ZooKeeper's watch p99",
+            stats::median(&floors.watch_p99),
+            0.5,
+        ),
+    ];
+    for (metric, what, floor, bound) in rows {
+        if let Some(k) = zk(metric) {
+            out.push_str(&format!(
+                "| floor: {what} | {floor:.1} us | {k:.1} | {:.2} | (target <= {bound:.2} is reachable only if this is) | {} |\n",
+                floor / k,
+                if floor / k <= bound { "reachable" } else { "NO: below the floor" }
+            ));
+        }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ratio_table_judges_targets_and_floors() {
+        let mut s: Samples = BTreeMap::new();
+        for (m, z, k) in [
+            ("watch cpu us/op", 1200.0, 3000.0),
+            ("watch p99 us", 1000.0, 4000.0),
+            ("sync-create cpu us/op", 120.0, 250.0),
+            ("sync-create p99 us", 480.0, 600.0),
+            ("sync-create p50 us", 260.0, 300.0),
+        ] {
+            push(&mut s, Kind::Zkd, m, z);
+            push(&mut s, Kind::Zookeeper, m, k);
+        }
+        let floors = Floors {
+            fsync_p50: vec![150.0],
+            fsync_p99: vec![310.0],
+            rtt_p50: vec![60.0],
+            cpu: vec![80.0],
+            watch_cpu: vec![1100.0],
+            watch_p99: vec![900.0],
+        };
+        let t = ratio_table(&s, 1, &floors);
+        let row = |prefix: &str| {
+            t.lines()
+                .find(|l| l.starts_with(prefix))
+                .unwrap_or_else(|| panic!("no row {prefix} in\n{t}"))
+                .to_string()
+        };
+        assert!(row("| watch cpu us/op |").ends_with("| 0.40 | <= 0.33 | NO |"));
+        assert!(row("| watch p99 us |").ends_with("| 0.25 | <= 0.50 | yes |"));
+        assert!(row("| zkd sync-create p50 /").contains("| 1.24 | <= 1.50 | yes |"));
+        // Floors: 370/600 = 0.62 (p99), 80/250 = 0.32 (CPU), 1100/3000 = 0.37, 900/4000 = 0.23.
+        let p99 = row("| floor: fdatasync p99 + RTT p50");
+        assert!(
+            p99.contains("| 370.0 us | 600.0 | 0.62 | (target <= 0.50"),
+            "{p99}"
+        );
+        assert!(p99.ends_with("| NO: below the floor |"), "{p99}");
+        assert!(row("| floor: CPU of write+fdatasync")
+            .ends_with("| 0.32 | (target <= 0.33 is reachable only if this is) | reachable |"));
+        assert!(row("| floor: CPU of one watch round").ends_with(
+            "| 0.37 | (target <= 0.33 is reachable only if this is) | NO: below the floor |"
+        ));
+        assert!(row("| floor: that one-thread watch round's p99")
+            .ends_with("| 0.23 | (target <= 0.50 is reachable only if this is) | reachable |"));
+    }
 }

@@ -13,11 +13,9 @@
 //! It must never measure anything but the messages and the fsync: it is the reference the
 //! watch targets are judged against (see compare's ratio table).
 
-use std::fs::OpenOptions;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::time::Instant;
 
@@ -46,7 +44,8 @@ pub struct WatchFloor {
 
 /// Runs `rounds` rounds (after `rounds / 10` unmeasured ones) with `watchers` watching
 /// sessions; the server thread is pinned to `server_cpu`, the clients run on the calling
-/// thread. The txn records go to a scratch file in `dir`, removed afterwards.
+/// thread. The txn records go to a scratch file in `dir` (fsync's Appender, removed when
+/// the server thread ends).
 pub fn watch_round_floor(
     server_cpu: Option<usize>,
     watchers: usize,
@@ -56,16 +55,9 @@ pub fn watch_round_floor(
     let l = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     let addr = l.local_addr().map_err(|e| e.to_string())?;
     let warmup = (rounds / 10).max(1);
-    let path = dir.join(format!("watch-floor-{}.log", std::process::id()));
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .read(true)
-        .write(true)
-        .open(&path)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
     // Preallocated like the txn log (sparse), so writes do not grow the file.
-    file.set_len(64 << 20).map_err(|e| e.to_string())?;
+    let mut log = fsync::Appender::create(dir, "watch-floor")
+        .map_err(|e| format!("watch floor scratch file in {}: {e}", dir.display()))?;
     let n = watchers;
     let server = std::thread::spawn(move || -> Result<(f64, usize), String> {
         if let Some(c) = server_cpu {
@@ -92,7 +84,6 @@ pub fn watch_round_floor(
         let mut pending = vec![0usize; n + 1];
         let mut open = n + 1;
         let mut sets = 0usize;
-        let mut offset = 0u64;
         let mut cpu_start = 0.0;
         let mut cpu_end = None;
         while open > 0 {
@@ -123,10 +114,9 @@ pub fn watch_round_floor(
                         cpu_end = Some(fsync::thread_cpu_us());
                     }
                     sets += 1;
-                    file.write_all_at(&record, offset)
-                        .and_then(|()| file.sync_data())
+                    log.append(&record)
+                        .and_then(|()| log.file.sync_data())
                         .map_err(|e| e.to_string())?;
-                    offset += TXN_RECORD as u64;
                     send_all(&conns[0], &reply)?;
                     for w in &conns[1..] {
                         send_all(w, &notification)?;
@@ -181,7 +171,6 @@ pub fn watch_round_floor(
     let served = server
         .join()
         .map_err(|_| "watch floor server thread panicked".to_string())?;
-    let _ = std::fs::remove_file(&path);
     let h = result?;
     let (cpu_us, rounds) = served?;
     Ok(WatchFloor {

@@ -108,16 +108,17 @@ impl FsyncResult {
     }
 }
 
-/// A preallocated append-only file, grown like the txn log grows its segments.
-struct Appender {
-    file: File,
+/// A preallocated append-only file, grown like the txn log grows its segments; removed
+/// when dropped.
+pub(crate) struct Appender {
+    pub(crate) file: File,
     path: PathBuf,
     offset: u64,
     allocated: u64,
 }
 
 impl Appender {
-    fn create(dir: &Path, tag: &str) -> std::io::Result<Appender> {
+    pub(crate) fn create(dir: &Path, tag: &str) -> std::io::Result<Appender> {
         std::fs::create_dir_all(dir)?;
         let path = dir.join(format!("zkd-bench-fsync-{}-{tag}.tmp", std::process::id()));
         let file = OpenOptions::new()
@@ -136,7 +137,7 @@ impl Appender {
         })
     }
 
-    fn append(&mut self, data: &[u8]) -> std::io::Result<()> {
+    pub(crate) fn append(&mut self, data: &[u8]) -> std::io::Result<()> {
         let end = self.offset + data.len() as u64;
         if end > self.allocated {
             self.allocated = end.div_ceil(PREALLOC) * PREALLOC;
